@@ -1,0 +1,36 @@
+import type { Command } from 'commander';
+import { listBackups } from '../../lib/backup-catalog.js';
+import { formatBytes } from '../../lib/domain/units.js';
+import { type CliDeps, out, resolveConfig, resolveStore } from '../context.js';
+import type { ExitHolder } from '../main.js';
+
+export function registerList(program: Command, deps: CliDeps, _exit: ExitHolder): void {
+  program
+    .command('list')
+    .description('List the backups in the store, newest first')
+    .option('--database <name>', 'only this database')
+    .option('--store <url>', 'store URL (s3://bucket/prefix or file:///dir), overrides the config')
+    .option('--config <file>', 'stage config file')
+    .option('--json', 'print a JSON array of manifests')
+    .action(async (opts: { database?: string; store?: string; config?: string; json?: boolean }) => {
+      const config = resolveConfig(deps, opts.config);
+      const store = resolveStore(deps, config, opts.store);
+      const backups = await listBackups(store, opts.database);
+      if (opts.json) {
+        out(deps, JSON.stringify(backups.map((b) => b.manifest)));
+        return;
+      }
+      if (backups.length === 0) {
+        out(deps, `no backups${opts.database ? ` of ${opts.database}` : ''} in ${store.url}`);
+        return;
+      }
+      for (const { manifest: m, verifyObject } of backups) {
+        out(
+          deps,
+          [m.id, m.tier.padEnd(7), formatBytes(m.sizeBytes).padStart(10), m.compression.codec, m.storageClass, verifyObject ? 'verified' : '']
+            .join('  ')
+            .trimEnd(),
+        );
+      }
+    });
+}

@@ -1,0 +1,28 @@
+import { ECSClient } from '@aws-sdk/client-ecs';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SFNClient } from '@aws-sdk/client-sfn';
+import { SNSClient } from '@aws-sdk/client-sns';
+import { SSMClient } from '@aws-sdk/client-ssm';
+
+/**
+ * SDK clients, each built once per process on first use. Endpoints come from the standard
+ * AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_<SERVICE>) variables, which the SDK reads itself;
+ * a custom endpoint (a local S3-compatible server) gets path-style addressing.
+ */
+function once<T>(build: () => T): () => T {
+  let value: T | undefined;
+  return () => {
+    value ??= build();
+    return value;
+  };
+}
+
+const customS3Endpoint = () => Boolean(process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL);
+
+export const s3Client = once(() => new S3Client({ forcePathStyle: customS3Endpoint(), maxAttempts: 4 }));
+export const snsClient = once(() => new SNSClient({}));
+export const sfnClient = once(() => new SFNClient({}));
+export const ecsClient = once(() => new ECSClient({}));
+export const secretsClient = once(() => new SecretsManagerClient({}));
+export const ssmClient = once(() => new SSMClient({}));

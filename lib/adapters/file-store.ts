@@ -1,0 +1,232 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { link, mkdir, open, readdir, readFile, stat, statfs, unlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve, sep } from 'node:path';
+import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { ObjectExistsError } from '../domain/errors.js';
+import type { BackupStore, DeleteResult, ObjectDetails, ObjectInfo, PutOptions, ThawState } from './store.js';
+
+/**
+ * A directory as a backup store: the on-premises NAS of the runbook. Each object is written
+ * to a hidden temporary name, fsynced, then linked into place (which fails if the name
+ * exists, so nothing is overwritten) and the directory fsynced.
+ */
+export class FileStore implements BackupStore {
+  readonly kind = 'file' as const;
+  readonly prefix = '';
+  readonly url: string;
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = resolve(root);
+    this.url = `file://${this.root}`;
+  }
+
+  static fromUrl(url: string): FileStore {
+    const path = url.startsWith('file:///') ? fileURLToPath(url) : url.replace(/^file:\/\//, '');
+    return new FileStore(path);
+  }
+
+  private pathOf(key: string): string {
+    const path = resolve(this.root, key);
+    if (!path.startsWith(this.root + sep)) throw new RangeError(`key escapes the store: ${key}`);
+    return path;
+  }
+
+  private tagsPathOf(key: string): string {
+    const path = this.pathOf(key);
+    return join(dirname(path), `.${basename(path)}.tags.json`);
+  }
+
+  private async exists(path: string): Promise<boolean> {
+    return stat(path).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  private async writeAtomically(
+    key: string,
+    write: (fh: import('node:fs/promises').FileHandle) => Promise<number>,
+    options: PutOptions,
+  ): Promise<number> {
+    const target = this.pathOf(key);
+    if (!options.replace && (await this.exists(target))) {
+      throw new ObjectExistsError(`${key} already exists in ${this.url}; refusing to overwrite it`);
+    }
+    await mkdir(dirname(target), { recursive: true });
+    const temp = join(dirname(target), `.${basename(target)}.partial-${randomBytes(6).toString('hex')}`);
+    const fh = await open(temp, 'wx', 0o640);
+    let bytes: number;
+    try {
+      try {
+        bytes = await write(fh);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      if (options.replace) {
+        const { rename } = await import('node:fs/promises');
+        await rename(temp, target);
+      } else {
+        try {
+          await link(temp, target);
+        } catch (cause) {
+          if ((cause as NodeJS.ErrnoException).code === 'EEXIST') {
+            throw new ObjectExistsError(`${key} already exists in ${this.url}; refusing to overwrite it`, { cause });
+          }
+          throw cause;
+        }
+        await unlink(temp);
+      }
+      await syncDirectory(dirname(target));
+    } catch (error) {
+      await unlink(temp).catch(() => {});
+      throw error;
+    }
+    if (options.tags && Object.keys(options.tags).length > 0) await this.putTags(key, options.tags);
+    return bytes;
+  }
+
+  async putStream(key: string, body: Readable, options: PutOptions = {}): Promise<{ bytes: number }> {
+    const bytes = await this.writeAtomically(
+      key,
+      async (fh) => {
+        let total = 0;
+        for await (const chunk of body) {
+          const buf = chunk as Buffer;
+          let offset = 0;
+          while (offset < buf.length) {
+            const { bytesWritten } = await fh.write(buf, offset, buf.length - offset);
+            offset += bytesWritten;
+          }
+          total += buf.length;
+          options.onProgress?.(total);
+        }
+        return total;
+      },
+      options,
+    ).catch((error) => {
+      body.destroy();
+      throw error;
+    });
+    return { bytes };
+  }
+
+  async putBytes(key: string, data: Uint8Array | string, options: PutOptions = {}): Promise<void> {
+    const buf = typeof data === 'string' ? Buffer.from(data) : data;
+    await this.writeAtomically(
+      key,
+      async (fh) => {
+        await fh.writeFile(buf);
+        return buf.length;
+      },
+      options,
+    );
+  }
+
+  async getStream(key: string): Promise<Readable> {
+    const path = this.pathOf(key);
+    await stat(path);
+    return createReadStream(path, { highWaterMark: 1024 * 1024 });
+  }
+
+  getBytes(key: string): Promise<Buffer> {
+    return readFile(this.pathOf(key));
+  }
+
+  async head(key: string): Promise<ObjectDetails | undefined> {
+    try {
+      const s = await stat(this.pathOf(key));
+      if (!s.isFile()) return undefined;
+      return {
+        key,
+        size: s.size,
+        lastModified: s.mtime,
+        storageClass: 'STANDARD',
+        thaw: { state: 'not-archived' },
+        encryption: { type: 'none' },
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    const start = prefix.endsWith('/') ? prefix : dirname(prefix) === '.' ? '' : `${dirname(prefix)}/`;
+    const found: ObjectInfo[] = [];
+    const walk = async (relDir: string): Promise<void> => {
+      let entries: import('node:fs').Dirent[];
+      try {
+        entries = await readdir(join(this.root, relDir), { withFileTypes: true });
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+        throw error;
+      }
+      for (const entry of entries) {
+        if (entry.name.startsWith('.')) continue;
+        const rel = relDir ? `${relDir}/${entry.name}` : entry.name;
+        if (entry.isDirectory()) {
+          if (`${rel}/`.startsWith(prefix) || prefix.startsWith(`${rel}/`)) await walk(rel);
+        } else if (entry.isFile() && rel.startsWith(prefix)) {
+          const s = await stat(join(this.root, rel));
+          found.push({ key: rel, size: s.size, lastModified: s.mtime, storageClass: 'STANDARD' });
+        }
+      }
+    };
+    await walk(start.replace(/\/$/, ''));
+    found.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    yield* found;
+  }
+
+  async deleteMany(keys: readonly string[]): Promise<DeleteResult> {
+    const deleted: string[] = [];
+    const failed: { key: string; code: string; message: string }[] = [];
+    for (const key of keys) {
+      try {
+        await unlink(this.pathOf(key));
+        await unlink(this.tagsPathOf(key)).catch(() => {});
+        deleted.push(key);
+      } catch (error) {
+        const e = error as NodeJS.ErrnoException;
+        if (e.code === 'ENOENT') deleted.push(key);
+        else failed.push({ key, code: e.code ?? 'Error', message: e.message });
+      }
+    }
+    return { deleted, failed };
+  }
+
+  async getTags(key: string): Promise<Record<string, string>> {
+    try {
+      return JSON.parse(await readFile(this.tagsPathOf(key), 'utf8')) as Record<string, string>;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
+      throw error;
+    }
+  }
+
+  async putTags(key: string, tags: Readonly<Record<string, string>>): Promise<void> {
+    await writeFile(this.tagsPathOf(key), JSON.stringify(tags));
+  }
+
+  async thaw(): Promise<ThawState> {
+    return { state: 'not-archived' };
+  }
+
+  async freeSpace(): Promise<{ totalBytes: number; freeBytes: number }> {
+    await mkdir(this.root, { recursive: true });
+    const s = await statfs(this.root);
+    return { totalBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize };
+  }
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}

@@ -1,0 +1,205 @@
+import { type ChildProcess, type SpawnOptions, spawn as nodeSpawn } from 'node:child_process';
+import pg from 'pg';
+import type { Config } from '../config.js';
+import { VersionMismatchError } from '../domain/errors.js';
+import { redact } from '../domain/redact.js';
+
+export type Spawn = (command: string, args: readonly string[], options: SpawnOptions) => ChildProcess;
+export const defaultSpawn: Spawn = (command, args, options) => nodeSpawn(command, [...args], options);
+
+/** Where and as whom to connect, after libpq variables and config are combined. Never printed whole. */
+export interface Connection {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly database: string;
+  readonly password?: string;
+  readonly sslmode?: string;
+}
+
+/**
+ * libpq conventions: PGHOST, PGPORT, PGUSER, PGPASSWORD, PGSSLMODE win over the config,
+ * which wins over libpq's own defaults.
+ */
+export function resolveConnection(
+  config: Pick<Config, 'connection'>,
+  env: NodeJS.ProcessEnv,
+  database: string,
+  password?: string,
+): Connection {
+  const c = config.connection;
+  const sslmode = env.PGSSLMODE ?? c.sslmode;
+  const pw = env.PGPASSWORD ?? password;
+  return {
+    host: env.PGHOST ?? c.host ?? '127.0.0.1',
+    port: Number(env.PGPORT ?? c.port ?? 5432),
+    user: env.PGUSER ?? c.user ?? 'postgres',
+    database,
+    ...(pw !== undefined ? { password: pw } : {}),
+    ...(sslmode !== undefined ? { sslmode } : {}),
+  };
+}
+
+/** Where a connection goes, for messages: never the password. */
+export function describeConnection(c: Connection): string {
+  return `${c.user}@${c.host}:${c.port}/${c.database}`;
+}
+
+/** The environment for a client tool: the password travels in PGPASSWORD, never in argv. */
+export function libpqEnv(c: Connection, base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    ...base,
+    PGHOST: c.host,
+    PGPORT: String(c.port),
+    PGUSER: c.user,
+    PGDATABASE: c.database,
+    PGCONNECT_TIMEOUT: base.PGCONNECT_TIMEOUT ?? '10',
+  };
+  if (c.password !== undefined) env.PGPASSWORD = c.password;
+  else delete env.PGPASSWORD;
+  if (c.sslmode !== undefined) env.PGSSLMODE = c.sslmode;
+  return env;
+}
+
+/** A `pg` client for the connection (libpq variables are not consulted: everything is explicit). */
+export function pgClient(c: Connection, database = c.database): pg.Client {
+  return new pg.Client({
+    host: c.host,
+    port: c.port,
+    user: c.user,
+    database,
+    password: c.password ?? '',
+    connectionTimeoutMillis: 10_000,
+    ...(c.sslmode && c.sslmode !== 'disable' && c.sslmode !== 'allow' && c.sslmode !== 'prefer'
+      ? { ssl: { rejectUnauthorized: c.sslmode === 'verify-full' || c.sslmode === 'verify-ca' } }
+      : {}),
+  });
+}
+
+export interface Version {
+  readonly text: string;
+  readonly major: number;
+}
+
+/** `pg_dump (PostgreSQL) 15.20 (Debian …)` → { text: '15.20', major: 15 }. */
+export function parseToolVersion(output: string): Version | undefined {
+  const m = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?(?:\.(\d+))?/.exec(output);
+  if (!m) return undefined;
+  const major = Number(m[1]);
+  const text = [m[1], m[2], major < 10 ? m[3] : undefined].filter((x) => x !== undefined).join('.');
+  return { text, major: major < 10 ? Number(`${m[1]}.${m[2] ?? 0}`) : major };
+}
+
+/** Runs `<tool> --version`. */
+export async function toolVersion(tool: string, env: NodeJS.ProcessEnv, spawn: Spawn = defaultSpawn): Promise<Version> {
+  const { code, stdout, stderr } = await capture(spawn, tool, ['--version'], env);
+  const version = parseToolVersion(stdout);
+  if (code !== 0 || !version) {
+    throw new Error(`cannot run ${tool} --version: ${(stderr || stdout).trim() || `exit code ${code}`}`);
+  }
+  return version;
+}
+
+/** Refuses when a client tool is older than the server: its output would miss what it does not know. */
+export function requireToolAtLeastServer(tool: string, toolVersion: Version, server: Version): void {
+  if (toolVersion.major < server.major) {
+    throw new VersionMismatchError(
+      `${tool} ${toolVersion.text} is older than the server's PostgreSQL ${server.text}; install client tools of major version ${server.major} or newer`,
+    );
+  }
+}
+
+export interface TableInfo {
+  readonly schema: string;
+  readonly name: string;
+  readonly kind: 'table' | 'partitioned table';
+  readonly rowEstimate: number;
+}
+
+export interface ServerInfo {
+  readonly version: Version;
+  readonly tables: readonly TableInfo[];
+}
+
+/** The server's version and the user tables with row estimates, in one short connection. */
+export async function serverInfo(c: Connection): Promise<ServerInfo> {
+  const client = pgClient(c);
+  await client.connect();
+  try {
+    const v = await client.query<{ server_version: string; num: string }>(
+      `select current_setting('server_version') as server_version, current_setting('server_version_num') as num`,
+    );
+    const row = v.rows[0];
+    const num = Number(row?.num ?? 0);
+    const version: Version = {
+      text: (row?.server_version ?? '').split(' ')[0] ?? '',
+      major: num >= 100000 ? Math.floor(num / 10000) : num / 10000,
+    };
+    const t = await client.query<{ schema: string; name: string; relkind: string; estimate: string }>(
+      `select n.nspname as schema, c.relname as name, c.relkind::text as relkind, c.reltuples::bigint::text as estimate
+         from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema')
+          and n.nspname not like 'pg\\_toast%' and n.nspname not like 'pg\\_temp%'
+        order by 1, 2`,
+    );
+    const tables = t.rows.map((r) => ({
+      schema: r.schema,
+      name: r.name,
+      kind: r.relkind === 'p' ? ('partitioned table' as const) : ('table' as const),
+      rowEstimate: Number(r.estimate),
+    }));
+    return { version, tables };
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** Quotes an identifier for SQL. */
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** Runs a short command to completion, capturing its output. */
+export function capture(
+  spawn: Spawn,
+  command: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** The last lines a child wrote to stderr, kept small and free of secrets, for one-line errors. */
+export class StderrTail {
+  private text = '';
+  constructor(private readonly secrets: readonly (string | undefined)[] = []) {}
+  push(chunk: Buffer | string): void {
+    this.text = (this.text + chunk.toString()).slice(-4000);
+  }
+  /** One line: the child's messages joined, secrets removed. */
+  line(): string {
+    return redact(
+      this.text
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean)
+        .join('; '),
+      this.secrets,
+    );
+  }
+  all(): string {
+    return redact(this.text, this.secrets);
+  }
+}

@@ -1,0 +1,87 @@
+import type { Readable } from 'node:stream';
+
+/** Thaw state of an archived object: S3 `RestoreObject` as people read it. */
+export type ThawState =
+  | { readonly state: 'not-archived' }
+  | { readonly state: 'archived' }
+  | { readonly state: 'requested' }
+  | { readonly state: 'in-progress' }
+  | { readonly state: 'available'; readonly until?: Date };
+
+export interface ObjectLock {
+  readonly mode?: string;
+  readonly retainUntil?: Date;
+  readonly legalHold?: boolean;
+}
+
+export interface ObjectInfo {
+  readonly key: string;
+  readonly size: number;
+  readonly lastModified: Date;
+  /** STANDARD for the file store; S3's class otherwise (GLACIER, DEEP_ARCHIVE, …). */
+  readonly storageClass: string;
+}
+
+export interface ObjectDetails extends ObjectInfo {
+  readonly thaw: ThawState;
+  readonly lock?: ObjectLock;
+  readonly encryption: { readonly type: 'SSE-KMS' | 'AES256' | 'none'; readonly kmsKeyId?: string };
+}
+
+export interface PutOptions {
+  readonly tags?: Readonly<Record<string, string>>;
+  readonly storageClass?: string;
+  readonly contentType?: string;
+  /** Called with the running byte count as the body is stored. */
+  readonly onProgress?: (bytes: number) => void;
+  /** Replace an existing object. Only derived reports use this; backups never do. */
+  readonly replace?: boolean;
+}
+
+export interface DeleteResult {
+  readonly deleted: readonly string[];
+  readonly failed: readonly { readonly key: string; readonly code: string; readonly message: string }[];
+}
+
+export interface FreeSpace {
+  readonly totalBytes: number;
+  readonly freeBytes: number;
+}
+
+/**
+ * Where backups live: an S3 bucket or a directory (the on-premises NAS). Writes are atomic and
+ * never overwrite: an object either exists complete, or not at all.
+ */
+export interface BackupStore {
+  /** The store's URL, safe to print. */
+  readonly url: string;
+  readonly kind: 's3' | 'file';
+  /** Key prefix under which the catalog lives ('' for a directory). */
+  readonly prefix: string;
+  /** Writes a stream to `key`; refuses with ObjectExistsError when the key exists; leaves nothing on failure. */
+  putStream(key: string, body: Readable, options?: PutOptions): Promise<{ readonly bytes: number }>;
+  /** Writes a small object (manifest, report) atomically; refuses to overwrite unless `replace`. */
+  putBytes(key: string, data: Uint8Array | string, options?: PutOptions): Promise<void>;
+  /** A readable of the object; ArchivedBackupError when it must be thawed first. */
+  getStream(key: string): Promise<Readable>;
+  getBytes(key: string): Promise<Buffer>;
+  /** Details of one object, or undefined when it does not exist. */
+  head(key: string): Promise<ObjectDetails | undefined>;
+  /** Every object under `prefix`, in key order, paging as needed. */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+  /** Deletes keys in batches of at most 1,000; a key that cannot be deleted is reported, not thrown. */
+  deleteMany(keys: readonly string[]): Promise<DeleteResult>;
+  getTags(key: string): Promise<Record<string, string>>;
+  putTags(key: string, tags: Readonly<Record<string, string>>): Promise<void>;
+  /** Asks for an archived object to be made readable; reports where that stands. */
+  thaw(key: string, options: { readonly tier: string; readonly days: number }): Promise<ThawState>;
+  /** Free space where the store keeps its data, when the store has such a thing (a directory). */
+  freeSpace(): Promise<FreeSpace | undefined>;
+}
+
+export const ARCHIVE_CLASSES: ReadonlySet<string> = new Set(['GLACIER', 'DEEP_ARCHIVE', 'GLACIER_IR']);
+
+/** Whether objects of this storage class must be thawed before they can be read. */
+export function needsThaw(storageClass: string): boolean {
+  return storageClass === 'GLACIER' || storageClass === 'DEEP_ARCHIVE';
+}

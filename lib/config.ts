@@ -1,0 +1,272 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { isKeyableDatabaseName } from './domain/catalog.js';
+import { ConfigError } from './domain/errors.js';
+import { CODECS } from './domain/manifest.js';
+import { parseDuration, parseSize } from './domain/units.js';
+
+const size = z
+  .union([z.number(), z.string()])
+  .transform((v, ctx) => {
+    const bytes = parseSize(v);
+    if (bytes === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected a size such as 512 MiB or 2 GB, got ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+
+const duration = z
+  .union([z.number(), z.string()])
+  .transform((v, ctx) => {
+    const ms = parseDuration(v);
+    if (ms === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected a duration such as 90s, 30m or 24h, got ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const ratio = z.number().min(0).max(1);
+const count = z.number().int().nonnegative();
+
+const storeUrl = z
+  .string()
+  .regex(/^(s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?|file:\/\/.+)$/, 'expected s3://bucket/prefix or file:///dir');
+
+const retention = z
+  .object({
+    daily: count.default(7),
+    monthly: count.default(12),
+    yearly: count.default(7),
+    minKeep: z.number().int().min(1).default(3),
+    debrisGrace: duration.prefault('24h'),
+  })
+  .strict();
+
+const sizeCheck = z
+  .object({
+    minBytes: size.optional(),
+    maxBytes: size.optional(),
+    baselineCount: z.number().int().min(1).default(7),
+    /** Warn when a backup is smaller than this fraction of the baseline median (0.5: half). */
+    warnBelowRatio: ratio.default(0.5),
+    /** Warn when a backup is larger than this multiple of the baseline median. */
+    warnAboveRatio: z.number().min(1).default(2),
+    /** A dump this small is empty whatever else is configured. */
+    emptyBytes: size.prefault('2 KiB'),
+  })
+  .strict();
+
+/** Per-database overrides: the same fields with no defaults of their own, so the stage defaults show through. */
+const retentionOverride = z
+  .object({ daily: count, monthly: count, yearly: count, minKeep: z.number().int().min(1), debrisGrace: duration })
+  .partial()
+  .strict();
+
+const sizeOverride = z
+  .object({
+    minBytes: size,
+    maxBytes: size,
+    baselineCount: z.number().int().min(1),
+    warnBelowRatio: ratio,
+    warnAboveRatio: z.number().min(1),
+    emptyBytes: size,
+  })
+  .partial()
+  .strict();
+
+const assertion = z
+  .object({
+    name: z.string().min(1),
+    sql: z.string().min(1),
+    expect: z
+      .object({
+        atLeast: z.number().optional(),
+        atMost: z.number().optional(),
+        equals: z.union([z.number(), z.string(), z.boolean()]).optional(),
+        isTrue: z.literal(true).optional(),
+      })
+      .strict()
+      .refine((e) => Object.keys(e).length > 0, 'an expectation: atLeast, atMost, equals or isTrue'),
+  })
+  .strict();
+
+const restore = z
+  .object({
+    noOwner: z.boolean().default(true),
+    noPrivileges: z.boolean().default(true),
+    /** Allowed relative difference between restored row counts and the manifest's estimates. */
+    rowTolerance: ratio.default(0.1),
+    jobs: z.number().int().min(1).max(64).default(1),
+    /** Spool to local disk for parallel restore only when this much room remains afterwards. */
+    spoolHeadroom: size.prefault('1 GiB'),
+    spoolDir: z.string().optional(),
+    thawTier: z.enum(['Expedited', 'Standard', 'Bulk']).prefault('Standard'),
+    thawDays: z.number().int().min(1).default(2),
+  })
+  .strict();
+
+const database = z
+  .object({
+    name: z.string().refine(isKeyableDatabaseName, 'a database name of letters, digits, _ . $ -'),
+    size: sizeOverride.optional(),
+    retention: retentionOverride.optional(),
+    assertions: z.array(assertion).default([]),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    stage: z.enum(['local', 'dev', 'staging', 'prod']),
+    mode: z.enum(['local', 'aws']).prefault('local'),
+    store: storeUrl,
+    region: z.string().prefault('eu-west-1'),
+    kmsKeyId: z.string().optional(),
+    storageClass: z.enum(['STANDARD', 'STANDARD_IA', 'INTELLIGENT_TIERING', 'ONEZONE_IA']).prefault('STANDARD'),
+    connection: z
+      .object({
+        host: z.string().optional(),
+        port: z.number().int().min(1).max(65535).optional(),
+        user: z.string().optional(),
+        sslmode: z.enum(['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full']).optional(),
+        /** Secrets Manager secret holding the password (a plain string or JSON with `password`). */
+        passwordSecretId: z.string().optional(),
+      })
+      .strict()
+      .prefault({}),
+    dump: z
+      .object({
+        compression: z.enum(CODECS).prefault('zstd'),
+        level: z.number().int().min(-7).max(19).optional(),
+        threads: z.number().int().min(0).default(0),
+        heartbeat: duration.prefault('60s'),
+        timeout: duration.prefault('6h'),
+      })
+      .strict()
+      .prefault({}),
+    defaults: z
+      .object({
+        retention: retention.prefault({}),
+        size: sizeCheck.prefault({}),
+        restore: restore.prefault({}),
+        staleAfter: duration.prefault('24h'),
+        minFreeSpaceRatio: ratio.default(0.2),
+      })
+      .strict()
+      .prefault({}),
+    databases: z.array(database).default([]),
+    alerts: z
+      .object({
+        console: z.boolean().default(true),
+        snsTopicArn: z.string().optional(),
+        slackWebhookSecretId: z.string().optional(),
+        emails: z.array(z.email()).default([]),
+      })
+      .strict()
+      .prefault({}),
+    backup: z
+      .object({ maxConcurrency: z.number().int().min(1).max(40).default(2) })
+      .strict()
+      .prefault({}),
+    schedules: z
+      .object({
+        timezone: z.string().prefault('UTC'),
+        backup: z.string().prefault('cron(0 2 * * ? *)'),
+        staleness: z.string().prefault('rate(1 hour)'),
+        drill: z.string().prefault('cron(0 5 1 * ? *)'),
+      })
+      .strict()
+      .prefault({}),
+    aws: z
+      .object({
+        objectLock: z
+          .object({ mode: z.enum(['GOVERNANCE', 'COMPLIANCE']), days: z.number().int().min(1) })
+          .strict()
+          .optional(),
+        taskImage: z.string().optional(),
+        taskCpu: z.number().int().default(1024),
+        taskMemory: z.number().int().default(2048),
+        taskEphemeralStorageGiB: z.number().int().min(21).max(200).default(50),
+        logRetentionDays: z.number().int().default(30),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type Config = z.output<typeof configSchema>;
+export type DatabaseConfig = z.output<typeof database>;
+export type RetentionPolicy = z.output<typeof retention>;
+export type SizePolicy = z.output<typeof sizeCheck>;
+export type RestorePolicy = z.output<typeof restore>;
+export type Assertion = z.output<typeof assertion>;
+
+/** The settings for one database: its own entry over the defaults; unconfigured ones get the defaults. */
+export interface DatabaseSettings {
+  readonly name: string;
+  readonly configured: boolean;
+  readonly retention: RetentionPolicy;
+  readonly size: SizePolicy;
+  readonly restore: RestorePolicy;
+  readonly assertions: readonly Assertion[];
+}
+
+export function databaseSettings(config: Config, name: string): DatabaseSettings {
+  const entry = config.databases.find((d) => d.name === name);
+  return Object.freeze({
+    name,
+    configured: entry !== undefined,
+    retention: { ...config.defaults.retention, ...stripUndefined(entry?.retention ?? {}) },
+    size: { ...config.defaults.size, ...stripUndefined(entry?.size ?? {}) },
+    restore: config.defaults.restore,
+    assertions: entry?.assertions ?? [],
+  });
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+function formatPath(path: readonly PropertyKey[]): string {
+  return (
+    path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('') ||
+    '(top level)'
+  );
+}
+
+/** Validates a parsed config object; `source` names where it came from in errors. */
+export function parseConfig(raw: unknown, source: string): Config {
+  const result = configSchema.safeParse(raw ?? {});
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `${source}: ${formatPath(i.path)}: ${i.message}`);
+    throw new ConfigError(lines.join('\n'));
+  }
+  return deepFreeze(result.data);
+}
+
+/** Loads and validates a YAML config file once; fails loudly with the file, the key path and the expectation. */
+export function loadConfig(file: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (cause) {
+    throw new ConfigError(`${file}: cannot read the config file (${(cause as Error).message})`, { cause });
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (cause) {
+    throw new ConfigError(`${file}: not valid YAML: ${(cause as Error).message.split('\n')[0]}`, { cause });
+  }
+  return parseConfig(raw, file);
+}

@@ -1,0 +1,61 @@
+/**
+ * Typed errors. Their `name` is the contract with Step Functions: ASL Retry and Catch
+ * match on it, so a name here is never renamed without the state machines.
+ */
+export abstract class PipelineError extends Error {
+  abstract override readonly name: string;
+}
+
+function typed<N extends string>(name: N) {
+  return class extends PipelineError {
+    override readonly name: N = name;
+    static readonly errorName: N = name;
+  };
+}
+
+/** pg_dump failed, was killed, or its output could not be stored. */
+export class DumpFailedError extends typed('DumpFailedError') {}
+/** The client tools are older than the server they would dump or restore. */
+export class VersionMismatchError extends typed('VersionMismatchError') {}
+/** A stored backup does not match its manifest (digest, size, truncation). */
+export class CorruptBackupError extends typed('CorruptBackupError') {}
+/** The backup sits in an archive storage class and must be thawed first. */
+export class ArchivedBackupError extends typed('ArchivedBackupError') {}
+/** A restore request is malformed or would cause harm. */
+export class InvalidRestoreRequestError extends typed('InvalidRestoreRequestError') {}
+/** No backup matches the request. */
+export class BackupNotFoundError extends typed('BackupNotFoundError') {}
+/** A backup's size is outside its expected range. */
+export class SizeOutOfRangeError extends typed('SizeOutOfRangeError') {}
+/** A restored backup failed a built-in or configured check. */
+export class RestoreCheckFailedError extends typed('RestoreCheckFailedError') {}
+/** pg_restore itself failed. */
+export class RestoreFailedError extends typed('RestoreFailedError') {}
+/** Writing would replace an existing object; nothing was written. */
+export class ObjectExistsError extends typed('ObjectExistsError') {}
+/** A configuration file is missing or invalid. */
+export class ConfigError extends typed('ConfigError') {}
+/** An event given to a handler is malformed. */
+export class InvalidEventError extends typed('InvalidEventError') {}
+/** Retention refused to delete because the newest good backup is stale. */
+export class RetentionBlockedError extends typed('RetentionBlockedError') {}
+/** An alert could not be delivered (the caller retries or dead-letters it). */
+export class AlertDeliveryError extends typed('AlertDeliveryError') {}
+
+/** Every typed error name, for checks that ASL only names errors that exist. */
+export const errorNames: readonly string[] = [
+  DumpFailedError,
+  VersionMismatchError,
+  CorruptBackupError,
+  ArchivedBackupError,
+  InvalidRestoreRequestError,
+  BackupNotFoundError,
+  SizeOutOfRangeError,
+  RestoreCheckFailedError,
+  RestoreFailedError,
+  ObjectExistsError,
+  ConfigError,
+  InvalidEventError,
+  RetentionBlockedError,
+  AlertDeliveryError,
+].map((e) => e.errorName);

@@ -1,0 +1,51 @@
+import { z } from 'zod';
+import { isKeyableDatabaseName, parseBackupId, TIERS, type Tier } from './catalog.js';
+
+export const CODECS = ['zstd', 'gzip', 'none'] as const;
+export type Codec = (typeof CODECS)[number];
+
+export const MANIFEST_VERSION = 1;
+
+const isoDate = z.iso.datetime({ offset: false });
+
+export const manifestSchema = z
+  .object({
+    manifestVersion: z.literal(MANIFEST_VERSION),
+    id: z.string().refine((v) => parseBackupId(v) !== undefined, 'a backup id <database>-<yyyymmddThhmmssZ>'),
+    database: z.string().refine(isKeyableDatabaseName, 'a database name usable in a key'),
+    tier: z.enum(TIERS as [Tier, ...Tier[]]),
+    createdAt: isoDate,
+    finishedAt: isoDate,
+    durationMs: z.number().int().nonnegative(),
+    format: z.literal('custom'),
+    compression: z.object({
+      codec: z.enum(CODECS),
+      level: z.number().int().nullable(),
+    }),
+    sizeBytes: z.number().int().nonnegative(),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/),
+    serverVersion: z.string().min(1),
+    pgDumpVersion: z.string().min(1),
+    key: z.string().min(1),
+    storageClass: z.string().min(1),
+    encryption: z.object({
+      type: z.enum(['SSE-KMS', 'AES256', 'none']),
+      kmsKeyId: z.string().optional(),
+    }),
+    tables: z.array(
+      z.object({
+        schema: z.string(),
+        name: z.string(),
+        kind: z.enum(['table', 'partitioned table']),
+        rowEstimate: z.number().int(),
+      }),
+    ),
+  })
+  .strict();
+
+export type Manifest = z.infer<typeof manifestSchema>;
+
+/** Parses a stored manifest; throws a ZodError naming the bad field. */
+export function parseManifest(value: unknown): Manifest {
+  return manifestSchema.parse(value);
+}
