@@ -1,0 +1,52 @@
+import type { Command } from 'commander';
+import { createLogger, silentLogger } from '../../lib/adapters/logger.js';
+import { connectionFor } from '../../lib/connection.js';
+import { formatBytes } from '../../lib/domain/units.js';
+import { compressionFromConfig, runDump } from '../../lib/dump.js';
+import { type CliDeps, out, resolveConfig, resolveStore } from '../context.js';
+import type { ExitHolder } from '../main.js';
+import { progressLine } from '../progress.js';
+
+export function registerDump(program: Command, deps: CliDeps, _exit: ExitHolder): void {
+  program
+    .command('dump')
+    .description('Dump one database into the store and write its manifest')
+    .requiredOption('--database <name>', 'database to dump (configured or not)')
+    .option('--store <url>', 'store URL (s3://bucket/prefix or file:///dir), overrides the config')
+    .option('--config <file>', 'stage config file')
+    .option('--json', 'print the manifest as one JSON object')
+    .option('--verbose', 'structured log lines on stderr')
+    .action(async (opts: { database: string; store?: string; config?: string; json?: boolean; verbose?: boolean }) => {
+      const config = resolveConfig(deps, opts.config);
+      const store = resolveStore(deps, config, opts.store);
+      const connection = await connectionFor(config, deps.env, opts.database);
+      const progress = progressLine(deps.stderr, !opts.json);
+      progress.phase(`dump ${opts.database}`);
+      const logger = opts.verbose
+        ? createLogger({ command: 'dump' }, { secrets: [connection.password ?? ''] })
+        : silentLogger;
+      let manifest: Awaited<ReturnType<typeof runDump>>;
+      try {
+        manifest = await runDump(
+          {
+            database: opts.database,
+            connection,
+            store,
+            compression: compressionFromConfig(config),
+            storageClass: config.storageClass,
+          },
+          { env: deps.env, logger, onProgress: (b) => progress.update(b) },
+        );
+      } finally {
+        progress.done();
+      }
+      if (opts.json) {
+        out(deps, JSON.stringify(manifest));
+        return;
+      }
+      out(
+        deps,
+        `${manifest.id}: ${manifest.tier} backup of ${manifest.database}, ${formatBytes(manifest.sizeBytes)} ${manifest.compression.codec}, ${(manifest.durationMs / 1000).toFixed(1)} s, ${manifest.tables.length} tables → ${store.url}/${manifest.key.slice(store.prefix ? store.prefix.length + 1 : 0)}`,
+      );
+    });
+}

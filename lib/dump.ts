@@ -1,0 +1,214 @@
+import type { ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { Transform } from 'node:stream';
+import type { Config } from './config.js';
+import type { Logger } from './adapters/logger.js';
+import {
+  type Connection,
+  defaultSpawn,
+  describeConnection,
+  libpqEnv,
+  requireToolAtLeastServer,
+  type Spawn,
+  serverInfo,
+  StderrTail,
+  toolVersion,
+} from './adapters/pg-tools.js';
+import type { BackupStore } from './adapters/store.js';
+import { backupIdFor, classifyTier, isKeyableDatabaseName, keysFor } from './domain/catalog.js';
+import { DumpFailedError, ObjectExistsError, PipelineError } from './domain/errors.js';
+import { type Codec, type Manifest, MANIFEST_VERSION, parseManifest } from './domain/manifest.js';
+import { redact } from './domain/redact.js';
+
+export interface DumpRequest {
+  readonly database: string;
+  readonly connection: Connection;
+  readonly store: BackupStore;
+  readonly compression: { readonly codec: Codec; readonly level?: number; readonly threads: number };
+  readonly storageClass: string;
+}
+
+export interface DumpDeps {
+  readonly env: NodeJS.ProcessEnv;
+  readonly spawn?: Spawn;
+  readonly clock?: () => Date;
+  readonly logger: Logger;
+  /** Running count of bytes stored, for progress and heartbeats. */
+  readonly onProgress?: (bytes: number) => void;
+}
+
+/** The dump settings of a stage config. */
+export function compressionFromConfig(config: Config): DumpRequest['compression'] {
+  const level = config.dump.level ?? (config.dump.compression === 'zstd' ? 1 : undefined);
+  return { codec: config.dump.compression, ...(level !== undefined ? { level } : {}), threads: config.dump.threads };
+}
+
+function exitOf(child: ChildProcess, what: string, tail: StderrTail): Promise<void> {
+  return new Promise((resolve, reject) => {
+    child.once('error', (e) => reject(new DumpFailedError(`${what} could not start: ${e.message}`, { cause: e })));
+    child.once('close', (code, signal) => {
+      if (code === 0) resolve();
+      else {
+        const why = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+        const detail = tail.line();
+        reject(new DumpFailedError(`${what} ${why}${detail ? `: ${detail}` : ''}`));
+      }
+    });
+  });
+}
+
+/**
+ * Streams pg_dump (custom format) through the chosen codec into the store, hashing as it goes,
+ * and writes the manifest last. The dump object only completes once every process in the
+ * pipe has exited cleanly: a killed pg_dump never leaves an object that looks whole.
+ */
+export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Manifest> {
+  const { database, connection, store, compression } = request;
+  const spawn = deps.spawn ?? defaultSpawn;
+  const clock = deps.clock ?? (() => new Date());
+  const secrets = [connection.password];
+  const log = deps.logger.child({ database });
+  if (!isKeyableDatabaseName(database)) {
+    throw new DumpFailedError(
+      `database name ${JSON.stringify(database)} cannot key a backup: use letters, digits, _ . $ - (at most 63)`,
+    );
+  }
+  const env = libpqEnv(connection, deps.env);
+
+  let server: Awaited<ReturnType<typeof serverInfo>>;
+  try {
+    server = await serverInfo(connection);
+  } catch (cause) {
+    throw new DumpFailedError(
+      `cannot connect to ${describeConnection(connection)}: ${redact((cause as Error).message, secrets)}`,
+      { cause },
+    );
+  }
+  let pgDump: Awaited<ReturnType<typeof toolVersion>>;
+  try {
+    pgDump = await toolVersion('pg_dump', env, spawn);
+  } catch (cause) {
+    throw new DumpFailedError((cause as Error).message, { cause });
+  }
+  requireToolAtLeastServer('pg_dump', pgDump, server.version);
+
+  const createdAt = clock();
+  createdAt.setUTCMilliseconds(0);
+  const id = backupIdFor(database, createdAt);
+  const keys = keysFor(store.prefix, id);
+  const tier = classifyTier(createdAt);
+  const started = Date.now();
+  log.info('dump starting', { backupId: id, tier, codec: compression.codec, server: server.version.text });
+
+  const dumpArgs = ['--format=custom', '--no-password', `--dbname=${database}`];
+  if (compression.codec === 'gzip') {
+    if (compression.level !== undefined) dumpArgs.push(`--compress=${compression.level}`);
+  } else {
+    dumpArgs.push('--compress=0');
+  }
+  const dumpTail = new StderrTail(secrets);
+  const dumper = spawn('pg_dump', dumpArgs, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  dumper.stderr?.on('data', (d: Buffer) => dumpTail.push(d));
+  const exits: Promise<void>[] = [exitOf(dumper, 'pg_dump', dumpTail)];
+  let output = dumper.stdout;
+  const children = [dumper];
+  if (compression.codec === 'zstd') {
+    const zstdTail = new StderrTail(secrets);
+    const zstd = spawn('zstd', [`-${compression.level ?? 1}`, `-T${compression.threads}`, '-q', '-c'], {
+      env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    zstd.stderr?.on('data', (d: Buffer) => zstdTail.push(d));
+    // If zstd dies, pg_dump gets EPIPE; either failure surfaces through the exit codes.
+    zstd.stdin?.on('error', () => {});
+    dumper.stdout?.pipe(zstd.stdin as NodeJS.WritableStream);
+    exits.push(exitOf(zstd, 'zstd', zstdTail));
+    output = zstd.stdout;
+    children.push(zstd);
+  }
+  const allExited = Promise.all(exits);
+  allExited.catch(() => {});
+
+  const hash = createHash('sha256');
+  // Hashes the bytes as they pass and holds back the end of the stream until every process
+  // exited with 0, so the store completes the object only for a whole dump.
+  const gate = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      hash.update(chunk);
+      done(null, chunk);
+    },
+    flush(done) {
+      allExited.then(
+        () => done(),
+        (error: unknown) => done(error as Error),
+      );
+    },
+  });
+  // A process that fails before its stdout ends (rare) must still stop the upload.
+  allExited.catch((error: unknown) => gate.destroy(error as Error));
+  output?.on('error', (e) => gate.destroy(e));
+  output?.pipe(gate);
+
+  let bytes: number;
+  try {
+    ({ bytes } = await store.putStream(keys.dump, gate, {
+      tags: { tier },
+      storageClass: request.storageClass,
+      ...(deps.onProgress ? { onProgress: deps.onProgress } : {}),
+    }));
+    await allExited;
+  } catch (error) {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await allExited.catch(() => {});
+    if (error instanceof ObjectExistsError || error instanceof PipelineError) throw error;
+    const failure = await allExited.then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    if (failure) throw failure;
+    throw new DumpFailedError(
+      `storing ${keys.dump} in ${store.url} failed: ${redact((error as Error).message, secrets)}`,
+      { cause: error },
+    );
+  }
+
+  const finishedAt = new Date();
+  const stored = await store.head(keys.dump);
+  const manifest = parseManifest({
+    manifestVersion: MANIFEST_VERSION,
+    id,
+    database,
+    tier,
+    createdAt: createdAt.toISOString(),
+    finishedAt: finishedAt.toISOString(),
+    durationMs: Date.now() - started,
+    format: 'custom',
+    compression: { codec: compression.codec, level: compression.level ?? null },
+    sizeBytes: bytes,
+    sha256: hash.digest('hex'),
+    serverVersion: server.version.text,
+    pgDumpVersion: pgDump.text,
+    key: keys.dump,
+    storageClass: stored?.storageClass ?? request.storageClass,
+    encryption: stored?.encryption ?? { type: 'none' },
+    tables: server.tables,
+  });
+  if (stored?.size !== bytes) {
+    await store.deleteMany([keys.dump]);
+    throw new DumpFailedError(`stored ${keys.dump} is ${stored?.size ?? 'missing'}, expected ${bytes} bytes`);
+  }
+  try {
+    await store.putBytes(keys.manifest, `${JSON.stringify(manifest, null, 2)}\n`, {
+      // No tier tag: lifecycle rules move tagged objects to archive classes, and manifests
+      // must stay readable so the catalog can be listed without thawing anything.
+      contentType: 'application/json',
+    });
+  } catch (error) {
+    await store.deleteMany([keys.dump]).catch(() => {});
+    throw new DumpFailedError(`writing the manifest ${keys.manifest} failed: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  log.info('dump stored', { backupId: id, sizeBytes: bytes, durationMs: manifest.durationMs });
+  return manifest;
+}

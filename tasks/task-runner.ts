@@ -1,0 +1,74 @@
+import {
+  type SFNClient,
+  SendTaskFailureCommand,
+  SendTaskHeartbeatCommand,
+  SendTaskSuccessCommand,
+} from '@aws-sdk/client-sfn';
+import { redact } from '../lib/domain/redact.js';
+
+/** What a Fargate entrypoint touches, passed in so tests need no module mocks. */
+export interface TaskDeps {
+  readonly env: NodeJS.ProcessEnv;
+  readonly stdout: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WritableStream;
+  /** Step Functions client, for the task token; built only when a token is present. */
+  readonly sfn?: () => Pick<SFNClient, 'send'>;
+}
+
+export interface TaskContext {
+  /** Secrets known to the task, removed from anything it reports. */
+  readonly secrets: (string | undefined)[];
+}
+
+/** Step Functions caps task output at 256 KiB; keep well under it. */
+const MAX_OUTPUT = 200 * 1024;
+
+/**
+ * Runs a task body and reports its end. With TASK_TOKEN set (on Fargate under Step Functions)
+ * it heartbeats while running and sends success or failure with the typed error's name;
+ * without one it prints the result as JSON on stdout. Returns the exit code.
+ */
+export async function runTask<T>(
+  work: (context: TaskContext) => Promise<T>,
+  deps: TaskDeps,
+  summarize: (result: T) => unknown = (r) => r,
+): Promise<number> {
+  const context: TaskContext = { secrets: [deps.env.PGPASSWORD] };
+  const token = deps.env.TASK_TOKEN;
+  const sfn = token ? deps.sfn?.() : undefined;
+  if (token && !sfn) throw new Error('TASK_TOKEN is set but no Step Functions client was given');
+  let timer: NodeJS.Timeout | undefined;
+  if (token && sfn) {
+    const every = Number(deps.env.PGBP_HEARTBEAT_SECONDS ?? 60) * 1000;
+    timer = setInterval(() => {
+      sfn.send(new SendTaskHeartbeatCommand({ taskToken: token })).catch((e: Error) => {
+        deps.stderr.write(`heartbeat failed: ${e.message}\n`);
+      });
+    }, every);
+    timer.unref();
+  }
+  try {
+    const result = await work(context);
+    if (token && sfn) {
+      let output = JSON.stringify(summarize(result));
+      if (output.length > MAX_OUTPUT) output = JSON.stringify({ truncated: true, note: 'result too large for Step Functions' });
+      await sfn.send(new SendTaskSuccessCommand({ taskToken: token, output }));
+    } else {
+      deps.stdout.write(`${JSON.stringify(result)}\n`);
+    }
+    return 0;
+  } catch (error) {
+    const e = error as Error;
+    const message = redact(e.message ?? String(error), context.secrets).split('\n').join(' | ');
+    const name = e.name && e.name !== 'Error' ? e.name : 'TaskFailedError';
+    deps.stderr.write(`${name}: ${message}\n`);
+    if (token && sfn) {
+      await sfn
+        .send(new SendTaskFailureCommand({ taskToken: token, error: name, cause: message.slice(0, 32_000) }))
+        .catch((sendError: Error) => deps.stderr.write(`reporting the failure failed: ${sendError.message}\n`));
+    }
+    return 1;
+  } finally {
+    if (timer) clearInterval(timer);
+  }
+}
