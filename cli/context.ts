@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { type Config, loadConfig, parseConfig } from '../lib/config.js';
 import { openStore } from '../lib/adapters/open-store.js';
 import type { BackupStore } from '../lib/adapters/store.js';
+import { type Config, loadConfig, parseConfig } from '../lib/config.js';
 
 /** What a command may touch: passed in, so tests run commands in-process with no module mocks. */
 export interface CliDeps {
@@ -29,9 +29,10 @@ export function resolveConfig(deps: CliDeps, file?: string): Config {
 /** Opens `--store URL` or the config's store; a relative file:// path is taken from the working directory. */
 export function resolveStore(deps: CliDeps, config: Config, url?: string): BackupStore {
   const chosen = url ?? config.store;
-  const absolute = chosen.startsWith('file://') && !chosen.startsWith('file:///')
-    ? `file://${resolve(deps.cwd, chosen.slice('file://'.length))}`
-    : chosen;
+  const absolute =
+    chosen.startsWith('file://') && !chosen.startsWith('file:///')
+      ? `file://${resolve(deps.cwd, chosen.slice('file://'.length))}`
+      : chosen;
   return openStore(absolute, config);
 }
 

@@ -20,7 +20,9 @@ export function progressLine(stream: NodeJS.WritableStream & { isTTY?: boolean }
       last = now;
       const seconds = (now - started) / 1000;
       const rate = seconds > 0 ? formatBytes(bytes / seconds) : '0 B';
-      stream.write(`\r\x1b[2K${phase ? `${phase}: ` : ''}${formatBytes(bytes)}  ${rate}/s  ${seconds.toFixed(0)} s`);
+      stream.write(
+        `\r\x1b[2K${phase ? `${phase}: ` : ''}${formatBytes(bytes)}  ${rate}/s  ${seconds.toFixed(0)} s`,
+      );
     },
     done() {
       if (active && last > 0) stream.write('\r\x1b[2K');

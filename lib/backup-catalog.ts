@@ -54,7 +54,8 @@ export async function scanDatabase(store: BackupStore, database: string): Promis
     const manifestObject = g.manifest as ObjectInfo;
     try {
       const manifest = parseManifest(JSON.parse((await store.getBytes(manifestObject.key)).toString('utf8')));
-      if (manifest.id !== id) return { broken: { key: manifestObject.key, reason: `manifest is for ${manifest.id}` } };
+      if (manifest.id !== id)
+        return { broken: { key: manifestObject.key, reason: `manifest is for ${manifest.id}` } };
       if (!g.dump) return { broken: { key: manifestObject.key, reason: 'dump object is missing' } };
       if (g.dump.size !== manifest.sizeBytes) {
         return {
@@ -69,7 +70,9 @@ export async function scanDatabase(store: BackupStore, database: string): Promis
         : { manifest, dump: g.dump, manifestObject };
       return { backup };
     } catch (error) {
-      return { broken: { key: manifestObject.key, reason: `unreadable manifest: ${(error as Error).message}` } };
+      return {
+        broken: { key: manifestObject.key, reason: `unreadable manifest: ${(error as Error).message}` },
+      };
     }
   });
   for (const r of read) {
@@ -122,9 +125,12 @@ export function parseSelector(database: string, backup: string, before?: string)
     );
   }
   if (parsed.database !== database) {
-    throw new InvalidRestoreRequestError(`backup ${backup} belongs to database ${parsed.database}, not ${database}`);
+    throw new InvalidRestoreRequestError(
+      `backup ${backup} belongs to database ${parsed.database}, not ${database}`,
+    );
   }
-  if (beforeDate) throw new InvalidRestoreRequestError('--before applies to "latest" only, not to a backup id');
+  if (beforeDate)
+    throw new InvalidRestoreRequestError('--before applies to "latest" only, not to a backup id');
   return { kind: 'id', id: backup };
 }
 

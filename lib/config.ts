@@ -6,34 +6,39 @@ import { ConfigError } from './domain/errors.js';
 import { CODECS } from './domain/manifest.js';
 import { parseDuration, parseSize } from './domain/units.js';
 
-const size = z
-  .union([z.number(), z.string()])
-  .transform((v, ctx) => {
-    const bytes = parseSize(v);
-    if (bytes === undefined) {
-      ctx.addIssue({ code: 'custom', message: `expected a size such as 512 MiB or 2 GB, got ${JSON.stringify(v)}` });
-      return z.NEVER;
-    }
-    return bytes;
-  });
+const size = z.union([z.number(), z.string()]).transform((v, ctx) => {
+  const bytes = parseSize(v);
+  if (bytes === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected a size such as 512 MiB or 2 GB, got ${JSON.stringify(v)}`,
+    });
+    return z.NEVER;
+  }
+  return bytes;
+});
 
-const duration = z
-  .union([z.number(), z.string()])
-  .transform((v, ctx) => {
-    const ms = parseDuration(v);
-    if (ms === undefined) {
-      ctx.addIssue({ code: 'custom', message: `expected a duration such as 90s, 30m or 24h, got ${JSON.stringify(v)}` });
-      return z.NEVER;
-    }
-    return ms;
-  });
+const duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
+  const ms = parseDuration(v);
+  if (ms === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected a duration such as 90s, 30m or 24h, got ${JSON.stringify(v)}`,
+    });
+    return z.NEVER;
+  }
+  return ms;
+});
 
 const ratio = z.number().min(0).max(1);
 const count = z.number().int().nonnegative();
 
 const storeUrl = z
   .string()
-  .regex(/^(s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?|file:\/\/.+)$/, 'expected s3://bucket/prefix or file:///dir');
+  .regex(
+    /^(s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?|file:\/\/.+)$/,
+    'expected s3://bucket/prefix or file:///dir',
+  );
 
 const retention = z
   .object({
@@ -61,7 +66,13 @@ const sizeCheck = z
 
 /** Per-database overrides: the same fields with no defaults of their own, so the stage defaults show through. */
 const retentionOverride = z
-  .object({ daily: count, monthly: count, yearly: count, minKeep: z.number().int().min(1), debrisGrace: duration })
+  .object({
+    daily: count,
+    monthly: count,
+    yearly: count,
+    minKeep: z.number().int().min(1),
+    debrisGrace: duration,
+  })
   .partial()
   .strict();
 
@@ -124,7 +135,9 @@ export const configSchema = z
     store: storeUrl,
     region: z.string().prefault('eu-west-1'),
     kmsKeyId: z.string().optional(),
-    storageClass: z.enum(['STANDARD', 'STANDARD_IA', 'INTELLIGENT_TIERING', 'ONEZONE_IA']).prefault('STANDARD'),
+    storageClass: z
+      .enum(['STANDARD', 'STANDARD_IA', 'INTELLIGENT_TIERING', 'ONEZONE_IA'])
+      .prefault('STANDARD'),
     connection: z
       .object({
         host: z.string().optional(),

@@ -1,12 +1,16 @@
-import type { Config } from './config.js';
 import { type Connection, resolveConnection } from './adapters/pg-tools.js';
 import { getSecret } from './adapters/secrets.js';
+import type { Config } from './config.js';
 
 /**
  * The connection for a database: libpq variables over the config; the password from
  * PGPASSWORD, else from the configured secret (Secrets Manager on AWS).
  */
-export async function connectionFor(config: Config, env: NodeJS.ProcessEnv, database: string): Promise<Connection> {
+export async function connectionFor(
+  config: Config,
+  env: NodeJS.ProcessEnv,
+  database: string,
+): Promise<Connection> {
   const secretId = config.connection.passwordSecretId;
   const password = env.PGPASSWORD === undefined && secretId ? await getSecret(secretId) : undefined;
   return resolveConnection(config, env, database, password);

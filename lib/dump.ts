@@ -1,7 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { Transform } from 'node:stream';
-import type { Config } from './config.js';
 import type { Logger } from './adapters/logger.js';
 import {
   type Connection,
@@ -10,14 +9,15 @@ import {
   libpqEnv,
   requireToolAtLeastServer,
   type Spawn,
-  serverInfo,
   StderrTail,
+  serverInfo,
   toolVersion,
 } from './adapters/pg-tools.js';
 import type { BackupStore } from './adapters/store.js';
+import type { Config } from './config.js';
 import { backupIdFor, classifyTier, isKeyableDatabaseName, keysFor } from './domain/catalog.js';
-import { DumpFailedError, ObjectExistsError, PipelineError } from './domain/errors.js';
-import { type Codec, type Manifest, MANIFEST_VERSION, parseManifest } from './domain/manifest.js';
+import { DumpFailedError, PipelineError } from './domain/errors.js';
+import { type Codec, MANIFEST_VERSION, type Manifest, parseManifest } from './domain/manifest.js';
 import { redact } from './domain/redact.js';
 
 export interface DumpRequest {
@@ -40,12 +40,18 @@ export interface DumpDeps {
 /** The dump settings of a stage config. */
 export function compressionFromConfig(config: Config): DumpRequest['compression'] {
   const level = config.dump.level ?? (config.dump.compression === 'zstd' ? 1 : undefined);
-  return { codec: config.dump.compression, ...(level !== undefined ? { level } : {}), threads: config.dump.threads };
+  return {
+    codec: config.dump.compression,
+    ...(level !== undefined ? { level } : {}),
+    threads: config.dump.threads,
+  };
 }
 
 function exitOf(child: ChildProcess, what: string, tail: StderrTail): Promise<void> {
   return new Promise((resolve, reject) => {
-    child.once('error', (e) => reject(new DumpFailedError(`${what} could not start: ${e.message}`, { cause: e })));
+    child.once('error', (e) =>
+      reject(new DumpFailedError(`${what} could not start: ${e.message}`, { cause: e })),
+    );
     child.once('close', (code, signal) => {
       if (code === 0) resolve();
       else {
@@ -127,7 +133,10 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
     children.push(zstd);
   }
   const allExited = Promise.all(exits);
-  allExited.catch(() => {});
+  let exitFailure: Error | undefined;
+  allExited.catch((error: unknown) => {
+    exitFailure = error as Error;
+  });
 
   const hash = createHash('sha256');
   // Hashes the bytes as they pass and holds back the end of the stream until every process
@@ -158,14 +167,13 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
     }));
     await allExited;
   } catch (error) {
-    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    // A process that failed on its own is the cause; one we stop because the store failed is not.
+    const processFailure = exitFailure;
+    for (const child of children)
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     await allExited.catch(() => {});
-    if (error instanceof ObjectExistsError || error instanceof PipelineError) throw error;
-    const failure = await allExited.then(
-      () => undefined,
-      (e: unknown) => e as Error,
-    );
-    if (failure) throw failure;
+    if (error instanceof PipelineError) throw error;
+    if (processFailure) throw processFailure;
     throw new DumpFailedError(
       `storing ${keys.dump} in ${store.url} failed: ${redact((error as Error).message, secrets)}`,
       { cause: error },

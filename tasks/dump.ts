@@ -4,9 +4,9 @@ import { createLogger } from '../lib/adapters/logger.js';
 import { openStore } from '../lib/adapters/open-store.js';
 import { type Config, loadConfig } from '../lib/config.js';
 import { connectionFor } from '../lib/connection.js';
-import { compressionFromConfig, runDump } from '../lib/dump.js';
 import type { Manifest } from '../lib/domain/manifest.js';
-import { type TaskDeps, runTask } from './task-runner.js';
+import { compressionFromConfig, runDump } from '../lib/dump.js';
+import { runTask, type TaskDeps } from './task-runner.js';
 
 /** The dump task's inputs, from the container's environment (the ECS overrides). */
 export function dumpInputs(env: NodeJS.ProcessEnv): { database: string; config: Config; store?: string } {

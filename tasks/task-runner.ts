@@ -1,8 +1,8 @@
 import {
-  type SFNClient,
   SendTaskFailureCommand,
   SendTaskHeartbeatCommand,
   SendTaskSuccessCommand,
+  type SFNClient,
 } from '@aws-sdk/client-sfn';
 import { redact } from '../lib/domain/redact.js';
 
@@ -51,7 +51,8 @@ export async function runTask<T>(
     const result = await work(context);
     if (token && sfn) {
       let output = JSON.stringify(summarize(result));
-      if (output.length > MAX_OUTPUT) output = JSON.stringify({ truncated: true, note: 'result too large for Step Functions' });
+      if (output.length > MAX_OUTPUT)
+        output = JSON.stringify({ truncated: true, note: 'result too large for Step Functions' });
       await sfn.send(new SendTaskSuccessCommand({ taskToken: token, output }));
     } else {
       deps.stdout.write(`${JSON.stringify(result)}\n`);
@@ -59,13 +60,17 @@ export async function runTask<T>(
     return 0;
   } catch (error) {
     const e = error as Error;
-    const message = redact(e.message ?? String(error), context.secrets).split('\n').join(' | ');
+    const message = redact(e.message ?? String(error), context.secrets)
+      .split('\n')
+      .join(' | ');
     const name = e.name && e.name !== 'Error' ? e.name : 'TaskFailedError';
     deps.stderr.write(`${name}: ${message}\n`);
     if (token && sfn) {
       await sfn
         .send(new SendTaskFailureCommand({ taskToken: token, error: name, cause: message.slice(0, 32_000) }))
-        .catch((sendError: Error) => deps.stderr.write(`reporting the failure failed: ${sendError.message}\n`));
+        .catch((sendError: Error) =>
+          deps.stderr.write(`reporting the failure failed: ${sendError.message}\n`),
+        );
     }
     return 1;
   } finally {

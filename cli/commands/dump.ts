@@ -16,37 +16,45 @@ export function registerDump(program: Command, deps: CliDeps, _exit: ExitHolder)
     .option('--config <file>', 'stage config file')
     .option('--json', 'print the manifest as one JSON object')
     .option('--verbose', 'structured log lines on stderr')
-    .action(async (opts: { database: string; store?: string; config?: string; json?: boolean; verbose?: boolean }) => {
-      const config = resolveConfig(deps, opts.config);
-      const store = resolveStore(deps, config, opts.store);
-      const connection = await connectionFor(config, deps.env, opts.database);
-      const progress = progressLine(deps.stderr, !opts.json);
-      progress.phase(`dump ${opts.database}`);
-      const logger = opts.verbose
-        ? createLogger({ command: 'dump' }, { secrets: [connection.password ?? ''] })
-        : silentLogger;
-      let manifest: Awaited<ReturnType<typeof runDump>>;
-      try {
-        manifest = await runDump(
-          {
-            database: opts.database,
-            connection,
-            store,
-            compression: compressionFromConfig(config),
-            storageClass: config.storageClass,
-          },
-          { env: deps.env, logger, onProgress: (b) => progress.update(b) },
+    .action(
+      async (opts: {
+        database: string;
+        store?: string;
+        config?: string;
+        json?: boolean;
+        verbose?: boolean;
+      }) => {
+        const config = resolveConfig(deps, opts.config);
+        const store = resolveStore(deps, config, opts.store);
+        const connection = await connectionFor(config, deps.env, opts.database);
+        const progress = progressLine(deps.stderr, !opts.json);
+        progress.phase(`dump ${opts.database}`);
+        const logger = opts.verbose
+          ? createLogger({ command: 'dump' }, { secrets: [connection.password ?? ''] })
+          : silentLogger;
+        let manifest: Awaited<ReturnType<typeof runDump>>;
+        try {
+          manifest = await runDump(
+            {
+              database: opts.database,
+              connection,
+              store,
+              compression: compressionFromConfig(config),
+              storageClass: config.storageClass,
+            },
+            { env: deps.env, logger, onProgress: (b) => progress.update(b) },
+          );
+        } finally {
+          progress.done();
+        }
+        if (opts.json) {
+          out(deps, JSON.stringify(manifest));
+          return;
+        }
+        out(
+          deps,
+          `${manifest.id}: ${manifest.tier} backup of ${manifest.database}, ${formatBytes(manifest.sizeBytes)} ${manifest.compression.codec}, ${(manifest.durationMs / 1000).toFixed(1)} s, ${manifest.tables.length} tables → ${store.url}/${manifest.key.slice(store.prefix ? store.prefix.length + 1 : 0)}`,
         );
-      } finally {
-        progress.done();
-      }
-      if (opts.json) {
-        out(deps, JSON.stringify(manifest));
-        return;
-      }
-      out(
-        deps,
-        `${manifest.id}: ${manifest.tier} backup of ${manifest.database}, ${formatBytes(manifest.sizeBytes)} ${manifest.compression.codec}, ${(manifest.durationMs / 1000).toFixed(1)} s, ${manifest.tables.length} tables → ${store.url}/${manifest.key.slice(store.prefix ? store.prefix.length + 1 : 0)}`,
-      );
-    });
+      },
+    );
 }

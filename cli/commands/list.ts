@@ -27,7 +27,14 @@ export function registerList(program: Command, deps: CliDeps, _exit: ExitHolder)
       for (const { manifest: m, verifyObject } of backups) {
         out(
           deps,
-          [m.id, m.tier.padEnd(7), formatBytes(m.sizeBytes).padStart(10), m.compression.codec, m.storageClass, verifyObject ? 'verified' : '']
+          [
+            m.id,
+            m.tier.padEnd(7),
+            formatBytes(m.sizeBytes).padStart(10),
+            m.compression.codec,
+            m.storageClass,
+            verifyObject ? 'verified' : '',
+          ]
             .join('  ')
             .trimEnd(),
         );

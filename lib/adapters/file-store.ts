@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, stat, statfs, unlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, open, readdir, readFile, rename, stat, statfs, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -67,14 +67,15 @@ export class FileStore implements BackupStore {
         await fh.close();
       }
       if (options.replace) {
-        const { rename } = await import('node:fs/promises');
         await rename(temp, target);
       } else {
         try {
           await link(temp, target);
         } catch (cause) {
           if ((cause as NodeJS.ErrnoException).code === 'EEXIST') {
-            throw new ObjectExistsError(`${key} already exists in ${this.url}; refusing to overwrite it`, { cause });
+            throw new ObjectExistsError(`${key} already exists in ${this.url}; refusing to overwrite it`, {
+              cause,
+            });
           }
           throw cause;
         }

@@ -9,5 +9,7 @@ export function openStore(url: string, config?: Pick<Config, 'kmsKeyId' | 'stora
     return S3Store.fromUrl(url, { kmsKeyId: config?.kmsKeyId, storageClass: config?.storageClass });
   }
   if (url.startsWith('file://')) return FileStore.fromUrl(url);
-  throw new RangeError(`unknown store URL ${JSON.stringify(url)}: expected s3://bucket/prefix or file:///dir`);
+  throw new RangeError(
+    `unknown store URL ${JSON.stringify(url)}: expected s3://bucket/prefix or file:///dir`,
+  );
 }

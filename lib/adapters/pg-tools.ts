@@ -1,4 +1,4 @@
-import { type ChildProcess, type SpawnOptions, spawn as nodeSpawn } from 'node:child_process';
+import { type ChildProcess, spawn as nodeSpawn, type SpawnOptions } from 'node:child_process';
 import pg from 'pg';
 import type { Config } from '../config.js';
 import { VersionMismatchError } from '../domain/errors.js';
@@ -91,7 +91,11 @@ export function parseToolVersion(output: string): Version | undefined {
 }
 
 /** Runs `<tool> --version`. */
-export async function toolVersion(tool: string, env: NodeJS.ProcessEnv, spawn: Spawn = defaultSpawn): Promise<Version> {
+export async function toolVersion(
+  tool: string,
+  env: NodeJS.ProcessEnv,
+  spawn: Spawn = defaultSpawn,
+): Promise<Version> {
   const { code, stdout, stderr } = await capture(spawn, tool, ['--version'], env);
   const version = parseToolVersion(stdout);
   if (code !== 0 || !version) {

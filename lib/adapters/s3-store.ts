@@ -1,7 +1,8 @@
+import type { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
   type CompletedPart,
+  CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -16,7 +17,6 @@ import {
   type StorageClass,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import type { Readable } from 'node:stream';
 import { ArchivedBackupError, ObjectExistsError } from '../domain/errors.js';
 import { MAX_PARTS, partSizeFor } from '../domain/part-size.js';
 import { s3Client } from './aws-clients.js';

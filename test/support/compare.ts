@@ -16,9 +16,13 @@ export interface DatabaseSnapshot {
 }
 
 export async function schemaOnly(database: string, extra: string[] = []): Promise<string> {
-  const { stdout } = await run('pg_dump', ['--schema-only', '--no-owner', '--no-privileges', ...extra, database], {
-    maxBuffer: 64 * 1024 * 1024,
-  });
+  const { stdout } = await run(
+    'pg_dump',
+    ['--schema-only', '--no-owner', '--no-privileges', ...extra, database],
+    {
+      maxBuffer: 64 * 1024 * 1024,
+    },
+  );
   return stdout
     .split('\n')
     .filter((l) => !/^(--|\\restrict|\\unrestrict)/.test(l))
@@ -53,7 +57,9 @@ export async function snapshot(database: string): Promise<DatabaseSnapshot> {
     const sequences: Record<string, string> = {};
     for (const s of seqs.rows) {
       const q = `"${s.schema.replace(/"/g, '""')}"."${s.name.replace(/"/g, '""')}"`;
-      const r = await c.query<{ last_value: string; is_called: boolean }>(`select last_value, is_called from ${q}`);
+      const r = await c.query<{ last_value: string; is_called: boolean }>(
+        `select last_value, is_called from ${q}`,
+      );
       sequences[`${s.schema}.${s.name}`] = `${r.rows[0]?.last_value}/${r.rows[0]?.is_called}`;
     }
     return { schema, tables, largeObjects, sequences };

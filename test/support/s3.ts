@@ -15,7 +15,10 @@ export async function createBucket(options: { objectLock?: boolean } = {}): Prom
   );
   if (options.objectLock) {
     await s3Client().send(
-      new PutObjectLockConfigurationCommand({ Bucket: bucket, ObjectLockConfiguration: { ObjectLockEnabled: 'Enabled' } }),
+      new PutObjectLockConfigurationCommand({
+        Bucket: bucket,
+        ObjectLockConfiguration: { ObjectLockEnabled: 'Enabled' },
+      }),
     );
   }
   return bucket;

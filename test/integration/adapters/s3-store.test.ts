@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { ObjectExistsError } from '../../../lib/domain/errors.js';
 import { S3Store } from '../../../lib/adapters/s3-store.js';
+import { ObjectExistsError } from '../../../lib/domain/errors.js';
 import { createBucket, inProgressUploads, listKeys } from '../../support/s3.js';
 
 function chunks(total: number, chunk = 256 * 1024): Readable {
@@ -22,12 +22,18 @@ describe('S3Store', () => {
     const bucket = await createBucket();
     const store = new S3Store(bucket, 'backups');
     const data = randomBytes(20 * 1024 * 1024 + 123);
-    const { bytes } = await store.putStream('backups/a/x.dump', Readable.from([data.subarray(0, 5e6), data.subarray(5e6)]), {
-      tags: { tier: 'monthly' },
-    });
+    const { bytes } = await store.putStream(
+      'backups/a/x.dump',
+      Readable.from([data.subarray(0, 5e6), data.subarray(5e6)]),
+      {
+        tags: { tier: 'monthly' },
+      },
+    );
     expect(bytes).toBe(data.length);
     const back = await store.getBytes('backups/a/x.dump');
-    expect(createHash('sha256').update(back).digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
+    expect(createHash('sha256').update(back).digest('hex')).toBe(
+      createHash('sha256').update(data).digest('hex'),
+    );
     expect(await store.getTags('backups/a/x.dump')).toEqual({ tier: 'monthly' });
     expect(await inProgressUploads(bucket)).toBe(0);
   });
@@ -37,7 +43,9 @@ describe('S3Store', () => {
     const store = new S3Store(bucket, '');
     await store.putBytes('k.json', '{"a":1}');
     await expect(store.putBytes('k.json', '{"a":2}')).rejects.toBeInstanceOf(ObjectExistsError);
-    await expect(store.putStream('k.json', chunks(10 * 1024 * 1024))).rejects.toBeInstanceOf(ObjectExistsError);
+    await expect(store.putStream('k.json', chunks(10 * 1024 * 1024))).rejects.toBeInstanceOf(
+      ObjectExistsError,
+    );
     expect((await store.getBytes('k.json')).toString()).toBe('{"a":1}');
     expect(await inProgressUploads(bucket)).toBe(0);
   });
@@ -61,7 +69,9 @@ describe('S3Store', () => {
   it('lists more than one page of keys in order', async () => {
     const bucket = await createBucket();
     const store = new S3Store(bucket, '');
-    await Promise.all(Array.from({ length: 1005 }, (_, i) => store.putBytes(`p/${String(i).padStart(4, '0')}`, 'x')));
+    await Promise.all(
+      Array.from({ length: 1005 }, (_, i) => store.putBytes(`p/${String(i).padStart(4, '0')}`, 'x')),
+    );
     const keys: string[] = [];
     for await (const o of store.list('p/')) keys.push(o.key);
     expect(keys).toHaveLength(1005);

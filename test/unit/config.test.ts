@@ -1,0 +1,49 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { databaseSettings, loadConfig } from '../../lib/config.js';
+import { ConfigError } from '../../lib/domain/errors.js';
+
+function file(text: string): string {
+  const path = join(mkdtempSync(join(tmpdir(), 'pgbp-config-')), 'stage.yml');
+  writeFileSync(path, text);
+  return path;
+}
+
+describe('config', () => {
+  it.each(['local', 'dev', 'staging', 'prod'])('loads the shipped %s stage', (stage) => {
+    const config = loadConfig(`config/${stage}.yml`);
+    expect(config.stage).toBe(stage);
+    expect(Object.isFrozen(config.defaults.retention)).toBe(true);
+  });
+
+  it('parses sizes and durations once, with the guide defaults', () => {
+    const config = loadConfig(
+      file(`stage: dev\nstore: s3://bucket-a/p\ndatabases:\n  - name: app\n    size: { minBytes: 2 MiB }\n`),
+    );
+    const app = databaseSettings(config, 'app');
+    expect(app.size.minBytes).toBe(2 * 1024 * 1024);
+    expect(app.retention).toMatchObject({ daily: 7, monthly: 12, yearly: 7 });
+    expect(config.defaults.staleAfter).toBe(24 * 3600 * 1000);
+    expect(databaseSettings(config, 'unconfigured').configured).toBe(false);
+  });
+
+  it('fails with the file, the key path and what was expected', () => {
+    const path = file(
+      `stage: dev\nstore: s3://bucket-a/p\ndatabases:\n  - name: app\n    size: { minBytes: lots }\n`,
+    );
+    expect(() => loadConfig(path)).toThrow(ConfigError);
+    expect(() => loadConfig(path)).toThrow(`${path}: databases[0].size.minBytes: expected a size such as`);
+  });
+
+  it('rejects unknown keys, so a typo does not silently fall back to a default', () => {
+    const path = file(`stage: dev\nstore: s3://bucket-a/p\ndefaults:\n  retention: { dayly: 3 }\n`);
+    expect(() => loadConfig(path)).toThrow(/defaults\.retention: Unrecognized key: "dayly"/);
+  });
+
+  it('names a missing file and a broken YAML file', () => {
+    expect(() => loadConfig('/nonexistent/stage.yml')).toThrow('/nonexistent/stage.yml: cannot read');
+    expect(() => loadConfig(file('stage: [dev'))).toThrow(/not valid YAML/);
+  });
+});
