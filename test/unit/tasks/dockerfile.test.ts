@@ -1,0 +1,41 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+
+const dockerfile = readFileSync('tasks/Dockerfile', 'utf8');
+const instructions = dockerfile
+  .replace(/\\\n/g, ' ')
+  .split('\n')
+  .filter((l) => l.trim() && !l.trim().startsWith('#'));
+
+describe('the task image Dockerfile', () => {
+  it('pins its Node 24 base image to an exact version', () => {
+    const base = /^ARG NODE_IMAGE=(\S+)$/m.exec(dockerfile)?.[1];
+    expect(base).toMatch(/^node:24\.\d+\.\d+-[a-z]+-slim$/);
+    const froms = instructions.filter((l) => l.startsWith('FROM'));
+    expect(froms.length).toBeGreaterThan(0);
+    for (const from of froms) expect(from).toMatch(/^FROM \$\{NODE_IMAGE\}/);
+  });
+
+  it('installs the PostgreSQL client tools of the major version given as a build argument, and zstd', () => {
+    expect(dockerfile).toMatch(/^ARG PG_MAJOR=\d+$/m);
+    expect(dockerfile).toContain('"postgresql-client-${PG_MAJOR}"');
+    expect(dockerfile).toMatch(/pg_dump --version \| grep -q "PostgreSQL\) \$\{PG_MAJOR\}\\\."/);
+    expect(dockerfile).toMatch(/install -y --no-install-recommends [^\n]*\bzstd\b/);
+  });
+
+  it('runs as a non-root user', () => {
+    const users = instructions.filter((l) => l.startsWith('USER '));
+    expect(users.at(-1)).toBe('USER node');
+  });
+
+  it('starts an entrypoint that the build produces from sources that exist', () => {
+    const cmd = instructions.filter((l) => l.startsWith('CMD')).at(-1);
+    expect(cmd).toBe('CMD ["node", "dist/tasks/dump.mjs"]');
+    const build = readFileSync('tasks/build.mjs', 'utf8');
+    for (const entry of ['tasks/dump.ts', 'tasks/restore.ts']) {
+      expect(build).toContain(`'${entry}'`);
+      expect(existsSync(entry)).toBe(true);
+    }
+    expect(dockerfile).toContain('RUN node tasks/build.mjs dist/tasks');
+  });
+});
