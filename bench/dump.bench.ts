@@ -1,0 +1,129 @@
+/**
+ * Capture benchmark (`npm run bench:dump`): one JSON line. On the benchmark database it times,
+ * in one run and interleaved over several rounds (best of each, since this machine is shared):
+ *   a) pg_dump -Fc -Z0 > /dev/null          the ceiling
+ *   b) pg_dump -Fc (default gzip) > file     the runbook's way (one round: it is slow)
+ *   c) pgbp dump to the file store
+ *   d) pgbp dump to S3 on a local endpoint (the moto server)
+ * with sizes and the dump process's peak RSS (GNU time's maximum resident set size), also on a
+ * database a quarter the size to show that memory does not grow with the data.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import { BENCH_DB, ensureBenchDatabase } from './support/bench-db.js';
+import { startMoto } from './support/moto.js';
+
+const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+const pgbp = resolve(import.meta.dirname, '../cli/pgbp.mjs');
+
+interface Timed {
+  seconds: number;
+  stdout: string;
+  maxRssMb: number;
+}
+
+function timed(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Timed> {
+  return new Promise((resolvePromise, reject) => {
+    const started = process.hrtime.bigint();
+    const child: ChildProcess = spawn('/usr/bin/time', ['-f', '%M', command, ...args], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.once('error', reject);
+    child.once('close', (code) => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      if (code !== 0) return reject(new Error(`${command} ${args.join(' ')} failed (${code}): ${stderr.slice(-500)}`));
+      const rssKb = Number(stderr.trim().split('\n').at(-1));
+      resolvePromise({ seconds, stdout, maxRssMb: Math.round(rssKb / 1024) });
+    });
+  });
+}
+
+const round3 = (n: number) => Math.round(n * 1000) / 1000;
+
+async function main(): Promise<void> {
+  const bench = await ensureBenchDatabase();
+  const quarter = await ensureBenchDatabase(Math.round(Number(process.env.BENCH_SCALE_MB ?? 1000) / 4), `${BENCH_DB}_quarter`);
+  const work = mkdtempSync(join(tmpdir(), 'pgbp-bench-dump-'));
+  const moto = await startMoto();
+  const env = { ...process.env, ...moto.env };
+  try {
+    const { s3Client } = await import('../lib/adapters/aws-clients.js');
+    Object.assign(process.env, moto.env);
+    await s3Client().send(new CreateBucketCommand({ Bucket: 'pgbp-bench' }));
+
+    const best = { a: Infinity, c: Infinity, d: Infinity };
+    let cSize = 0;
+    let cRss = 0;
+    let dRss = 0;
+    for (let round = 0; round < rounds; round += 1) {
+      const a = await timed('sh', ['-c', `pg_dump -Fc -Z0 ${bench.database} > /dev/null`]);
+      best.a = Math.min(best.a, a.seconds);
+      const store = join(work, `file-${round}`);
+      const c = await timed(process.execPath, [pgbp, 'dump', '--database', bench.database, '--store', `file://${store}`, '--json'], env);
+      best.c = Math.min(best.c, c.seconds);
+      cSize = JSON.parse(c.stdout).sizeBytes;
+      cRss = Math.max(cRss, c.maxRssMb);
+      rmSync(store, { recursive: true, force: true });
+      if (round < 2) {
+        const d = await timed(
+          process.execPath,
+          [pgbp, 'dump', '--database', bench.database, '--store', `s3://pgbp-bench/r${round}`, '--json'],
+          env,
+        );
+        best.d = Math.min(best.d, d.seconds);
+        dRss = Math.max(dRss, d.maxRssMb);
+      }
+    }
+    const bFile = join(work, 'runbook.dump');
+    const b = await timed('sh', ['-c', `pg_dump -Fc ${bench.database} > ${bFile}`]);
+    const bSize = statSync(bFile).size;
+    rmSync(bFile);
+    const q = await timed(
+      process.execPath,
+      [pgbp, 'dump', '--database', quarter.database, '--store', `file://${join(work, 'quarter')}`, '--json'],
+      env,
+    );
+
+    const result = {
+      bench: 'dump',
+      databaseBytes: bench.sizeBytes,
+      rounds,
+      a_pgdump_Z0_devnull_s: round3(best.a),
+      b_pgdump_default_gzip_s: round3(b.seconds),
+      c_pgbp_file_store_s: round3(best.c),
+      d_pgbp_s3_local_s: round3(best.d),
+      b_size_bytes: bSize,
+      c_size_bytes: cSize,
+      c_over_a: round3(best.c / best.a),
+      b_over_c: round3(b.seconds / best.c),
+      c_size_over_b_size: round3(cSize / bSize),
+      c_peak_rss_mb: cRss,
+      d_peak_rss_mb: dRss,
+      quarter_db_peak_rss_mb: q.maxRssMb,
+      targets: {
+        c_at_most_1_10x_a: best.c <= 1.1 * best.a,
+        c_3x_faster_than_b: b.seconds >= 3 * best.c,
+        c_not_larger_than_b: cSize <= bSize,
+        rss_at_most_150mb: Math.max(cRss, dRss) <= 150,
+      },
+    };
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+  } finally {
+    moto.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+await main();

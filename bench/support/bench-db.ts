@@ -1,0 +1,72 @@
+import pg from 'pg';
+
+/**
+ * The benchmark database: payment-like rows (ids, uuids, amounts, timestamps, short text,
+ * jsonb) that compress about as well as real ones, i.e. not very. Made once and reused while
+ * its size is right; BENCH_SCALE_MB sets the size (default 1000 MB).
+ */
+export const BENCH_DB = 'pgbp_bench';
+
+// Benchmarks follow libpq conventions like everything else, with the local server as default.
+process.env.PGHOST ??= '127.0.0.1';
+process.env.PGPORT ??= '5432';
+process.env.PGUSER ??= 'postgres';
+
+const BYTES_PER_ROW = 205;
+
+async function sizeOf(client: pg.Client, database: string): Promise<number | undefined> {
+  const r = await client.query<{ size: string }>('select pg_database_size(datname)::text as size from pg_database where datname = $1', [
+    database,
+  ]);
+  return r.rows[0] ? Number(r.rows[0].size) : undefined;
+}
+
+export async function ensureBenchDatabase(
+  scaleMb = Number(process.env.BENCH_SCALE_MB ?? 1000),
+  database = BENCH_DB,
+): Promise<{ database: string; sizeBytes: number }> {
+  const admin = new pg.Client({ database: 'postgres' });
+  await admin.connect();
+  try {
+    const existing = await sizeOf(admin, database);
+    const wanted = scaleMb * 1e6;
+    if (existing !== undefined && Math.abs(existing - wanted) / wanted < 0.15) return { database, sizeBytes: existing };
+    await admin.query(`drop database if exists "${database}" with (force)`);
+    await admin.query(`create database "${database}"`);
+    const db = new pg.Client({ database });
+    await db.connect();
+    try {
+      const rows = Math.round(wanted / BYTES_PER_ROW);
+      const batches = 8;
+      await db.query(`create table payments (
+        id bigint primary key, ref uuid not null, account_id int not null, amount numeric(14, 2) not null,
+        currency char(3) not null, status text not null, booked_at timestamptz not null,
+        memo text, meta jsonb not null)`);
+      await db.query('create table accounts (id int primary key, holder text not null, iban text not null)');
+      await db.query(`insert into accounts select g, 'Holder ' || md5(g::text), 'DE' || lpad((g * 7919)::text, 20, '0')
+        from generate_series(1, 50000) g`);
+      for (let b = 0; b < batches; b += 1) {
+        const from = Math.floor((rows * b) / batches) + 1;
+        const to = Math.floor((rows * (b + 1)) / batches);
+        await db.query(
+          `insert into payments
+           select g, gen_random_uuid(), 1 + (random() * 49999)::int, round((random() * 25000)::numeric, 2),
+                  (array['EUR','USD','TRY','GBP','CHF'])[1 + (random() * 4)::int],
+                  (array['pending','settled','settled','settled','failed'])[1 + (random() * 4)::int],
+                  timestamptz '2025-01-01' + random() * interval '700 days',
+                  'invoice ' || (random() * 1e6)::int || ' ' || substr(md5(random()::text), 1, 12 + (random() * 20)::int),
+                  jsonb_build_object('ip', (random() * 255)::int || '.' || (random() * 255)::int || '.' || (random() * 255)::int || '.1',
+                                     'channel', (array['web','app','api'])[1 + (random() * 2)::int],
+                                     'risk', round(random()::numeric, 3))
+           from generate_series(${from}, ${to}) g`,
+        );
+      }
+      await db.query('analyze');
+    } finally {
+      await db.end();
+    }
+    return { database, sizeBytes: (await sizeOf(admin, database)) ?? 0 };
+  } finally {
+    await admin.end();
+  }
+}
