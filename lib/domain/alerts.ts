@@ -1,0 +1,405 @@
+/**
+ * Alerts as people read them: in an e-mail from SNS, in Slack, on a console. Built here from
+ * what went wrong; published by the adapters. Secrets never survive into an alert: causes are
+ * scrubbed of secret-looking fields and passed through {@link redact}.
+ */
+import { redact } from './redact.js';
+import type { SizeVerdict } from './size-check.js';
+import type { FreeSpaceVerdict, StalenessVerdict } from './staleness.js';
+
+export const ALERT_KINDS = [
+  'backup-failed',
+  'backup-stale',
+  'size-anomaly',
+  'restore-check-failed',
+  'retention-blocked',
+  'low-free-space',
+] as const;
+export type AlertKind = (typeof ALERT_KINDS)[number];
+
+export const SEVERITIES = ['critical', 'warning', 'info'] as const;
+export type Severity = (typeof SEVERITIES)[number];
+
+export interface Alert {
+  readonly kind: AlertKind;
+  readonly severity: Severity;
+  readonly database?: string;
+  readonly backupId?: string;
+  /** The Step Functions execution (ARN or name) that failed. */
+  readonly execution?: string;
+  readonly error?: { readonly name: string; readonly cause: string };
+  /** What happened, in a sentence or a few lines. */
+  readonly summary: string;
+  /** What to do about it, in order. */
+  readonly nextSteps: readonly string[];
+  /** When it was noticed (ISO 8601). */
+  readonly at: string;
+}
+
+const TITLES: Record<AlertKind, string> = {
+  'backup-failed': 'Backup failed',
+  'backup-stale': 'Backup stale',
+  'size-anomaly': 'Backup size anomaly',
+  'restore-check-failed': 'Restore check failed',
+  'retention-blocked': 'Retention blocked',
+  'low-free-space': 'Backup store low on space',
+};
+
+const MAX_CAUSE = 2000;
+/** SNS: a subject is under 100 characters, without line breaks or control characters. */
+export const MAX_SUBJECT = 99;
+
+const SECRET_KEY = /pass(word)?|secret|token|webhook|authori[sz]ation|api[-_]?key|credential/i;
+
+/** Masks the values of secret-looking keys (and `{ name: 'PGPASSWORD', value }` pairs) in parsed JSON. */
+export function scrubSecrets(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(scrubSecrets);
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>);
+    const named = entries.find(([k]) => k.toLowerCase() === 'name')?.[1];
+    const secretPair = typeof named === 'string' && SECRET_KEY.test(named);
+    return Object.fromEntries(
+      entries.map(([k, v]) => {
+        if (typeof v === 'string' && (SECRET_KEY.test(k) || (secretPair && k.toLowerCase() === 'value'))) {
+          return [k, '***'];
+        }
+        return [k, scrubSecrets(v)];
+      }),
+    );
+  }
+  return value;
+}
+
+function truncate(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 3)}...`;
+}
+
+interface EcsTaskCause {
+  StoppedReason?: string;
+  StopCode?: string;
+  Containers?: { Name?: string; ExitCode?: number; Reason?: string }[];
+}
+
+/**
+ * A Step Functions `Cause` made readable: the message of a Lambda error, the stop reason and
+ * exit codes of an ECS task, or the text itself; secrets removed, length bounded.
+ */
+export function describeCause(cause: string | undefined, secrets: readonly string[] = []): string {
+  if (!cause) return '';
+  let text = cause;
+  try {
+    const parsed = JSON.parse(cause) as unknown;
+    if (typeof parsed === 'string') text = parsed;
+    else if (parsed && typeof parsed === 'object') {
+      const o = parsed as Record<string, unknown> & EcsTaskCause;
+      if (typeof o.errorMessage === 'string') text = o.errorMessage;
+      else if (o.StoppedReason !== undefined || Array.isArray(o.Containers)) {
+        const containers = (o.Containers ?? []).map(
+          (c) =>
+            `container ${c.Name ?? '?'} exited with ${c.ExitCode ?? 'no exit code'}${c.Reason ? ` (${c.Reason})` : ''}`,
+        );
+        text = [`task stopped: ${o.StoppedReason ?? o.StopCode ?? 'no reason given'}`, ...containers].join(
+          '; ',
+        );
+      } else text = JSON.stringify(scrubSecrets(parsed));
+    }
+  } catch {
+    // not JSON: the text as it is
+  }
+  return truncate(redact(maskJsonSecrets(text), secrets), MAX_CAUSE);
+}
+
+/** `"password": "…"` inside text that is JSON-like but was not parsed as a whole. */
+function maskJsonSecrets(text: string): string {
+  return text.replace(
+    /("[^"]*(?:pass(?:word)?|secret|token|webhook|api[-_]?key)[^"]*"\s*:\s*)"(?:[^"\\]|\\.)*"/gi,
+    '$1"***"',
+  );
+}
+
+/** Which kind of alert a typed error stands for, when the caller did not say. */
+export function kindForError(errorName: string): AlertKind {
+  switch (errorName) {
+    case 'SizeOutOfRangeError':
+      return 'size-anomaly';
+    case 'RestoreCheckFailedError':
+    case 'RestoreFailedError':
+    case 'CorruptBackupError':
+      return 'restore-check-failed';
+    case 'RetentionBlockedError':
+      return 'retention-blocked';
+    default:
+      return 'backup-failed';
+  }
+}
+
+function nextStepsFor(
+  kind: AlertKind,
+  database: string | undefined,
+  execution: string | undefined,
+): string[] {
+  const db = database ?? '<database>';
+  switch (kind) {
+    case 'backup-failed':
+      return [
+        execution
+          ? `Read the failed step in the execution's history: ${execution}`
+          : 'Read the failed step in the Step Functions console',
+        `Run the backup by hand to see the error: pgbp dump --database ${db}`,
+        'Check that the database is reachable and the backup password secret is current',
+        `Check the newest good backup with: pgbp status (retention pauses by itself if ${db} goes stale)`,
+      ];
+    case 'backup-stale':
+      return [
+        'Check that the backup schedule is enabled and read its last executions',
+        `Take a backup by hand now: pgbp dump --database ${db}`,
+        'Run pgbp status to see every database’s newest backup and age',
+        'Retention deletes nothing for this database until a fresh backup exists',
+      ];
+    case 'size-anomaly':
+      return [
+        `Compare with earlier backups: pgbp list --database ${db}`,
+        'Ask whether a large delete, truncate or migration happened, or whether the wrong database was dumped',
+        'Run a restore check of this backup before relying on it',
+      ];
+    case 'restore-check-failed':
+      return [
+        'Read the verify report next to the backup (<backupId>.verify.json) for the failed check',
+        `Take a fresh backup and check it restores: pgbp dump --database ${db}`,
+        'Until then, treat this backup as unusable for recovery',
+      ];
+    case 'retention-blocked':
+      return [
+        'Nothing was deleted; storage grows until retention can run again',
+        'Fix the cause below (a stale backup resolves itself once a fresh good backup exists)',
+        `Preview what retention would do: pgbp retention --database ${db} --dry-run`,
+      ];
+    case 'low-free-space':
+      return [
+        'Free space on the backup volume or grow it before the next dump fails',
+        'Preview what retention would remove: pgbp retention --dry-run',
+      ];
+  }
+}
+
+function severityFor(kind: AlertKind): Severity {
+  return kind === 'retention-blocked' || kind === 'low-free-space' ? 'warning' : 'critical';
+}
+
+/** The payload a state machine's Catch hands to Notify. */
+export interface FailurePayload {
+  readonly database?: string;
+  readonly backupId?: string;
+  readonly execution?: string;
+  readonly kind?: AlertKind;
+  readonly error: { readonly Error: string; readonly Cause?: string };
+}
+
+/** An alert for a failed step: the error's name, its cause made readable, what to do next. */
+export function failureAlert(payload: FailurePayload, now: Date, secrets: readonly string[] = []): Alert {
+  const kind = payload.kind ?? kindForError(payload.error.Error);
+  const cause = describeCause(payload.error.Cause, secrets);
+  const where = payload.database ? ` for ${payload.database}` : '';
+  return {
+    kind,
+    severity: severityFor(kind),
+    ...(payload.database ? { database: payload.database } : {}),
+    ...(payload.backupId ? { backupId: payload.backupId } : {}),
+    ...(payload.execution ? { execution: payload.execution } : {}),
+    error: { name: redact(payload.error.Error, secrets), cause },
+    summary: `${TITLES[kind]}${where}: ${redact(payload.error.Error, secrets)}${cause ? `: ${truncate(cause.split('\n')[0] ?? '', 300)}` : ''}`,
+    nextSteps: nextStepsFor(kind, payload.database, payload.execution),
+    at: now.toISOString(),
+  };
+}
+
+/** `backup-stale`: the newest good backup is too old, or there is none. */
+export function staleAlert(verdict: StalenessVerdict, now: Date): Alert {
+  const summary =
+    verdict.newestId === null
+      ? `No good backup of ${verdict.database} exists (threshold ${verdict.staleAfterHours} h).`
+      : `The newest good backup of ${verdict.database} is ${verdict.newestId}, taken ${verdict.ageHours} h ago at ${verdict.newestCreatedAt}; the threshold is ${verdict.staleAfterHours} h.`;
+  return {
+    kind: 'backup-stale',
+    severity: 'critical',
+    database: verdict.database,
+    ...(verdict.newestId ? { backupId: verdict.newestId } : {}),
+    summary,
+    nextSteps: nextStepsFor('backup-stale', verdict.database, undefined),
+    at: now.toISOString(),
+  };
+}
+
+/** `size-anomaly` for a warning verdict (an error verdict is thrown and reaches Notify). */
+export function sizeAlert(database: string, backupId: string, verdict: SizeVerdict, now: Date): Alert {
+  return {
+    kind: 'size-anomaly',
+    severity: verdict.status === 'error' ? 'critical' : 'warning',
+    database,
+    backupId,
+    summary: `Backup ${backupId} of ${database}: ${verdict.reasons.join('; ')}.`,
+    nextSteps: nextStepsFor('size-anomaly', database, undefined),
+    at: now.toISOString(),
+  };
+}
+
+/** `retention-blocked`: retention deleted nothing (or not everything) for this reason. */
+export function retentionBlockedAlert(database: string, reason: string, now: Date): Alert {
+  return {
+    kind: 'retention-blocked',
+    severity: 'warning',
+    database,
+    summary: `Retention for ${database}: ${reason}.`,
+    nextSteps: nextStepsFor('retention-blocked', database, undefined),
+    at: now.toISOString(),
+  };
+}
+
+/** `low-free-space`: the directory store (the NAS) is below its free-space floor. */
+export function lowFreeSpaceAlert(store: string, verdict: FreeSpaceVerdict, now: Date): Alert {
+  return {
+    kind: 'low-free-space',
+    severity: 'warning',
+    summary: `${store} has ${Math.floor(verdict.freeRatio * 1000) / 10} % free (${verdict.freeBytes} of ${verdict.totalBytes} bytes), below the ${Math.round(verdict.minFreeRatio * 100)} % floor.`,
+    nextSteps: nextStepsFor('low-free-space', undefined, undefined),
+    at: now.toISOString(),
+  };
+}
+
+/** The one-line title: `[CRITICAL] Backup failed: db (DumpFailedError)`. */
+export function alertTitle(alert: Alert): string {
+  const parts = [`[${alert.severity.toUpperCase()}] ${TITLES[alert.kind]}`];
+  if (alert.database) parts.push(`: ${alert.database}`);
+  if (alert.error) parts.push(` (${alert.error.name})`);
+  return parts.join('');
+}
+
+/** An SNS subject: printable ASCII, one line, under 100 characters. */
+export function alertSubject(alert: Alert): string {
+  const ascii = alertTitle(alert)
+    .replace(/[\r\n\t]+/g, ' ')
+    .replace(/[^\x20-\x7e]/g, '?')
+    .trim();
+  return truncate(ascii, MAX_SUBJECT);
+}
+
+/** The readable body of an alert: for e-mail, the console, and Slack's message text. */
+export function alertText(alert: Alert): string {
+  const lines = [alertTitle(alert), ''];
+  lines.push(`Severity:  ${alert.severity}`);
+  lines.push(`Kind:      ${alert.kind}`);
+  if (alert.database) lines.push(`Database:  ${alert.database}`);
+  if (alert.backupId) lines.push(`Backup:    ${alert.backupId}`);
+  if (alert.execution) lines.push(`Execution: ${alert.execution}`);
+  lines.push(`When:      ${alert.at}`);
+  lines.push('', 'What happened:', alert.summary);
+  if (alert.error) {
+    lines.push('', `Error: ${alert.error.name}`);
+    if (alert.error.cause) lines.push(`Cause: ${alert.error.cause}`);
+  }
+  lines.push('', 'What to do next:', ...alert.nextSteps.map((s) => `- ${s}`));
+  return redact(lines.join('\n'));
+}
+
+/** What a Slack message is made from: an alert of ours, or any notification on the topic. */
+export interface SlackView {
+  readonly title: string;
+  readonly severity?: string;
+  readonly kind?: string;
+  readonly database?: string;
+  readonly backupId?: string;
+  readonly body: string;
+  readonly at?: string;
+}
+
+export interface SlackMessage {
+  readonly text: string;
+  readonly blocks: readonly Record<string, unknown>[];
+}
+
+const EMOJI: Record<string, string> = {
+  critical: ':red_circle:',
+  warning: ':warning:',
+  info: ':information_source:',
+};
+
+function mrkdwnEscape(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/** A Block Kit message within Slack's limits (header 150, section text 3,000, field 2,000 characters). */
+export function slackMessage(view: SlackView): SlackMessage {
+  const title = redact(view.title);
+  const emoji = (view.severity && EMOJI[view.severity]) ?? ':bell:';
+  const fields = (
+    [
+      ['Severity', view.severity],
+      ['Kind', view.kind],
+      ['Database', view.database],
+      ['Backup', view.backupId],
+    ] as const
+  )
+    .filter(([, v]) => v)
+    .map(([k, v]) => ({ type: 'mrkdwn', text: truncate(`*${k}*\n${mrkdwnEscape(redact(v ?? ''))}`, 2000) }));
+  const blocks: Record<string, unknown>[] = [
+    { type: 'header', text: { type: 'plain_text', text: truncate(`${emoji} ${title}`, 150), emoji: true } },
+  ];
+  if (fields.length > 0) blocks.push({ type: 'section', fields });
+  const body = redact(view.body).trim();
+  if (body) {
+    blocks.push({
+      type: 'section',
+      text: { type: 'mrkdwn', text: `\`\`\`${truncate(mrkdwnEscape(body), 2980)}\`\`\`` },
+    });
+  }
+  blocks.push({
+    type: 'context',
+    elements: [{ type: 'mrkdwn', text: `pg-backup-pipeline${view.at ? ` · ${view.at}` : ''}` }],
+  });
+  return { text: truncate(title, 3000), blocks };
+}
+
+/** The Slack view of one of our alerts. */
+export function slackViewOf(alert: Alert): SlackView {
+  return {
+    title: alertTitle(alert),
+    severity: alert.severity,
+    kind: alert.kind,
+    ...(alert.database ? { database: alert.database } : {}),
+    ...(alert.backupId ? { backupId: alert.backupId } : {}),
+    body: alertText(alert),
+    at: alert.at,
+  };
+}
+
+/** An SNS notification as the forwarder receives it (any publisher's, not only ours). */
+export interface TopicNotification {
+  readonly subject?: string | null;
+  readonly message: string;
+  readonly attributes?: Readonly<Record<string, { readonly Value?: string } | undefined>>;
+  readonly timestamp?: string;
+}
+
+/** The Slack view of a notification: subject as title, attributes as fields, the message as body. */
+export function slackViewOfNotification(n: TopicNotification): SlackView {
+  const firstLine = n.message.split('\n', 1)[0]?.trim() ?? '';
+  const title = n.subject?.trim() || truncate(firstLine || 'Notification', 140);
+  // Our bodies start with the title line; Slack shows it as the header already.
+  const body = n.message.startsWith(`${title}\n`)
+    ? n.message.slice(title.length).replace(/^\n+/, '')
+    : n.message;
+  const attr = (name: string) => n.attributes?.[name]?.Value;
+  const severity = attr('severity');
+  const kind = attr('kind');
+  const database = attr('database');
+  const backupId = attr('backupId');
+  return {
+    title,
+    body,
+    ...(severity ? { severity } : {}),
+    ...(kind ? { kind } : {}),
+    ...(database ? { database } : {}),
+    ...(backupId ? { backupId } : {}),
+    ...(n.timestamp ? { at: n.timestamp } : {}),
+  };
+}
