@@ -1,6 +1,7 @@
 import { type BackupSelector, parseSelector } from './backup-catalog.js';
 import { isKeyableDatabaseName } from './domain/catalog.js';
 import { InvalidRestoreRequestError } from './domain/errors.js';
+import { SCRATCH_PREFIX } from './domain/restore-checks.js';
 
 /** `verify`: into a scratch database that is always dropped; `restore`: into a named target. */
 export type RestoreMode = 'verify' | 'restore';
@@ -29,9 +30,6 @@ export const MAX_IDENTIFIER_BYTES = 63;
 
 /** Databases a restore never creates or replaces: the server's own. */
 const RESERVED_TARGETS: ReadonlySet<string> = new Set(['postgres', 'template0', 'template1']);
-
-/** The prefix of scratch databases made by verify; never a restore target. */
-export const SCRATCH_PREFIX = 'pgbp_verify_';
 
 /**
  * Why `name` is not an identifier this project passes to PostgreSQL and its tools, or undefined

@@ -1,0 +1,228 @@
+/**
+ * What a restored database is checked against, and how each check is judged: the tables of the
+ * manifest, their row estimates, and the SQL assertions configured per database. Pure: the
+ * restore gathers the facts, this decides.
+ */
+
+export type CheckKind = 'connect' | 'tables' | 'rows' | 'assertion';
+
+export interface CheckResult {
+  readonly name: string;
+  readonly kind: CheckKind;
+  readonly passed: boolean;
+  readonly query?: string;
+  /** What was seen: a query's value, a count, or a short account of what differed. */
+  readonly value?: string | number | boolean | null;
+  readonly expected?: string;
+  /** The offending tables, at most a few dozen, for the report. */
+  readonly details?: readonly string[];
+}
+
+export interface Expectation {
+  readonly atLeast?: number;
+  readonly atMost?: number;
+  readonly equals?: number | string | boolean;
+  readonly isTrue?: true;
+}
+
+export interface AssertionSpec {
+  readonly name: string;
+  readonly sql: string;
+  readonly expect: Expectation;
+}
+
+/** The outcome of running an assertion's query: the first column of the first row, or the error. */
+export type QueryOutcome = { readonly value: unknown } | { readonly error: string };
+
+export interface TableRef {
+  readonly schema: string;
+  readonly name: string;
+}
+
+export interface ManifestTable extends TableRef {
+  readonly kind: 'table' | 'partitioned table';
+  readonly rowEstimate: number;
+}
+
+/** The prefix of verify's scratch databases, which nothing else may use. */
+export const SCRATCH_PREFIX = 'pgbp_verify_';
+
+/** Below this many rows either way, a difference from the estimate is noise, whatever the tolerance. */
+export const ROW_SLACK = 10;
+
+const MAX_DETAILS = 50;
+
+export function tableKey(t: TableRef): string {
+  return `${t.schema}.${t.name}`;
+}
+
+/** `at least 3000 and at most 5000`, as people read an expectation. */
+export function describeExpectation(e: Expectation): string {
+  const parts: string[] = [];
+  if (e.atLeast !== undefined) parts.push(`at least ${e.atLeast}`);
+  if (e.atMost !== undefined) parts.push(`at most ${e.atMost}`);
+  if (e.equals !== undefined) parts.push(`equal to ${JSON.stringify(e.equals)}`);
+  if (e.isTrue) parts.push('true');
+  return parts.join(' and ');
+}
+
+/** A query result value as the report shows it: JSON scalars stay, anything else becomes text. */
+export function reportableValue(value: unknown): string | number | boolean | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'string') return value;
+  if (typeof value === 'bigint') return value.toString();
+  if (value instanceof Date) return value.toISOString();
+  return JSON.stringify(value);
+}
+
+function asNumber(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;
+  if (typeof value === 'bigint') return Number(value);
+  if (typeof value === 'string' && value.trim() !== '' && Number.isFinite(Number(value)))
+    return Number(value);
+  return undefined;
+}
+
+function asBoolean(value: unknown): boolean | undefined {
+  if (typeof value === 'boolean') return value;
+  if (value === 't' || value === 'true') return true;
+  if (value === 'f' || value === 'false') return false;
+  return undefined;
+}
+
+/** Whether a value meets every part of an expectation (they combine with "and"). */
+export function meetsExpectation(value: unknown, e: Expectation): boolean {
+  if (e.atLeast !== undefined || e.atMost !== undefined) {
+    const n = asNumber(value);
+    if (n === undefined) return false;
+    if (e.atLeast !== undefined && n < e.atLeast) return false;
+    if (e.atMost !== undefined && n > e.atMost) return false;
+  }
+  if (e.equals !== undefined) {
+    const ok =
+      typeof e.equals === 'number'
+        ? asNumber(value) === e.equals
+        : typeof e.equals === 'boolean'
+          ? asBoolean(value) === e.equals
+          : value !== null && value !== undefined && String(value) === e.equals;
+    if (!ok) return false;
+  }
+  if (e.isTrue && asBoolean(value) !== true) return false;
+  return true;
+}
+
+/** Judges one configured assertion from what its query returned. A query that fails, fails the check. */
+export function evaluateAssertion(assertion: AssertionSpec, outcome: QueryOutcome): CheckResult {
+  const expected = describeExpectation(assertion.expect);
+  if ('error' in outcome) {
+    return {
+      name: assertion.name,
+      kind: 'assertion',
+      passed: false,
+      query: assertion.sql,
+      value: `query failed: ${outcome.error}`,
+      expected,
+    };
+  }
+  return {
+    name: assertion.name,
+    kind: 'assertion',
+    passed: meetsExpectation(outcome.value, assertion.expect),
+    query: assertion.sql,
+    value: reportableValue(outcome.value),
+    expected,
+  };
+}
+
+/** The manifest's tables that a restore limited to `schemas` (none: all) should have brought back. */
+export function tablesInScope<T extends TableRef>(tables: readonly T[], schemas: readonly string[]): T[] {
+  if (schemas.length === 0) return [...tables];
+  const wanted = new Set(schemas);
+  return tables.filter((t) => wanted.has(t.schema));
+}
+
+/** Every table in scope exists in the restored database. */
+export function checkTablesPresent(expected: readonly TableRef[], present: ReadonlySet<string>): CheckResult {
+  const missing = expected.map(tableKey).filter((k) => !present.has(k));
+  return {
+    name: 'every table in the manifest was restored',
+    kind: 'tables',
+    passed: missing.length === 0,
+    value: expected.length - missing.length,
+    expected: `${expected.length} tables`,
+    ...(missing.length > 0 ? { details: missing.slice(0, MAX_DETAILS).map((k) => `missing: ${k}`) } : {}),
+  };
+}
+
+export type RowVerdict =
+  | { readonly compared: false; readonly why: 'unknown estimate' | 'zero estimate' | 'not restored' }
+  | { readonly compared: true; readonly passed: boolean; readonly allowed: number };
+
+/**
+ * Compares a restored row count with the manifest's estimate (pg_class.reltuples at dump time).
+ * Estimates are statistics, not counts, so only what they can say is judged:
+ * - a negative estimate means the table was never analyzed: not compared;
+ * - a zero estimate cannot tell an empty table from one analyzed before it was filled: not compared;
+ * - otherwise the count must lie within `tolerance` × estimate of it, and never closer than
+ *   {@link ROW_SLACK} rows is demanded, so small tables do not fail on a few rows of churn.
+ */
+export function judgeRowCount(estimate: number, rows: number | undefined, tolerance: number): RowVerdict {
+  if (rows === undefined) return { compared: false, why: 'not restored' };
+  if (estimate < 0) return { compared: false, why: 'unknown estimate' };
+  if (estimate === 0) return { compared: false, why: 'zero estimate' };
+  const allowed = Math.max(Math.ceil(estimate * tolerance), ROW_SLACK);
+  return { compared: true, passed: Math.abs(rows - estimate) <= allowed, allowed };
+}
+
+/** One check over every table in scope: restored counts against the manifest's estimates. */
+export function checkRowCounts(
+  tables: readonly ManifestTable[],
+  rows: ReadonlyMap<string, number>,
+  tolerance: number,
+): CheckResult {
+  const offending: string[] = [];
+  let compared = 0;
+  let skipped = 0;
+  for (const t of tables) {
+    const count = rows.get(tableKey(t));
+    const verdict = judgeRowCount(t.rowEstimate, count, tolerance);
+    if (!verdict.compared) {
+      skipped += 1;
+      continue;
+    }
+    compared += 1;
+    if (!verdict.passed) {
+      offending.push(`${tableKey(t)}: ${count} rows, estimate ${t.rowEstimate} (±${verdict.allowed})`);
+    }
+  }
+  return {
+    name: 'row counts match the manifest within tolerance',
+    kind: 'rows',
+    passed: offending.length === 0,
+    value: `${compared - offending.length} of ${compared} compared tables within tolerance, ${skipped} without a usable estimate`,
+    expected: `within ${Math.round(tolerance * 100)}% (at least ±${ROW_SLACK} rows) of each estimate`,
+    ...(offending.length > 0 ? { details: offending.slice(0, MAX_DETAILS) } : {}),
+  };
+}
+
+/** The message of a failed restore check: each failed check's name, its query and the value seen. */
+export function describeFailedChecks(checks: readonly CheckResult[]): string {
+  return checks
+    .filter((c) => !c.passed)
+    .map((c) => {
+      const query = c.query ? ` (${c.query.replace(/\s+/g, ' ').trim()})` : '';
+      const expected = c.expected ? `, expected ${c.expected}` : '';
+      const details = c.details?.length ? `: ${c.details.slice(0, 5).join('; ')}` : '';
+      return `"${c.name}"${query} saw ${JSON.stringify(c.value ?? null)}${expected}${details}`;
+    })
+    .join('; ');
+}
+
+/**
+ * A scratch database name for verifying a backup of `database`: recognisable, unique by `suffix`,
+ * and short enough (63 bytes) that PostgreSQL does not truncate it into another name.
+ */
+export function scratchDatabaseName(database: string, suffix: string): string {
+  const room = 63 - SCRATCH_PREFIX.length - suffix.length - 1;
+  return `${SCRATCH_PREFIX}${database.slice(0, Math.max(0, room))}_${suffix}`;
+}

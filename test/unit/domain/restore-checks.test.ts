@@ -1,0 +1,147 @@
+import { describe, expect, it } from 'vitest';
+import {
+  type AssertionSpec,
+  checkRowCounts,
+  checkTablesPresent,
+  describeFailedChecks,
+  evaluateAssertion,
+  judgeRowCount,
+  type ManifestTable,
+  meetsExpectation,
+  ROW_SLACK,
+  scratchDatabaseName,
+  tablesInScope,
+} from '../../../lib/domain/restore-checks.js';
+
+const txns: AssertionSpec = {
+  name: 'transactions restored',
+  sql: 'select count(*) from core.transactions',
+  expect: { atLeast: 3000 },
+};
+
+function table(schema: string, name: string, rowEstimate: number): ManifestTable {
+  return { schema, name, kind: 'table', rowEstimate };
+}
+
+describe('evaluateAssertion', () => {
+  it('passes a count at the lower bound, given as text the way PostgreSQL returns bigint', () => {
+    const check = evaluateAssertion(txns, { value: '3000' });
+    expect(check).toMatchObject({
+      name: 'transactions restored',
+      passed: true,
+      value: '3000',
+      expected: 'at least 3000',
+    });
+  });
+
+  it('fails a count below the bound and keeps the query and the value seen', () => {
+    const check = evaluateAssertion(txns, { value: '2999' });
+    expect(check).toMatchObject({ passed: false, query: txns.sql, value: '2999' });
+  });
+
+  it('fails when the query itself fails, saying why', () => {
+    const check = evaluateAssertion(txns, { error: 'relation "core.transactions" does not exist' });
+    expect(check.passed).toBe(false);
+    expect(check.value).toContain('does not exist');
+  });
+
+  it('fails on a NULL or a value that is not a number when a number is expected', () => {
+    expect(evaluateAssertion(txns, { value: null }).passed).toBe(false);
+    expect(evaluateAssertion(txns, { value: 'many' }).passed).toBe(false);
+  });
+
+  it('combines bounds: both must hold', () => {
+    const e = { atLeast: 10, atMost: 20 };
+    expect(meetsExpectation(15, e)).toBe(true);
+    expect(meetsExpectation(9, e)).toBe(false);
+    expect(meetsExpectation('21', e)).toBe(false);
+  });
+
+  it('compares equals by the type of the expected value', () => {
+    expect(meetsExpectation('42', { equals: 42 })).toBe(true);
+    expect(meetsExpectation('EUR', { equals: 'EUR' })).toBe(true);
+    expect(meetsExpectation('eur', { equals: 'EUR' })).toBe(false);
+    expect(meetsExpectation(false, { equals: false })).toBe(true);
+    expect(meetsExpectation(null, { equals: 'null' })).toBe(false);
+  });
+
+  it('takes only a real true for isTrue', () => {
+    expect(meetsExpectation(true, { isTrue: true })).toBe(true);
+    expect(meetsExpectation(false, { isTrue: true })).toBe(false);
+    expect(meetsExpectation(1, { isTrue: true })).toBe(false);
+    expect(meetsExpectation(null, { isTrue: true })).toBe(false);
+  });
+});
+
+describe('judgeRowCount', () => {
+  it('does not compare a never-analyzed table (estimate -1) or a zero estimate', () => {
+    expect(judgeRowCount(-1, 0, 0.1)).toEqual({ compared: false, why: 'unknown estimate' });
+    expect(judgeRowCount(0, 5000, 0.1)).toEqual({ compared: false, why: 'zero estimate' });
+  });
+
+  it('allows the configured fraction of the estimate either way', () => {
+    expect(judgeRowCount(10_000, 10_900, 0.1)).toMatchObject({ compared: true, passed: true });
+    expect(judgeRowCount(10_000, 9_000, 0.1)).toMatchObject({ compared: true, passed: true });
+    expect(judgeRowCount(10_000, 8_999, 0.1)).toMatchObject({ compared: true, passed: false });
+  });
+
+  it('does not fail a small table on a few rows of churn', () => {
+    expect(judgeRowCount(20, 20 + ROW_SLACK, 0.1)).toMatchObject({ passed: true });
+    expect(judgeRowCount(20, 20 + ROW_SLACK + 1, 0.1)).toMatchObject({ passed: false });
+  });
+
+  it('catches a large table that came back empty', () => {
+    expect(judgeRowCount(3000, 0, 0.1)).toMatchObject({ compared: true, passed: false });
+  });
+});
+
+describe('checkRowCounts and checkTablesPresent', () => {
+  const tables = [
+    table('core', 'accounts', 200),
+    table('core', 'transactions_2025', -1),
+    table('auth', 'users', 50),
+  ];
+
+  it('names each table out of tolerance and counts the ones it could not compare', () => {
+    const rows = new Map([
+      ['core.accounts', 0],
+      ['core.transactions_2025', 1234],
+      ['auth.users', 50],
+    ]);
+    const check = checkRowCounts(tables, rows, 0.1);
+    expect(check.passed).toBe(false);
+    expect(check.details).toEqual(['core.accounts: 0 rows, estimate 200 (±20)']);
+    expect(check.value).toBe('1 of 2 compared tables within tolerance, 1 without a usable estimate');
+  });
+
+  it('lists missing tables by schema-qualified name', () => {
+    const check = checkTablesPresent(tables, new Set(['core.accounts', 'auth.users']));
+    expect(check).toMatchObject({ passed: false, value: 2, details: ['missing: core.transactions_2025'] });
+  });
+
+  it('keeps only the tables of the restored schemas, or all when none are named', () => {
+    expect(tablesInScope(tables, ['auth']).map((t) => t.name)).toEqual(['users']);
+    expect(tablesInScope(tables, [])).toHaveLength(3);
+  });
+});
+
+describe('describeFailedChecks', () => {
+  it("gives each failed check's name, query and value, and leaves passed ones out", () => {
+    const message = describeFailedChecks([
+      evaluateAssertion(txns, { value: '12' }),
+      evaluateAssertion({ ...txns, name: 'fine' }, { value: '5000' }),
+    ]);
+    expect(message).toBe(
+      '"transactions restored" (select count(*) from core.transactions) saw "12", expected at least 3000',
+    );
+  });
+});
+
+describe('scratchDatabaseName', () => {
+  it('is recognisable and never longer than PostgreSQL keeps (63 bytes)', () => {
+    expect(scratchDatabaseName('orders', 'ab12cd34')).toBe('pgbp_verify_orders_ab12cd34');
+    const long = scratchDatabaseName('d'.repeat(63), 'ab12cd34');
+    expect(long).toHaveLength(63);
+    expect(long.endsWith('_ab12cd34')).toBe(true);
+  });
+});
