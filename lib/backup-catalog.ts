@@ -1,6 +1,6 @@
 import type { BackupStore, ObjectInfo } from './adapters/store.js';
 import { databasePrefix, keysFor, parseBackupId, parseKey } from './domain/catalog.js';
-import { BackupNotFoundError, InvalidRestoreRequestError } from './domain/errors.js';
+import { BackupNotFoundError, CorruptBackupError, InvalidRestoreRequestError } from './domain/errors.js';
 import { type Manifest, parseManifest } from './domain/manifest.js';
 
 /** One backup as found in a store: its manifest, and the objects beside it. */
@@ -11,6 +11,13 @@ export interface StoredBackup {
   readonly verifyObject?: ObjectInfo;
 }
 
+/** A manifest that cannot be used; `damaged` when its dump is there but not the size it records. */
+export interface BrokenBackup {
+  readonly key: string;
+  readonly reason: string;
+  readonly damaged?: boolean;
+}
+
 /** What a scan of one database's folder found. */
 export interface DatabaseScan {
   readonly database: string;
@@ -19,7 +26,7 @@ export interface DatabaseScan {
   /** Dumps with no manifest: an interrupted or failed backup, removed by retention after a grace period. */
   readonly debris: readonly ObjectInfo[];
   /** Manifests that do not parse or whose dump is missing or of another size: reported, never deleted. */
-  readonly broken: readonly { readonly key: string; readonly reason: string }[];
+  readonly broken: readonly BrokenBackup[];
 }
 
 async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
@@ -47,7 +54,7 @@ export async function scanDatabase(store: BackupStore, database: string): Promis
   }
   const backups: StoredBackup[] = [];
   const debris: ObjectInfo[] = [];
-  const broken: { key: string; reason: string }[] = [];
+  const broken: BrokenBackup[] = [];
   const withManifest = [...groups.entries()].filter(([, g]) => g.manifest);
   for (const [, g] of groups) if (g.dump && !g.manifest) debris.push(g.dump);
   const read = await mapLimit(withManifest, 16, async ([id, g]) => {
@@ -62,6 +69,7 @@ export async function scanDatabase(store: BackupStore, database: string): Promis
           broken: {
             key: manifestObject.key,
             reason: `dump is ${g.dump.size} bytes, manifest says ${manifest.sizeBytes}`,
+            damaged: true,
           },
         };
       }
@@ -134,7 +142,10 @@ export function parseSelector(database: string, backup: string, before?: string)
   return { kind: 'id', id: backup };
 }
 
-/** Resolves a selector to one complete backup; BackupNotFoundError when none matches. */
+/**
+ * Resolves a selector to one complete backup; BackupNotFoundError when none matches, and
+ * CorruptBackupError when the backup asked for by id has a dump of another size than recorded.
+ */
 export async function findBackup(
   store: BackupStore,
   database: string,
@@ -146,6 +157,7 @@ export async function findBackup(
     const found = scan.backups.find((b) => b.manifest.id === selector.id);
     if (found) return found;
     const broken = scan.broken.find((b) => b.key === keys.manifest);
+    if (broken?.damaged) throw new CorruptBackupError(`backup ${selector.id} is damaged: ${broken.reason}`);
     throw new BackupNotFoundError(
       broken
         ? `backup ${selector.id} is not usable: ${broken.reason}`
