@@ -1,7 +1,5 @@
 import { Command, CommanderError } from 'commander';
 import { redact } from '../lib/domain/redact.js';
-import { registerDump } from './commands/dump.js';
-import { registerList } from './commands/list.js';
 import type { CliDeps } from './context.js';
 
 const defaultDeps: CliDeps = {
@@ -11,12 +9,28 @@ const defaultDeps: CliDeps = {
   stderr: process.stderr,
 };
 
-/** Each command registers itself; a command sets `exitCode` on the holder it is given. */
+/** Each command registers itself; a command sets `code` on the holder it is given. */
 export interface ExitHolder {
   code: number;
 }
 
-export function buildProgram(deps: CliDeps, exit: ExitHolder): Command {
+type Register = (program: Command, deps: CliDeps, exit: ExitHolder) => void;
+
+/**
+ * The commands, each loaded only when it runs (or for help): a dump should not carry the
+ * modules of every other command in memory.
+ */
+const commands: Record<string, () => Promise<Register>> = {
+  dump: async () => (await import('./commands/dump.js')).registerDump,
+  list: async () => (await import('./commands/list.js')).registerList,
+  retention: async () => (await import('./commands/retention.js')).registerRetention,
+  status: async () => (await import('./commands/status.js')).registerStatus,
+  verify: async () => (await import('./commands/verify.js')).registerVerify,
+  restore: async () => (await import('./commands/restore.js')).registerRestore,
+  thaw: async () => (await import('./commands/thaw.js')).registerThaw,
+};
+
+export async function buildProgram(deps: CliDeps, exit: ExitHolder, only?: string): Promise<Command> {
   const program = new Command('pgbp')
     .description('Backups of PostgreSQL that prove they restore: dump, list, verify, restore.')
     .showHelpAfterError()
@@ -25,15 +39,15 @@ export function buildProgram(deps: CliDeps, exit: ExitHolder): Command {
       writeOut: (s) => deps.stdout.write(s),
       writeErr: (s) => deps.stderr.write(s),
     });
-  registerDump(program, deps, exit);
-  registerList(program, deps, exit);
+  const names = only && only in commands ? [only] : Object.keys(commands);
+  for (const name of names) (await commands[name]?.())?.(program, deps, exit);
   return program;
 }
 
 /** Runs the CLI; returns the process exit code. Errors become one line on stderr, secrets removed. */
 export async function main(argv: readonly string[], deps: CliDeps = defaultDeps): Promise<number> {
   const exit: ExitHolder = { code: 0 };
-  const program = buildProgram(deps, exit);
+  const program = await buildProgram(deps, exit, argv[0]);
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return exit.code;

@@ -20,9 +20,11 @@ function once<T>(build: () => T): () => T {
 
 const customS3Endpoint = () => Boolean(process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL);
 
-export const s3Client = once(() => new S3Client({ forcePathStyle: customS3Endpoint(), maxAttempts: 4 }));
-export const snsClient = once(() => new SNSClient({}));
-export const sfnClient = once(() => new SFNClient({}));
-export const ecsClient = once(() => new ECSClient({}));
-export const secretsClient = once(() => new SecretsManagerClient({}));
-export const ssmClient = once(() => new SSMClient({}));
+export const s3Client = /* @__PURE__ */ once(
+  () => new S3Client({ forcePathStyle: customS3Endpoint(), maxAttempts: 4 }),
+);
+export const snsClient = /* @__PURE__ */ once(() => new SNSClient({}));
+export const sfnClient = /* @__PURE__ */ once(() => new SFNClient({}));
+export const ecsClient = /* @__PURE__ */ once(() => new ECSClient({}));
+export const secretsClient = /* @__PURE__ */ once(() => new SecretsManagerClient({}));
+export const ssmClient = /* @__PURE__ */ once(() => new SSMClient({}));

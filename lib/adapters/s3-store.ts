@@ -41,6 +41,29 @@ export interface S3StoreOptions {
 
 const DELETE_BATCH = 1000;
 
+/**
+ * Removes exactly `size` bytes from the front of `chunks` into one new buffer (one copy); a
+ * chunk split at the boundary leaves its tail at the front.
+ */
+function takeBytes(chunks: Buffer[], size: number, into?: Buffer): Buffer {
+  const part = into && into.length === size ? into : Buffer.allocUnsafeSlow(size);
+  let filled = 0;
+  while (filled < size) {
+    const chunk = chunks[0] as Buffer;
+    const need = size - filled;
+    if (chunk.length <= need) {
+      chunk.copy(part, filled);
+      filled += chunk.length;
+      chunks.shift();
+    } else {
+      chunk.copy(part, filled, 0, need);
+      chunks[0] = chunk.subarray(need);
+      filled += need;
+    }
+  }
+  return part;
+}
+
 function tagging(tags: Readonly<Record<string, string>> | undefined): string | undefined {
   if (!tags || Object.keys(tags).length === 0) return undefined;
   return new URLSearchParams(tags).toString();
@@ -125,14 +148,17 @@ export class S3Store implements BackupStore {
       Tagging: tagging(options.tags),
       ...this.encryption(),
     };
-    const queueSize = this.options.queueSize ?? 3;
+    const queueSize = this.options.queueSize ?? 2;
     let uploadId: string | undefined;
     const parts: CompletedPart[] = [];
     const inFlight = new Set<Promise<void>>();
     let failure: unknown;
     let total = 0;
 
-    const uploadPart = (partNumber: number, data: Buffer) => {
+    // Part buffers are reused once their upload settles: memory stays at about queueSize + 1
+    // parts instead of waiting for the garbage collector to notice megabytes of released parts.
+    const spare: Buffer[] = [];
+    const uploadPart = (partNumber: number, data: Buffer, reusable: boolean) => {
       const task = this.client
         .send(
           new UploadPartCommand({
@@ -150,13 +176,16 @@ export class S3Store implements BackupStore {
         .catch((error: unknown) => {
           failure ??= error;
         })
-        .finally(() => inFlight.delete(task));
+        .finally(() => {
+          inFlight.delete(task);
+          if (reusable && spare.length < queueSize) spare.push(data);
+        });
       inFlight.add(task);
     };
 
     try {
       let partNumber = 1;
-      let pending: Buffer[] = [];
+      const pending: Buffer[] = [];
       let pendingBytes = 0;
       for await (const chunk of body) {
         if (failure) throw failure;
@@ -169,15 +198,14 @@ export class S3Store implements BackupStore {
           // Only a full part is sent before the end: the last part is the only short one.
           if (partNumber >= MAX_PARTS) throw new RangeError(`stream exceeds ${MAX_PARTS} parts`);
           const size = partSizeFor(partNumber);
-          const all = Buffer.concat(pending, pendingBytes);
-          const part = all.subarray(0, size);
-          pending = [all.subarray(size)];
+          const recycled = spare.findIndex((b) => b.length === size);
+          const part = takeBytes(pending, size, recycled >= 0 ? spare.splice(recycled, 1)[0] : undefined);
           pendingBytes -= size;
           if (!uploadId) {
             const created = await this.client.send(new CreateMultipartUploadCommand(common));
             uploadId = created.UploadId;
           }
-          uploadPart(partNumber, Buffer.from(part));
+          uploadPart(partNumber, part, true);
           partNumber += 1;
           while (inFlight.size >= queueSize) await Promise.race(inFlight);
           if (failure) throw failure;
@@ -195,7 +223,7 @@ export class S3Store implements BackupStore {
         );
         return { bytes: total };
       }
-      uploadPart(partNumber, rest);
+      uploadPart(partNumber, rest, false);
       await Promise.all(inFlight);
       if (failure) throw failure;
       parts.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
