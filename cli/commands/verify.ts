@@ -1,0 +1,32 @@
+import type { Command } from 'commander';
+import type { CliDeps } from '../context.js';
+import type { ExitHolder } from '../main.js';
+import { type RestoreCommandOptions, runRestoreCommand } from './restore.js';
+
+export function registerVerify(program: Command, deps: CliDeps, exit: ExitHolder): void {
+  program
+    .command('verify')
+    .description('Prove a backup restores: restore it into a scratch database, run the checks, drop it')
+    .argument('<backup>', 'a backup id, or "latest"')
+    .requiredOption('--database <name>', 'the database whose backups to use (configured or not)')
+    .option('--before <time>', 'with "latest": the newest backup taken before this ISO 8601 time')
+    .option('--jobs <n>', 'parallel pg_restore jobs (spools to local disk when there is room)')
+    .option('--store <url>', 'store URL (s3://bucket/prefix or file:///dir), overrides the config')
+    .option('--config <file>', 'stage config file')
+    .option('--json', 'print the verify report as one JSON object')
+    .option('--verbose', 'structured log lines on stderr')
+    .action(async (backup: string, opts: RestoreCommandOptions) => {
+      await runRestoreCommand(
+        deps,
+        exit,
+        {
+          mode: 'verify',
+          database: opts.database,
+          backup,
+          ...(opts.before !== undefined ? { before: opts.before } : {}),
+          ...(opts.jobs !== undefined ? { jobs: opts.jobs } : {}),
+        },
+        opts,
+      );
+    });
+}

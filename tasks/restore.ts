@@ -1,0 +1,92 @@
+import { fileURLToPath } from 'node:url';
+import { sfnClient } from '../lib/adapters/aws-clients.js';
+import { createLogger } from '../lib/adapters/logger.js';
+import { openStore } from '../lib/adapters/open-store.js';
+import { type Config, databaseSettings, loadConfig } from '../lib/config.js';
+import { connectionFor } from '../lib/connection.js';
+import { InvalidRestoreRequestError } from '../lib/domain/errors.js';
+import { type RestoreReport, runRestore } from '../lib/restore.js';
+import { parseRestoreRequest, type RestoreRequest } from '../lib/restore-request.js';
+import { runTask, type TaskDeps } from './task-runner.js';
+
+/** The restore task's inputs, from the container's environment (the ECS overrides). */
+export function restoreInputs(env: NodeJS.ProcessEnv): {
+  request: RestoreRequest;
+  config: Config;
+  store?: string;
+} {
+  const raw = env.PGBP_RESTORE_REQUEST;
+  if (!raw) {
+    throw new InvalidRestoreRequestError(
+      'PGBP_RESTORE_REQUEST is not set: the task needs a restore request (JSON)',
+    );
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch (cause) {
+    throw new InvalidRestoreRequestError(`PGBP_RESTORE_REQUEST is not JSON: ${(cause as Error).message}`, {
+      cause,
+    });
+  }
+  const request = parseRestoreRequest(parsed);
+  const config = loadConfig(env.PGBP_CONFIG ?? 'config/local.yml');
+  return { request, config, ...(env.PGBP_STORE ? { store: env.PGBP_STORE } : {}) };
+}
+
+/**
+ * The Step Functions output: what an alert or the next state needs, small enough for the
+ * 256 KiB limit whatever the number of tables. The whole report is in the store (verify).
+ */
+export function summarizeReport(r: RestoreReport) {
+  return {
+    backupId: r.backupId,
+    database: r.database,
+    mode: r.mode,
+    target: r.target,
+    passed: r.passed,
+    recoverySeconds: r.recoverySeconds,
+    timings: r.timings,
+    bytesFetched: r.bytesFetched,
+    jobs: r.jobs,
+    spooled: r.spooled,
+    replaced: r.replaced,
+    tableCount: r.tables.length,
+    rowCount: r.tables.reduce((n, t) => n + (t.rows ?? 0), 0),
+    checks: r.checks.map((c) => ({ name: c.name, kind: c.kind, passed: c.passed })),
+    warningCount: r.warnings.length,
+    warnings: r.warnings.slice(0, 10),
+  };
+}
+
+/** Fargate entrypoint: verify a backup, or restore one into a named database, and report. */
+export function main(deps: TaskDeps): Promise<number> {
+  return runTask(
+    async (context) => {
+      const { request, config, store: storeUrl } = restoreInputs(deps.env);
+      const connection = await connectionFor(config, deps.env, request.database);
+      context.secrets.push(connection.password);
+      const logger = createLogger(
+        { task: 'restore' },
+        { secrets: [connection.password ?? ''], write: (line) => deps.stderr.write(`${line}\n`) },
+      );
+      const settings = databaseSettings(config, request.database);
+      return runRestore(request, {
+        store: openStore(storeUrl ?? config.store, config),
+        connection,
+        policy: settings.restore,
+        assertions: settings.assertions,
+        env: deps.env,
+        logger,
+      });
+    },
+    deps,
+    summarizeReport,
+  );
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main({ env: process.env, stdout: process.stdout, stderr: process.stderr, sfn: sfnClient }).then((code) => {
+    process.exitCode = code;
+  });
+}
