@@ -81,21 +81,18 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   }
   const env = libpqEnv(connection, deps.env);
 
-  let server: Awaited<ReturnType<typeof serverInfo>>;
-  try {
-    server = await serverInfo(connection);
-  } catch (cause) {
-    throw new DumpFailedError(
-      `cannot connect to ${describeConnection(connection)}: ${redact((cause as Error).message, secrets)}`,
-      { cause },
-    );
-  }
-  let pgDump: Awaited<ReturnType<typeof toolVersion>>;
-  try {
-    pgDump = await toolVersion('pg_dump', env, spawn);
-  } catch (cause) {
-    throw new DumpFailedError((cause as Error).message, { cause });
-  }
+  // The server's version and tables, and pg_dump's version, are independent: ask both at once.
+  const [server, pgDump] = await Promise.all([
+    serverInfo(connection).catch((cause: unknown) => {
+      throw new DumpFailedError(
+        `cannot connect to ${describeConnection(connection)}: ${redact((cause as Error).message, secrets)}`,
+        { cause },
+      );
+    }),
+    toolVersion('pg_dump', env, spawn).catch((cause: unknown) => {
+      throw new DumpFailedError((cause as Error).message, { cause });
+    }),
+  ]);
   requireToolAtLeastServer('pg_dump', pgDump, server.version);
 
   const createdAt = clock();
