@@ -199,6 +199,19 @@ export const configSchema = z
           .strict()
           .optional(),
         taskImage: z.string().optional(),
+        /** Where the Fargate tasks run: subnets (and security groups) that can reach the database. */
+        network: z
+          .object({
+            subnets: z
+              .array(z.string().regex(/^subnet-[0-9a-f]+$/, 'a subnet id such as subnet-0abc123'))
+              .min(1),
+            securityGroups: z
+              .array(z.string().regex(/^sg-[0-9a-f]+$/, 'a security group id such as sg-0abc123'))
+              .min(1),
+            assignPublicIp: z.boolean().default(false),
+          })
+          .strict()
+          .optional(),
         taskCpu: z.number().int().default(1024),
         taskMemory: z.number().int().default(2048),
         taskEphemeralStorageGiB: z.number().int().min(21).max(200).default(50),

@@ -1,0 +1,416 @@
+import { resolve } from 'node:path';
+import { type Config, loadConfig } from '../lib/config.js';
+import { ConfigError } from '../lib/domain/errors.js';
+
+/**
+ * What serverless.yml needs from a stage's config (config/<stage>.yml, validated by
+ * lib/config.ts): names, numbers as CloudFormation wants them, and the resources that come in
+ * one per database, e-mail address or function. Computed here because YAML cannot parse `6h`,
+ * loop or take a maximum; serverless.yml reads it through deploy/stage-settings.cjs.
+ */
+
+export const SERVICE = 'pg-backup-pipeline';
+
+/** The stages that deploy; `local` runs on one machine and never does. */
+export const DEPLOY_STAGES = ['dev', 'staging', 'prod'] as const;
+
+/** The Lambda functions of serverless.yml, by their key there (the Errors alarms cover each). */
+export const FUNCTION_KEYS = [
+  'checkSize',
+  'applyRetention',
+  'checkStaleness',
+  'notify',
+  'slackForwarder',
+  'prepareRestore',
+  'thawBackup',
+] as const;
+
+/** The staleness watchdog's embedded metric (lib/adapters/metrics.ts, lib/staleness-run.ts). */
+export const BACKUP_AGE_METRIC = { namespace: 'PgBackupPipeline', name: 'BackupAgeHours' } as const;
+
+/** CloudWatch Logs accepts only these retention periods. */
+const LOG_RETENTION_DAYS = new Set([
+  1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+]);
+
+/** Fargate task sizes: memory (MiB) allowed per CPU unit count. */
+const FARGATE_MEMORY: Record<number, (memory: number) => boolean> = {
+  256: (m) => [512, 1024, 2048].includes(m),
+  512: (m) => m >= 1024 && m <= 4096 && m % 1024 === 0,
+  1024: (m) => m >= 2048 && m <= 8192 && m % 1024 === 0,
+  2048: (m) => m >= 4096 && m <= 16384 && m % 1024 === 0,
+  4096: (m) => m >= 8192 && m <= 30720 && m % 1024 === 0,
+  8192: (m) => m >= 16384 && m <= 61440 && m % 4096 === 0,
+  16384: (m) => m >= 32768 && m <= 122880 && m % 8192 === 0,
+};
+
+/**
+ * Thaw polling per retrieval tier: S3 restores GLACIER in minutes (Expedited), hours (Standard,
+ * up to 12 h from DEEP_ARCHIVE) or up to 48 h (Bulk). The restore machine polls this often, this
+ * many times, then fails with ArchivedBackupError.
+ */
+const THAW_POLLING: Record<string, { seconds: number; rounds: number }> = {
+  Expedited: { seconds: 60, rounds: 30 },
+  Standard: { seconds: 900, rounds: 60 },
+  Bulk: { seconds: 1800, rounds: 120 },
+};
+
+/** S3 charges archived objects for at least this many days; expiring earlier only costs more. */
+const MINIMUM_ARCHIVE_DAYS = { GLACIER: 90, DEEP_ARCHIVE: 180 } as const;
+
+/** Step Functions gives up on a silent task after this many missed heartbeats, and never sooner than this. */
+const MISSED_HEARTBEATS = 5;
+const MIN_HEARTBEAT_TIMEOUT_SECONDS = 300;
+
+type Cfn = Record<string, unknown>;
+
+export interface StageSettings {
+  readonly stage: string;
+  readonly region: string;
+  /** The stage config inside a Lambda package and the task image (relative to their root). */
+  readonly configFile: string;
+  readonly bucketName: string;
+  /** The store's keys under the bucket: for `s3:prefix` conditions, and as an object ARN suffix. */
+  readonly storePrefixes: readonly string[];
+  readonly storeObjects: string;
+  readonly kmsAlias: string;
+  /** Databases backed up and drilled when an execution names none, comma-separated (an ASL placeholder). */
+  readonly configuredDatabases: string;
+  /** DefinitionSubstitutions values that come from the config; all strings, as CloudFormation wants. */
+  readonly asl: {
+    readonly backupMaxConcurrency: string;
+    readonly drillMaxConcurrency: string;
+    readonly dumpHeartbeatSeconds: string;
+    readonly dumpTimeoutSeconds: string;
+    readonly restoreHeartbeatSeconds: string;
+    readonly restoreTimeoutSeconds: string;
+    readonly thawPollSeconds: string;
+    readonly thawPollRounds: string;
+    readonly taskSubnets: string;
+    readonly taskSecurityGroups: string;
+    readonly taskAssignPublicIp: 'ENABLED' | 'DISABLED';
+  };
+  readonly schedules: {
+    readonly timezone: string;
+    readonly backup: string;
+    readonly staleness: string;
+    readonly drill: string;
+  };
+  readonly task: {
+    readonly image: string;
+    readonly cpu: string;
+    readonly memory: string;
+    readonly ephemeralStorageGiB: number;
+    /** How often the tasks heartbeat (PGBP_HEARTBEAT_SECONDS). */
+    readonly heartbeatIntervalSeconds: string;
+    /** Image pulls are allowed from this ECR repository only. */
+    readonly ecrRepositoryArn: string;
+  };
+  readonly logRetentionDays: number;
+  readonly lifecycle: {
+    readonly monthlyArchiveAfterDays: number;
+    readonly yearlyArchiveAfterDays: number;
+    readonly monthlyExpireAfterDays: number;
+    readonly yearlyExpireAfterDays: number;
+    readonly noncurrentExpireAfterDays: number;
+  };
+  readonly staleAfterHours: number;
+  /** Object Lock default retention; `enabled` is a string for a CloudFormation condition. */
+  readonly objectLock: { readonly enabled: 'true' | 'false'; readonly mode: string; readonly days: number };
+  /** The database password: how ECS injects it as PGPASSWORD, and the statement that may read it. */
+  readonly dbPassword: { readonly valueFrom: Cfn | string; readonly readStatement: Cfn };
+  /** The statement that lets the Slack forwarder read its webhook URL. */
+  readonly slackWebhook: { readonly readStatement: Cfn };
+  /** The resources that come one per database, address or function: merged into `resources`. */
+  readonly resources: { readonly Resources: Record<string, Cfn> };
+}
+
+function fail(file: string, path: string, message: string): never {
+  throw new ConfigError(`${file}: ${path}: ${message}`);
+}
+
+function seconds(ms: number): number {
+  return Math.max(1, Math.round(ms / 1000));
+}
+
+/** A logical-id-safe form of a name, unique by its position. */
+function logicalPart(name: string, index: number): string {
+  const alnum = name.replace(/[^A-Za-z0-9]/g, '');
+  return `${index + 1}${alnum.charAt(0).toUpperCase()}${alnum.slice(1)}`.slice(0, 40);
+}
+
+/** `arn:…:repository/name` of an ECR image URI, or undefined for any other registry. */
+export function ecrRepositoryArn(image: string): string | undefined {
+  const m = /^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?\/([^:@]+)(?:[:@].*)?$/.exec(image);
+  if (!m) return undefined;
+  const [, account, region, repository] = m;
+  const partition = region?.startsWith('cn-')
+    ? 'aws-cn'
+    : region?.startsWith('us-gov-')
+      ? 'aws-us-gov'
+      : 'aws';
+  return `arn:${partition}:ecr:${region}:${account}:repository/${repository}`;
+}
+
+/** The IAM statement that lets a role read one secret: Secrets Manager by name or ARN, or SSM (`ssm:/name`). */
+export function secretReadStatement(id: string): Cfn {
+  if (id.startsWith('ssm:')) {
+    const name = id.slice(4).replace(/^\//, '');
+    return {
+      Effect: 'Allow',
+      Action: ['ssm:GetParameter'],
+      Resource: {
+        'Fn::Sub': `arn:\${AWS::Partition}:ssm:\${AWS::Region}:\${AWS::AccountId}:parameter/${name}`,
+      },
+    };
+  }
+  return {
+    Effect: 'Allow',
+    Action: ['secretsmanager:GetSecretValue'],
+    Resource: id.startsWith('arn:')
+      ? id
+      : // Secrets Manager appends six random characters to a secret's ARN.
+        {
+          'Fn::Sub': `arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${id}-??????`,
+        },
+  };
+}
+
+/** The ECS `valueFrom` of a Secrets Manager secret (a partial ARN is enough for a name). */
+function secretValueFrom(id: string): Cfn | string {
+  if (id.startsWith('arn:')) return id;
+  if (id.startsWith('ssm:')) {
+    return {
+      'Fn::Sub': `arn:\${AWS::Partition}:ssm:\${AWS::Region}:\${AWS::AccountId}:parameter/${id.slice(4).replace(/^\//, '')}`,
+    };
+  }
+  return {
+    'Fn::Sub': `arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${id}`,
+  };
+}
+
+function ageAlarms(config: Config, staleAfterHours: number): Record<string, Cfn> {
+  const out: Record<string, Cfn> = {};
+  config.databases.forEach((d, i) => {
+    out[`BackupAgeAlarm${logicalPart(d.name, i)}`] = {
+      Type: 'AWS::CloudWatch::Alarm',
+      Properties: {
+        AlarmName: `${SERVICE}-${config.stage}-backup-age-${d.name}`,
+        AlarmDescription: `The newest good backup of ${d.name} is older than ${staleAfterHours} h, or the hourly staleness check stopped reporting.`,
+        Namespace: BACKUP_AGE_METRIC.namespace,
+        MetricName: BACKUP_AGE_METRIC.name,
+        Dimensions: [
+          { Name: 'Stage', Value: config.stage },
+          { Name: 'Database', Value: d.name },
+        ],
+        Statistic: 'Maximum',
+        Period: 3600,
+        // Two hours in a row: one late hourly run is not an outage, two are.
+        EvaluationPeriods: 2,
+        DatapointsToAlarm: 2,
+        Threshold: staleAfterHours,
+        ComparisonOperator: 'GreaterThanThreshold',
+        // No data means the watchdog itself is down: that is an alarm too.
+        TreatMissingData: 'breaching',
+        AlarmActions: [{ Ref: 'AlertsTopic' }],
+        OKActions: [{ Ref: 'AlertsTopic' }],
+      },
+    };
+  });
+  return out;
+}
+
+function lambdaErrorAlarms(stage: string): Record<string, Cfn> {
+  const out: Record<string, Cfn> = {};
+  for (const key of FUNCTION_KEYS) {
+    const logical = `${key.charAt(0).toUpperCase()}${key.slice(1)}`;
+    out[`${logical}ErrorsAlarm`] = {
+      Type: 'AWS::CloudWatch::Alarm',
+      Properties: {
+        AlarmName: `${SERVICE}-${stage}-${key}-errors`,
+        AlarmDescription: `The ${key} Lambda function failed.`,
+        Namespace: 'AWS/Lambda',
+        MetricName: 'Errors',
+        Dimensions: [{ Name: 'FunctionName', Value: { Ref: `${logical}LambdaFunction` } }],
+        Statistic: 'Sum',
+        Period: 300,
+        EvaluationPeriods: 1,
+        Threshold: 1,
+        ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+        TreatMissingData: 'notBreaching',
+        AlarmActions: [{ Ref: 'AlertsTopic' }],
+      },
+    };
+  }
+  return out;
+}
+
+function emailSubscriptions(config: Config): Record<string, Cfn> {
+  const out: Record<string, Cfn> = {};
+  config.alerts.emails.forEach((email, i) => {
+    out[`AlertsEmailSubscription${logicalPart(email.split('@')[0] ?? '', i)}`] = {
+      Type: 'AWS::SNS::Subscription',
+      Properties: { TopicArn: { Ref: 'AlertsTopic' }, Protocol: 'email', Endpoint: email },
+    };
+  });
+  return out;
+}
+
+/** The settings of one deployable stage; ConfigError naming the file and the key when the config cannot deploy. */
+export function stageSettings(stage: string, options: { readonly root: string }): StageSettings {
+  if (!(DEPLOY_STAGES as readonly string[]).includes(stage)) {
+    throw new ConfigError(
+      `stage ${JSON.stringify(stage)} does not deploy: expected one of ${DEPLOY_STAGES.join(', ')}`,
+    );
+  }
+  const configFile = `config/${stage}.yml`;
+  const config = loadConfig(resolve(options.root, configFile));
+  if (config.stage !== stage) fail(configFile, 'stage', `is ${config.stage}, expected ${stage}`);
+  if (config.mode !== 'aws') fail(configFile, 'mode', 'must be aws for a deployed stage');
+
+  const store = /^s3:\/\/([^/]+)(?:\/(.*))?$/.exec(config.store);
+  if (!store?.[1]) fail(configFile, 'store', 'must be s3://bucket/prefix for a deployed stage');
+  const bucketName = store[1];
+  const prefix = (store[2] ?? '').replace(/^\/+|\/+$/g, '');
+
+  const kmsAlias = config.kmsKeyId ?? `alias/${SERVICE}-${stage}`;
+  if (!kmsAlias.startsWith('alias/')) {
+    fail(
+      configFile,
+      'kmsKeyId',
+      'must be an alias (alias/name): the stack creates the key of the stage under it',
+    );
+  }
+  if (config.databases.length === 0) fail(configFile, 'databases', 'lists no database to back up');
+
+  const aws = config.aws;
+  if (!aws.taskImage) fail(configFile, 'aws.taskImage', 'is required: the image of tasks/Dockerfile');
+  if (!aws.network)
+    fail(configFile, 'aws.network', 'is required: the subnets and security groups of the tasks');
+  if (!LOG_RETENTION_DAYS.has(aws.logRetentionDays)) {
+    fail(
+      configFile,
+      'aws.logRetentionDays',
+      `${aws.logRetentionDays} is not a retention CloudWatch Logs offers`,
+    );
+  }
+  const memoryFits = FARGATE_MEMORY[aws.taskCpu];
+  if (!memoryFits) fail(configFile, 'aws.taskCpu', `${aws.taskCpu} is not a Fargate CPU size`);
+  if (!memoryFits(aws.taskMemory)) {
+    fail(
+      configFile,
+      'aws.taskMemory',
+      `${aws.taskMemory} MiB does not go with ${aws.taskCpu} CPU units on Fargate`,
+    );
+  }
+  const thaw = THAW_POLLING[config.defaults.restore.thawTier];
+  if (!thaw) fail(configFile, 'defaults.restore.thawTier', 'is not a retrieval tier');
+
+  const heartbeatInterval = seconds(config.dump.heartbeat);
+  const heartbeatTimeout = Math.max(MISSED_HEARTBEATS * heartbeatInterval, MIN_HEARTBEAT_TIMEOUT_SECONDS);
+  const taskTimeout = seconds(config.dump.timeout);
+  if (taskTimeout <= heartbeatTimeout) {
+    fail(configFile, 'dump.timeout', `must be longer than the heartbeat timeout (${heartbeatTimeout} s)`);
+  }
+
+  // The bucket's rules serve every database, so they follow the most generous retention.
+  const policies = [
+    config.defaults.retention,
+    ...config.databases.map((d) => ({ ...config.defaults.retention, ...d.retention })),
+  ];
+  const daily = Math.max(...policies.map((p) => p.daily));
+  const monthly = Math.max(...policies.map((p) => p.monthly));
+  const yearly = Math.max(...policies.map((p) => p.yearly));
+  // A monthly or yearly backup is also one of the dailies until `daily` newer ones exist.
+  const archiveAfter = daily + 1;
+  // A backstop behind retention, never ahead of it: one period more than the kept count.
+  const monthlyExpire = Math.max(
+    archiveAfter + (monthly + 1) * 31,
+    archiveAfter + MINIMUM_ARCHIVE_DAYS.GLACIER,
+  );
+  const yearlyExpire = Math.max(
+    archiveAfter + (yearly + 1) * 366,
+    archiveAfter + MINIMUM_ARCHIVE_DAYS.DEEP_ARCHIVE,
+  );
+  const staleAfterHours = config.defaults.staleAfter / 3_600_000;
+
+  const objectLock = aws.objectLock
+    ? { enabled: 'true' as const, mode: aws.objectLock.mode, days: aws.objectLock.days }
+    : // Unused when disabled; present so the template resolves.
+      { enabled: 'false' as const, mode: 'GOVERNANCE', days: 1 };
+
+  const passwordSecret = config.connection.passwordSecretId;
+  if (!passwordSecret) {
+    fail(
+      configFile,
+      'connection.passwordSecretId',
+      'is required: on AWS the tasks get the password from Secrets Manager',
+    );
+  }
+  const slackSecret = config.alerts.slackWebhookSecretId;
+  if (!slackSecret)
+    fail(configFile, 'alerts.slackWebhookSecretId', 'is required: the alerts topic forwards to Slack');
+  const ecrArn = ecrRepositoryArn(aws.taskImage);
+  if (!ecrArn)
+    fail(
+      configFile,
+      'aws.taskImage',
+      'must be an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag>)',
+    );
+
+  return {
+    stage,
+    region: config.region,
+    configFile,
+    bucketName,
+    storePrefixes: prefix ? [`${prefix}/`, `${prefix}/*`] : ['*'],
+    storeObjects: prefix ? `${prefix}/*` : '*',
+    kmsAlias,
+    configuredDatabases: config.databases.map((d) => d.name).join(','),
+    asl: {
+      backupMaxConcurrency: String(config.backup.maxConcurrency),
+      drillMaxConcurrency: String(config.backup.maxConcurrency),
+      dumpHeartbeatSeconds: String(heartbeatTimeout),
+      dumpTimeoutSeconds: String(taskTimeout),
+      // A restore heartbeats like a dump; the dump's limit is the drill's too (no separate key yet).
+      restoreHeartbeatSeconds: String(heartbeatTimeout),
+      restoreTimeoutSeconds: String(taskTimeout),
+      thawPollSeconds: String(thaw.seconds),
+      thawPollRounds: String(thaw.rounds),
+      taskSubnets: aws.network.subnets.join(','),
+      taskSecurityGroups: aws.network.securityGroups.join(','),
+      taskAssignPublicIp: aws.network.assignPublicIp ? 'ENABLED' : 'DISABLED',
+    },
+    schedules: { ...config.schedules },
+    task: {
+      image: aws.taskImage,
+      cpu: String(aws.taskCpu),
+      memory: String(aws.taskMemory),
+      ephemeralStorageGiB: aws.taskEphemeralStorageGiB,
+      heartbeatIntervalSeconds: String(heartbeatInterval),
+      ecrRepositoryArn: ecrArn,
+    },
+    logRetentionDays: aws.logRetentionDays,
+    lifecycle: {
+      monthlyArchiveAfterDays: archiveAfter,
+      yearlyArchiveAfterDays: archiveAfter,
+      monthlyExpireAfterDays: monthlyExpire,
+      yearlyExpireAfterDays: yearlyExpire,
+      noncurrentExpireAfterDays: 30,
+    },
+    staleAfterHours,
+    objectLock,
+    dbPassword: {
+      valueFrom: secretValueFrom(passwordSecret),
+      readStatement: secretReadStatement(passwordSecret),
+    },
+    slackWebhook: { readStatement: secretReadStatement(slackSecret) },
+    resources: {
+      Resources: {
+        ...emailSubscriptions(config),
+        ...ageAlarms(config, staleAfterHours),
+        ...lambdaErrorAlarms(stage),
+      },
+    },
+  };
+}

@@ -1,0 +1,74 @@
+import { z } from 'zod';
+import { lambdaHandler, lazyHandler } from '../lib/adapters/lambda.js';
+import type { Logger } from '../lib/adapters/logger.js';
+import { openStore } from '../lib/adapters/open-store.js';
+import { runtimeConfig } from '../lib/adapters/runtime.js';
+import { type BackupStore, needsThaw } from '../lib/adapters/store.js';
+import { findBackup } from '../lib/backup-catalog.js';
+import { BackupNotFoundError } from '../lib/domain/errors.js';
+import { parseRestoreRequest, type RestoreRequest, selectorOf } from '../lib/restore-request.js';
+
+/** Any JSON: parseRestoreRequest validates it and names the bad field (InvalidRestoreRequestError). */
+export const prepareRestoreEvent = z.unknown();
+
+/** What the restore state machine carries on from Prepare. */
+export interface PreparedRestore {
+  /** The request the restore task runs: validated, with `backup` pinned to the resolved id. */
+  readonly request: RestoreRequest;
+  readonly backupId: string;
+  /** The dump's key in the store. */
+  readonly key: string;
+  /** Whether the dump must be thawed before it can be read. */
+  readonly archived: boolean;
+  readonly storageClass: string;
+}
+
+export interface PrepareRestorePorts {
+  readonly store: BackupStore;
+  readonly logger?: Logger;
+}
+
+/**
+ * Prepare (the restore state machine's first state): validates a restore request and resolves
+ * `latest`, an id or a time to one backup, so a bad request fails before any task starts and
+ * the backup cannot change under a restore that waits for a thaw.
+ */
+export function createPrepareRestoreHandler(ports: PrepareRestorePorts) {
+  return lambdaHandler(
+    {
+      name: 'prepare-restore',
+      event: prepareRestoreEvent,
+      ...(ports.logger ? { logger: ports.logger } : {}),
+    },
+    async (event, { logger }): Promise<PreparedRestore> => {
+      const request = parseRestoreRequest(event);
+      const backup = await findBackup(ports.store, request.database, selectorOf(request));
+      const key = backup.manifest.key;
+      // The manifest records the class at backup time; lifecycle rules may have archived it since.
+      const head = await ports.store.head(key);
+      if (!head)
+        throw new BackupNotFoundError(`backup ${backup.manifest.id}: ${key} is gone from ${ports.store.url}`);
+      const { before: _resolved, ...rest } = request;
+      const pinned: RestoreRequest = { ...rest, backup: backup.manifest.id };
+      const archived = needsThaw(head.storageClass) && head.thaw.state !== 'available';
+      logger.info('restore prepared', {
+        database: request.database,
+        backupId: backup.manifest.id,
+        storageClass: head.storageClass,
+        archived,
+      });
+      return {
+        request: pinned,
+        backupId: backup.manifest.id,
+        key,
+        archived,
+        storageClass: head.storageClass,
+      };
+    },
+  );
+}
+
+export const handler = lazyHandler(() => {
+  const config = runtimeConfig();
+  return createPrepareRestoreHandler({ store: openStore(config.store, config) });
+});

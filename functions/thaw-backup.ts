@@ -1,0 +1,74 @@
+import { z } from 'zod';
+import { lambdaHandler, lazyHandler } from '../lib/adapters/lambda.js';
+import type { Logger } from '../lib/adapters/logger.js';
+import { openStore } from '../lib/adapters/open-store.js';
+import { runtimeConfig } from '../lib/adapters/runtime.js';
+import type { BackupStore, ThawState } from '../lib/adapters/store.js';
+import type { RestorePolicy } from '../lib/config.js';
+import { isKeyableDatabaseName, parseBackupId } from '../lib/domain/catalog.js';
+import { thawBackup } from '../lib/restore.js';
+
+export const thawBackupEvent = z
+  .object({
+    database: z.string().refine(isKeyableDatabaseName, 'expected a database name'),
+    backupId: z
+      .string()
+      .refine((v) => parseBackupId(v) !== undefined, 'expected a backup id <database>-<yyyymmddThhmmssZ>'),
+  })
+  .refine((e) => parseBackupId(e.backupId)?.database === e.database, {
+    message: 'the backup id belongs to another database',
+    path: ['backupId'],
+  });
+
+/** Where a thaw stands, as the restore state machine's poll loop reads it (`state`). */
+export interface ThawStatus {
+  readonly backupId: string;
+  readonly key: string;
+  readonly storageClass: string;
+  readonly state: ThawState['state'];
+  /** When an available copy expires again (ISO 8601). */
+  readonly until?: string;
+}
+
+export interface ThawBackupPorts {
+  readonly store: BackupStore;
+  readonly policy: Pick<RestorePolicy, 'thawTier' | 'thawDays'>;
+  readonly logger?: Logger;
+}
+
+/**
+ * Thaw (the restore state machine's poll): asks S3 to restore an archived dump, with the
+ * configured tier and days, and reports where that stands. Asking again is harmless.
+ */
+export function createThawBackupHandler(ports: ThawBackupPorts) {
+  return lambdaHandler(
+    {
+      name: 'thaw-backup',
+      event: thawBackupEvent,
+      ...(ports.logger ? { logger: ports.logger } : {}),
+      keys: (e) => ({ database: e.database, backupId: e.backupId }),
+    },
+    async (event, { logger }): Promise<ThawStatus> => {
+      const result = await thawBackup(
+        ports.store,
+        event.database,
+        { kind: 'id', id: event.backupId },
+        { tier: ports.policy.thawTier, days: ports.policy.thawDays },
+      );
+      logger.info('thaw status', { storageClass: result.storageClass, state: result.thaw.state });
+      const until = result.thaw.state === 'available' ? result.thaw.until : undefined;
+      return {
+        backupId: result.backupId,
+        key: result.key,
+        storageClass: result.storageClass,
+        state: result.thaw.state,
+        ...(until ? { until: until.toISOString() } : {}),
+      };
+    },
+  );
+}
+
+export const handler = lazyHandler(() => {
+  const config = runtimeConfig();
+  return createThawBackupHandler({ store: openStore(config.store, config), policy: config.defaults.restore });
+});

@@ -1,0 +1,405 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BACKUP_AGE_METRIC, FUNCTION_KEYS, stageSettings } from '../../deploy/stage-settings.js';
+import { METRIC_NAMESPACE } from '../../lib/adapters/metrics.js';
+import { loadConfig } from '../../lib/config.js';
+import { MACHINE_NAMES, MACHINES } from '../statemachines/asl.js';
+
+/**
+ * `serverless package --stage prod`, run once for this file, offline and with no AWS account
+ * (dummy credentials; no call is made), then the generated CloudFormation read as data.
+ */
+
+const run = promisify(execFile);
+const ROOT = resolve(import.meta.dirname, '../..');
+const config = loadConfig(join(ROOT, 'config/prod.yml'));
+const settings = stageSettings('prod', { root: ROOT });
+
+// biome-ignore lint/suspicious/noExplicitAny: the generated CloudFormation, read as untyped JSON
+type Cfn = Record<string, any>;
+let out: string;
+let template: {
+  Resources: Record<string, Cfn>;
+  Outputs: Record<string, Cfn>;
+  Conditions?: Record<string, Cfn>;
+};
+const workFolder = `.esbuild/test-${process.pid}`;
+
+function resources(type: string): [string, Cfn][] {
+  return Object.entries(template.Resources).filter(([, r]) => r.Type === type);
+}
+
+function resource(logicalId: string): Cfn {
+  const r = template.Resources[logicalId];
+  if (!r) throw new Error(`no resource ${logicalId} in the template`);
+  return r;
+}
+
+const asArray = <T>(v: T | T[]): T[] => (Array.isArray(v) ? v : [v]);
+
+/** Each function package: its entries and its bundle's size and AWS SDK imports (python3 runs moto anyway). */
+async function readPackages(
+  keys: readonly string[],
+): Promise<Record<string, { entries: string[]; bundleBytes: number; sdkImports: string[] }>> {
+  const script = `
+import json, re, sys, zipfile
+out = {}
+for key in sys.argv[2:]:
+    z = zipfile.ZipFile(f"{sys.argv[1]}/{key}.zip")
+    names = z.namelist()
+    bundles = [n for n in names if n.startswith("functions/") and n.endswith(".mjs")]
+    code = z.read(bundles[0]).decode() if bundles else ""
+    out[key] = {"entries": names, "bundleBytes": len(code.encode()), "sdkImports": sorted(set(re.findall(r'from\\s*"(@aws-sdk/[^"]+)"', code)))}
+print(json.dumps(out))
+`;
+  const { stdout } = await run('python3', ['-c', script, out, ...keys]);
+  return JSON.parse(stdout);
+}
+
+beforeAll(async () => {
+  out = await mkdtemp(join(tmpdir(), 'pgbp-package-'));
+  const env = {
+    PATH: process.env.PATH,
+    HOME: out,
+    AWS_ACCESS_KEY_ID: 'offline',
+    AWS_SECRET_ACCESS_KEY: 'offline',
+    AWS_REGION: 'eu-west-1',
+    AWS_EC2_METADATA_DISABLED: 'true',
+    PGBP_ESBUILD_WORK_FOLDER: workFolder,
+  };
+  await run(
+    process.execPath,
+    ['node_modules/serverless/bin/serverless.js', 'package', '--stage', 'prod', '--package', out],
+    {
+      cwd: ROOT,
+      env,
+      timeout: 110_000,
+      maxBuffer: 16 * 1024 * 1024,
+    },
+  );
+  template = JSON.parse(await readFile(join(out, 'cloudformation-template-update-stack.json'), 'utf8'));
+}, 120_000);
+
+afterAll(async () => {
+  if (out) await rm(out, { recursive: true, force: true });
+  await rm(join(ROOT, workFolder), { recursive: true, force: true });
+});
+
+describe('the packaged prod stack: functions and roles', () => {
+  it('packages every Lambda function as arm64 nodejs24.x with a role of its own', () => {
+    const functions = resources('AWS::Lambda::Function');
+    expect(functions.map(([id]) => id).sort()).toEqual(
+      FUNCTION_KEYS.map((k) => `${k.charAt(0).toUpperCase()}${k.slice(1)}LambdaFunction`).sort(),
+    );
+    const roles = new Set<string>();
+    for (const [, f] of functions) {
+      expect(f.Properties.Runtime).toBe('nodejs24.x');
+      expect(f.Properties.Architectures).toEqual(['arm64']);
+      expect(f.Properties.Environment.Variables.PGBP_CONFIG).toBe('config/prod.yml');
+      expect(f.Properties.Environment.Variables.PGBP_ALERTS_TOPIC_ARN).toEqual({ Ref: 'AlertsTopic' });
+      roles.add(f.Properties.Role['Fn::GetAtt'][0]);
+    }
+    expect(roles.size).toBe(functions.length);
+    expect(template.Resources.IamRoleLambdaExecution).toBeUndefined();
+  });
+
+  it('gives no role a wildcard action, nor a wildcard resource where the resource is known', () => {
+    // IAM knows no resource for these: "*" is the only resource they accept.
+    const noResourceLevel = new Set(['ecr:GetAuthorizationToken']);
+    const problems: string[] = [];
+    for (const [id, role] of resources('AWS::IAM::Role')) {
+      for (const policy of role.Properties.Policies ?? []) {
+        for (const statement of asArray(policy.PolicyDocument.Statement) as Cfn[]) {
+          if (statement.Effect !== 'Allow') continue;
+          const actions = asArray(statement.Action) as string[];
+          for (const action of actions) if (action.includes('*')) problems.push(`${id}: action ${action}`);
+          const wildcard = asArray(statement.Resource).some((r) => r === '*');
+          if (wildcard && !actions.every((a) => noResourceLevel.has(a))) {
+            problems.push(`${id}: ${actions.join(', ')} on *`);
+          }
+        }
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+
+  it('includes the stage config and a minified ESM bundle, with the AWS SDK left to the runtime, in each function package', async () => {
+    const packages = await readPackages(FUNCTION_KEYS);
+    for (const key of FUNCTION_KEYS) {
+      const pkg = packages[key];
+      expect(pkg?.entries, key).toContain('config/prod.yml');
+      expect(
+        pkg?.entries.some((e) => /^functions\/[a-z-]+\.mjs$/.test(e)),
+        key,
+      ).toBe(true);
+      expect(
+        pkg?.entries.some((e) => e.startsWith('node_modules/')),
+        key,
+      ).toBe(false);
+      expect(pkg?.bundleBytes, key).toBeLessThan(1024 * 1024);
+    }
+    // The SDK clients are imported, not bundled: at least the store's S3 client somewhere.
+    expect(Object.values(packages).flatMap((p) => p.sdkImports)).toContain('@aws-sdk/client-s3');
+  });
+
+  it('lets the Slack forwarder dead-letter what Slack refuses', () => {
+    const forwarder = resource('SlackForwarderLambdaFunction');
+    expect(forwarder.Properties.DeadLetterConfig).toEqual({
+      TargetArn: { 'Fn::GetAtt': ['SlackForwarderDeadLetterQueue', 'Arn'] },
+    });
+    expect(resource('SlackForwarderDeadLetterQueue').Type).toBe('AWS::SQS::Queue');
+    const subscriptions = resources('AWS::SNS::Subscription').map(([, s]) => s.Properties);
+    expect(subscriptions).toContainEqual(
+      expect.objectContaining({ Protocol: 'lambda', TopicArn: { Ref: 'AlertsTopic' } }),
+    );
+  });
+});
+
+describe('the packaged prod stack: storage and encryption', () => {
+  it('creates the stage KMS key with rotation, under the configured alias', () => {
+    expect(resource('BackupKey').Properties.EnableKeyRotation).toBe(true);
+    expect(resource('BackupKeyAlias').Properties).toEqual({
+      AliasName: config.kmsKeyId,
+      TargetKeyId: { Ref: 'BackupKey' },
+    });
+  });
+
+  it('encrypts the bucket with SSE-KMS under the stage key, versions it and blocks public access', () => {
+    const bucket = resource('BackupBucket').Properties;
+    expect(bucket.BucketName).toBe('pg-backup-pipeline-prod-backups');
+    expect(bucket.BucketEncryption.ServerSideEncryptionConfiguration).toEqual([
+      {
+        ServerSideEncryptionByDefault: {
+          SSEAlgorithm: 'aws:kms',
+          KMSMasterKeyID: { 'Fn::GetAtt': ['BackupKey', 'Arn'] },
+        },
+        BucketKeyEnabled: true,
+      },
+    ]);
+    expect(bucket.VersioningConfiguration).toEqual({ Status: 'Enabled' });
+    expect(bucket.PublicAccessBlockConfiguration).toEqual({
+      BlockPublicAcls: true,
+      BlockPublicPolicy: true,
+      IgnorePublicAcls: true,
+      RestrictPublicBuckets: true,
+    });
+    expect(resource('BackupBucket').DeletionPolicy).toBe('Retain');
+  });
+
+  it('denies plain-HTTP access and uploads that ask for anything but SSE-KMS', () => {
+    const statements = resource('BackupBucketPolicy').Properties.PolicyDocument.Statement as Cfn[];
+    expect(statements).toContainEqual(
+      expect.objectContaining({
+        Effect: 'Deny',
+        Action: 's3:*',
+        Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+      }),
+    );
+    expect(statements).toContainEqual(
+      expect.objectContaining({
+        Effect: 'Deny',
+        Action: 's3:PutObject',
+        Condition: expect.objectContaining({
+          StringNotEquals: { 's3:x-amz-server-side-encryption': 'aws:kms' },
+        }),
+      }),
+    );
+  });
+
+  it('aborts incomplete multipart uploads after a day and archives tagged monthly and yearly backups', () => {
+    const rules = resource('BackupBucket').Properties.LifecycleConfiguration.Rules as Cfn[];
+    expect(rules).toContainEqual(
+      expect.objectContaining({
+        Status: 'Enabled',
+        AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
+      }),
+    );
+    const byTier = (tier: string) =>
+      rules.find((r) => r.TagFilters?.[0]?.Key === 'tier' && r.TagFilters[0].Value === tier);
+    expect(byTier('monthly')).toMatchObject({
+      Status: 'Enabled',
+      Transitions: [
+        { StorageClass: 'GLACIER', TransitionInDays: settings.lifecycle.monthlyArchiveAfterDays },
+      ],
+      ExpirationInDays: settings.lifecycle.monthlyExpireAfterDays,
+    });
+    expect(byTier('yearly')).toMatchObject({
+      Status: 'Enabled',
+      Transitions: [
+        { StorageClass: 'DEEP_ARCHIVE', TransitionInDays: settings.lifecycle.yearlyArchiveAfterDays },
+      ],
+      ExpirationInDays: settings.lifecycle.yearlyExpireAfterDays,
+    });
+    // The recovery guide: monthly kept a year, yearly seven years; expiry never comes sooner.
+    expect(byTier('monthly')?.ExpirationInDays).toBeGreaterThanOrEqual(365);
+    expect(byTier('yearly')?.ExpirationInDays).toBeGreaterThanOrEqual(7 * 365);
+    expect(byTier('daily')).toBeUndefined();
+  });
+
+  it('turns Object Lock on only when the config asks for it', () => {
+    expect(template.Conditions?.ObjectLockOn).toEqual({ 'Fn::Equals': ['false', 'true'] });
+  });
+});
+
+describe('the packaged prod stack: schedules, state machines and alarms', () => {
+  it('schedules the daily backup, the hourly staleness check and the monthly drill in the configured time zone', () => {
+    const schedules = Object.fromEntries(
+      resources('AWS::Scheduler::Schedule').map(([, s]) => [
+        JSON.stringify(s.Properties.Target.Arn),
+        s.Properties,
+      ]),
+    );
+    expect(Object.keys(schedules)).toHaveLength(3);
+    const expect1 = (target: unknown, expression: string) =>
+      expect(schedules[JSON.stringify(target)]).toMatchObject({
+        ScheduleExpression: expression,
+        ScheduleExpressionTimezone: config.schedules.timezone,
+        State: 'ENABLED',
+      });
+    expect1({ Ref: 'BackupStateMachine' }, config.schedules.backup);
+    expect1({ 'Fn::GetAtt': ['CheckStalenessLambdaFunction', 'Arn'] }, config.schedules.staleness);
+    expect1({ Ref: 'RestoreDrillStateMachine' }, config.schedules.drill);
+  });
+
+  it.each(MACHINE_NAMES)(
+    'defines the %s state machine from its ASL file, every placeholder substituted',
+    (name) => {
+      const machine = resource(MACHINES[name].logicalId);
+      const definition = machine.Properties.DefinitionString;
+      expect(typeof definition).toBe('string');
+      const used = new Set(
+        [...(definition as string).matchAll(/\$\{([A-Za-z][A-Za-z0-9]*)\}/g)].map((m) => m[1]),
+      );
+      expect(Object.keys(machine.Properties.DefinitionSubstitutions).sort()).toEqual([...used].sort());
+      expect(machine.Properties.RoleArn['Fn::GetAtt'][0]).toBe(`${MACHINES[name].logicalId}Role`);
+    },
+  );
+
+  it.each(MACHINE_NAMES)('alarms to the alerts topic when a %s execution fails', (name) => {
+    const alarm = resources('AWS::CloudWatch::Alarm')
+      .map(([, a]) => a.Properties)
+      .find(
+        (a) => a.MetricName === 'ExecutionsFailed' && a.Dimensions[0].Value.Ref === MACHINES[name].logicalId,
+      );
+    expect(alarm).toMatchObject({
+      Namespace: 'AWS/States',
+      Threshold: 1,
+      AlarmActions: [{ Ref: 'AlertsTopic' }],
+    });
+  });
+
+  it('alarms on errors of every Lambda function', () => {
+    const alarmed = resources('AWS::CloudWatch::Alarm')
+      .map(([, a]) => a.Properties)
+      .filter((a) => a.Namespace === 'AWS/Lambda' && a.MetricName === 'Errors')
+      .map((a) => a.Dimensions[0].Value.Ref);
+    expect(alarmed.sort()).toEqual(
+      resources('AWS::Lambda::Function')
+        .map(([id]) => id)
+        .sort(),
+    );
+  });
+
+  it('alarms when a database has no backup younger than the threshold, treating missing data as breaching', () => {
+    expect(BACKUP_AGE_METRIC.namespace).toBe(METRIC_NAMESPACE);
+    const ageAlarms = resources('AWS::CloudWatch::Alarm')
+      .map(([, a]) => a.Properties)
+      .filter((a) => a.MetricName === 'BackupAgeHours');
+    expect(ageAlarms.map((a) => a.Dimensions)).toEqual(
+      config.databases.map((d) => [
+        { Name: 'Stage', Value: 'prod' },
+        { Name: 'Database', Value: d.name },
+      ]),
+    );
+    for (const alarm of ageAlarms) {
+      expect(alarm).toMatchObject({
+        Namespace: METRIC_NAMESPACE,
+        Threshold: config.defaults.staleAfter / 3_600_000,
+        ComparisonOperator: 'GreaterThanThreshold',
+        TreatMissingData: 'breaching',
+        AlarmActions: [{ Ref: 'AlertsTopic' }],
+      });
+    }
+  });
+
+  it('encrypts the alerts topic with the stage key and subscribes the configured addresses', () => {
+    expect(resource('AlertsTopic').Properties.KmsMasterKeyId).toEqual({ Ref: 'BackupKey' });
+    const emails = resources('AWS::SNS::Subscription')
+      .map(([, s]) => s.Properties)
+      .filter((s) => s.Protocol === 'email');
+    expect(emails).toEqual(
+      config.alerts.emails.map((Endpoint) => ({
+        TopicArn: { Ref: 'AlertsTopic' },
+        Protocol: 'email',
+        Endpoint,
+      })),
+    );
+    const keyStatements = resource('BackupKey').Properties.KeyPolicy.Statement as Cfn[];
+    expect(keyStatements).toContainEqual(
+      expect.objectContaining({ Principal: { Service: 'cloudwatch.amazonaws.com' } }),
+    );
+  });
+});
+
+describe('the packaged prod stack: Fargate', () => {
+  it.each([
+    ['DumpTaskDefinition', 'DumpTaskLogGroup', 'dist/tasks/dump.mjs'],
+    ['RestoreTaskDefinition', 'RestoreTaskLogGroup', 'dist/tasks/restore.mjs'],
+  ])(
+    'defines %s on Fargate with the configured size and image, the password from Secrets Manager',
+    (id, logGroup, entry) => {
+      const task = resource(id).Properties;
+      expect(task).toMatchObject({
+        RequiresCompatibilities: ['FARGATE'],
+        NetworkMode: 'awsvpc',
+        Cpu: String(config.aws.taskCpu),
+        Memory: String(config.aws.taskMemory),
+        EphemeralStorage: { SizeInGiB: config.aws.taskEphemeralStorageGiB },
+      });
+      const [container] = task.ContainerDefinitions;
+      expect(container.Image).toBe(config.aws.taskImage);
+      expect(container.Command).toEqual(['node', entry]);
+      expect(container.Environment).toContainEqual({ Name: 'PGBP_CONFIG', Value: 'config/prod.yml' });
+      expect(container.Secrets).toEqual([
+        {
+          Name: 'PGPASSWORD',
+          ValueFrom: {
+            'Fn::Sub': `arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${config.connection.passwordSecretId}`,
+          },
+        },
+      ]);
+      expect(container.Environment.map((e: Cfn) => e.Name)).not.toContain('PGPASSWORD');
+      expect(container.LogConfiguration.Options['awslogs-group']).toEqual({ Ref: logGroup });
+      expect(resource(logGroup).Properties.RetentionInDays).toBe(config.aws.logRetentionDays);
+    },
+  );
+
+  it('keeps every log group for the configured retention', () => {
+    for (const [id, group] of resources('AWS::Logs::LogGroup')) {
+      expect(group.Properties.RetentionInDays, id).toBe(config.aws.logRetentionDays);
+    }
+  });
+
+  it('lets each state machine start only its own task definition, in the stack cluster', () => {
+    const runTask = (roleId: string) =>
+      (resource(roleId).Properties.Policies[0].PolicyDocument.Statement as Cfn[]).find(
+        (s) => s.Action === 'ecs:RunTask',
+      );
+    expect(runTask('BackupStateMachineRole')?.Resource['Fn::Sub']).toMatch(
+      /task-definition\/pg-backup-pipeline-prod-dump:\*$/,
+    );
+    expect(runTask('RestoreDrillStateMachineRole')?.Resource['Fn::Sub']).toMatch(
+      /task-definition\/pg-backup-pipeline-prod-restore:\*$/,
+    );
+    expect(runTask('RestoreStateMachineRole')?.Resource['Fn::Sub']).toMatch(
+      /task-definition\/pg-backup-pipeline-prod-restore:\*$/,
+    );
+    expect(runTask('BackupStateMachineRole')?.Condition).toEqual({
+      ArnEquals: { 'ecs:cluster': { 'Fn::GetAtt': ['EcsCluster', 'Arn'] } },
+    });
+  });
+});

@@ -1,0 +1,171 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPrepareRestoreHandler } from '../../functions/prepare-restore.js';
+import { createThawBackupHandler } from '../../functions/thaw-backup.js';
+import { FileStore } from '../../lib/adapters/file-store.js';
+import { silentLogger } from '../../lib/adapters/logger.js';
+import { S3Store } from '../../lib/adapters/s3-store.js';
+import type { BackupStore } from '../../lib/adapters/store.js';
+import { backupIdFor, classifyTier, keysFor } from '../../lib/domain/catalog.js';
+import { MANIFEST_VERSION, parseManifest } from '../../lib/domain/manifest.js';
+import { createBucket } from '../support/s3.js';
+
+/** Writes a complete backup (dump, then manifest) the way the dump task leaves one. */
+async function storeBackup(store: BackupStore, database: string, at: Date, storageClass = 'STANDARD') {
+  const dump = randomBytes(256);
+  const id = backupIdFor(database, at);
+  const keys = keysFor(store.prefix, id);
+  const manifest = parseManifest({
+    manifestVersion: MANIFEST_VERSION,
+    id,
+    database,
+    tier: classifyTier(at),
+    createdAt: at.toISOString(),
+    finishedAt: new Date(at.getTime() + 1000).toISOString(),
+    durationMs: 1000,
+    format: 'custom',
+    compression: { codec: 'zstd', level: 1 },
+    sizeBytes: dump.length,
+    sha256: createHash('sha256').update(dump).digest('hex'),
+    serverVersion: '17.2',
+    pgDumpVersion: '17.2',
+    key: keys.dump,
+    storageClass,
+    encryption: { type: 'none' },
+    tables: [],
+  });
+  // putStream: it honours the storage class (putBytes does not).
+  await store.putStream(keys.dump, Readable.from([dump]), { storageClass, tags: { tier: manifest.tier } });
+  await store.putBytes(keys.manifest, JSON.stringify(manifest));
+  return manifest;
+}
+
+const older = new Date('2026-06-01T02:00:00Z');
+const newer = new Date('2026-06-20T02:00:00Z');
+
+describe('prepare-restore', () => {
+  let dir: string;
+  let store: FileStore;
+  let prepare: ReturnType<typeof createPrepareRestoreHandler>;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'pgbp-prepare-'));
+    store = FileStore.fromUrl(`file://${dir}`);
+    await storeBackup(store, 'shop', older);
+    await storeBackup(store, 'shop', newer);
+    prepare = createPrepareRestoreHandler({ store, logger: silentLogger });
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  it('resolves latest to the newest backup and pins the request to its id', async () => {
+    const prepared = await prepare({
+      database: 'shop',
+      backup: 'latest',
+      targetDatabase: 'shop_restored',
+      schemas: ['core'],
+    });
+    expect(prepared).toEqual({
+      request: {
+        mode: 'restore',
+        database: 'shop',
+        backup: 'shop-20260620T020000Z',
+        targetDatabase: 'shop_restored',
+        schemas: ['core'],
+        replace: false,
+      },
+      backupId: 'shop-20260620T020000Z',
+      key: keysFor('', 'shop-20260620T020000Z').dump,
+      archived: false,
+      storageClass: 'STANDARD',
+    });
+  });
+
+  it('resolves latest before a time to the backup taken before it, and drops the time from the pinned request', async () => {
+    const prepared = await prepare({
+      database: 'shop',
+      backup: 'latest',
+      before: '2026-06-10T00:00:00Z',
+      targetDatabase: 'shop_june',
+    });
+    expect(prepared.backupId).toBe('shop-20260601T020000Z');
+    expect(prepared.request).not.toHaveProperty('before');
+    expect(prepared.request.backup).toBe('shop-20260601T020000Z');
+  });
+
+  it('refuses a restore into the source database with InvalidRestoreRequestError naming the field', async () => {
+    await expect(
+      prepare({ database: 'shop', backup: 'latest', targetDatabase: 'shop' }),
+    ).rejects.toMatchObject({
+      name: 'InvalidRestoreRequestError',
+      message: expect.stringMatching(/^targetDatabase: /),
+    });
+  });
+
+  it('refuses a schema name with a quote in it', async () => {
+    await expect(
+      prepare({ database: 'shop', targetDatabase: 'shop_x', schemas: ['core"; drop table x; --'] }),
+    ).rejects.toMatchObject({
+      name: 'InvalidRestoreRequestError',
+      message: expect.stringMatching(/^schemas\[0\]: /),
+    });
+  });
+
+  it('fails with BackupNotFoundError when no backup matches', async () => {
+    await expect(
+      prepare({ database: 'shop', backup: 'shop-20250101T000000Z', targetDatabase: 'shop_x' }),
+    ).rejects.toMatchObject({ name: 'BackupNotFoundError' });
+    await expect(prepare({ database: 'nothing_here', targetDatabase: 'x' })).rejects.toMatchObject({
+      name: 'BackupNotFoundError',
+    });
+  });
+});
+
+describe('prepare-restore and thaw-backup on an archived backup (moto S3)', () => {
+  let store: S3Store;
+  let backupId: string;
+
+  beforeAll(async () => {
+    const bucket = await createBucket();
+    store = S3Store.fromUrl(`s3://${bucket}/backups`);
+    backupId = (await storeBackup(store, 'ledger', newer, 'DEEP_ARCHIVE')).id;
+  });
+
+  it('reports a DEEP_ARCHIVE backup as archived', async () => {
+    const prepared = await createPrepareRestoreHandler({ store, logger: silentLogger })({
+      database: 'ledger',
+      targetDatabase: 'ledger_restored',
+    });
+    expect(prepared).toMatchObject({ backupId, archived: true, storageClass: 'DEEP_ARCHIVE' });
+  });
+
+  it('asks S3 to thaw it and reports the state the restore machine polls', async () => {
+    const thaw = createThawBackupHandler({
+      store,
+      policy: { thawTier: 'Bulk', thawDays: 2 },
+      logger: silentLogger,
+    });
+    const first = await thaw({ database: 'ledger', backupId });
+    expect(first).toMatchObject({
+      backupId,
+      storageClass: 'DEEP_ARCHIVE',
+      key: keysFor('backups', backupId).dump,
+    });
+    expect(['requested', 'in-progress', 'available']).toContain(first.state);
+    // Asking again is how the machine polls: it never fails because a thaw is already under way.
+    const again = await thaw({ database: 'ledger', backupId });
+    expect(['in-progress', 'available']).toContain(again.state);
+  });
+
+  it('refuses a backup id of another database with InvalidEventError', async () => {
+    const thaw = createThawBackupHandler({
+      store,
+      policy: { thawTier: 'Bulk', thawDays: 2 },
+      logger: silentLogger,
+    });
+    await expect(thaw({ database: 'other', backupId })).rejects.toMatchObject({ name: 'InvalidEventError' });
+  });
+});
