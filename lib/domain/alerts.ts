@@ -230,15 +230,22 @@ export function staleAlert(verdict: StalenessVerdict, now: Date): Alert {
   };
 }
 
-/** `size-anomaly` for a warning verdict (an error verdict is thrown and reaches Notify). */
-export function sizeAlert(database: string, backupId: string, verdict: SizeVerdict, now: Date): Alert {
+/** `size-anomaly` for a size verdict: a warning (from the state machine's Choice) or an error. */
+export function sizeAlert(
+  database: string,
+  backupId: string,
+  verdict: Pick<SizeVerdict, 'status' | 'reasons'>,
+  now: Date,
+  execution?: string,
+): Alert {
   return {
     kind: 'size-anomaly',
     severity: verdict.status === 'error' ? 'critical' : 'warning',
     database,
     backupId,
+    ...(execution ? { execution } : {}),
     summary: `Backup ${backupId} of ${database}: ${verdict.reasons.join('; ')}.`,
-    nextSteps: nextStepsFor('size-anomaly', database, undefined),
+    nextSteps: nextStepsFor('size-anomaly', database, execution),
     at: now.toISOString(),
   };
 }

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -81,9 +82,12 @@ export async function ageFile(store: FileStore, key: string, at: Date): Promise<
   await utimes(join(store.root, key), at, at);
 }
 
+/** Memory-backed when the machine has it: the file store fsyncs every object, which a disk makes slow. */
+const TEMP_ROOT = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+
 /** Runs `fn` with a fresh temporary directory, removed afterwards. */
 export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(join(tmpdir(), 'pgbp-t-'));
+  const dir = await mkdtemp(join(TEMP_ROOT, 'pgbp-t-'));
   try {
     return await fn(dir);
   } finally {

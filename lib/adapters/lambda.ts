@@ -1,0 +1,80 @@
+import middy from '@middy/core';
+import type { z } from 'zod';
+import { InvalidEventError } from '../domain/errors.js';
+import { redact } from '../domain/redact.js';
+import { createLogger, type Logger } from './logger.js';
+
+/** What a handler body gets besides its parsed event. */
+export interface Invocation {
+  /** The process logger with this invocation's keys (database, backupId, request id). */
+  readonly logger: Logger;
+}
+
+/** A Lambda handler as the runtime (and the local state machine runner) calls it. */
+export type LambdaFunction<R> = (event: unknown, context?: unknown) => Promise<R>;
+
+export interface LambdaSpec<S extends z.ZodType> {
+  /** The function's name, for logs and error messages. */
+  readonly name: string;
+  /** The event's schema; a mismatch fails with InvalidEventError naming the field. */
+  readonly event: S;
+  readonly logger?: Logger;
+  /** Persistent log keys taken from the parsed event (database, backupId, execution). */
+  readonly keys?: (event: z.output<S>) => Record<string, unknown>;
+}
+
+function describePath(path: readonly PropertyKey[]): string {
+  return path.length === 0
+    ? 'the event'
+    : path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('');
+}
+
+/** Parses `event` or throws InvalidEventError naming each bad field (never echoing values: they may hold secrets). */
+export function parseEvent<S extends z.ZodType>(name: string, schema: S, event: unknown): z.output<S> {
+  const result = schema.safeParse(event);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((i) => `${describePath(i.path)}: ${i.message}`);
+  throw new InvalidEventError(`${name}: malformed event: ${problems.join('; ')}`);
+}
+
+const rootLogger = createLogger();
+
+/**
+ * A thin handler: middy validates the event before the body runs and logs a failure (name and
+ * redacted message) before rethrowing it, so Step Functions sees the typed error's name.
+ */
+export function lambdaHandler<S extends z.ZodType, R>(
+  spec: LambdaSpec<S>,
+  body: (event: z.output<S>, invocation: Invocation) => Promise<R>,
+): LambdaFunction<R> {
+  const logger = (spec.logger ?? rootLogger).child({ function: spec.name });
+  const handler = middy<unknown, R>()
+    .use({
+      before: (request) => {
+        request.event = parseEvent(spec.name, spec.event, request.event);
+      },
+      onError: (request) => {
+        const error = request.error as Error | null;
+        logger.error('invocation failed', {
+          error: error?.name ?? 'Error',
+          message: redact(error?.message ?? ''),
+        });
+      },
+    })
+    .handler(async (event, context) => {
+      const parsed = event as z.output<S>;
+      const requestId = (context as { awsRequestId?: string } | undefined)?.awsRequestId;
+      const keys = { ...(spec.keys?.(parsed) ?? {}), ...(requestId ? { requestId } : {}) };
+      return body(parsed, { logger: logger.child(keys) });
+    });
+  return (event, context) => handler(event, (context ?? {}) as never);
+}
+
+/** Builds the real handler on first call, so importing a handler module reads no config and opens nothing. */
+export function lazyHandler<R>(build: () => LambdaFunction<R>): LambdaFunction<R> {
+  let built: LambdaFunction<R> | undefined;
+  return (event, context) => {
+    built ??= build();
+    return built(event, context);
+  };
+}
