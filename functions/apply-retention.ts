@@ -1,0 +1,92 @@
+import { z } from 'zod';
+import type { Alerter } from '../lib/adapters/alerter.js';
+import type { Clock } from '../lib/adapters/clock.js';
+import { lambdaHandler, lazyHandler } from '../lib/adapters/lambda.js';
+import type { Logger } from '../lib/adapters/logger.js';
+import { runtimePorts } from '../lib/adapters/runtime.js';
+import type { BackupStore } from '../lib/adapters/store.js';
+import type { Config } from '../lib/config.js';
+import { isKeyableDatabaseName } from '../lib/domain/catalog.js';
+import {
+  type RetentionReport,
+  retentionAlerts,
+  retentionDatabases,
+  runRetention,
+} from '../lib/retention-run.js';
+
+/** Strict: a misspelt `dryRun` must fail, not delete. */
+export const applyRetentionEvent = z
+  .object({
+    database: z.string().refine(isKeyableDatabaseName, 'expected a database name').optional(),
+    dryRun: z.boolean().default(false),
+  })
+  .strict();
+
+export interface ApplyRetentionPorts {
+  readonly store: BackupStore;
+  readonly config: Config;
+  readonly alerter: Alerter;
+  readonly clock: Clock;
+  readonly logger?: Logger;
+}
+
+/** Step Functions refuses state over 256 KiB; past this the key lists are cut to a sample (the log has them all). */
+const MAX_RESULT_CHARS = 200_000;
+const SAMPLE = 100;
+
+function bounded(reports: RetentionReport[]) {
+  const full = { databases: reports };
+  if (JSON.stringify(full).length <= MAX_RESULT_CHARS) return { ...full, truncated: false };
+  return {
+    truncated: true,
+    databases: reports.map((r) => ({
+      ...r,
+      remove: r.remove.slice(0, SAMPLE).map(({ keys: _keys, ...rest }) => rest),
+      removeCount: r.remove.length,
+      deletedKeys: r.deletedKeys.slice(0, SAMPLE),
+      deletedKeyCount: r.deletedKeys.length,
+      debris: { ...r.debris, remove: r.debris.remove.slice(0, SAMPLE) },
+    })),
+  };
+}
+
+/**
+ * ApplyRetention: the GFS plan for one database, or for every watched one, applied (or only
+ * planned, with `dryRun`). A run the staleness guard blocked, or whose deletes partly failed,
+ * publishes a retention-blocked alert itself and still succeeds: the backup is fine.
+ */
+export function createApplyRetentionHandler(ports: ApplyRetentionPorts) {
+  return lambdaHandler(
+    {
+      name: 'apply-retention',
+      event: applyRetentionEvent,
+      ...(ports.logger ? { logger: ports.logger } : {}),
+      keys: (e) => (e.database ? { database: e.database } : {}),
+    },
+    async (event, { logger }) => {
+      const now = ports.clock.now();
+      const databases = event.database
+        ? [event.database]
+        : await retentionDatabases(ports.store, ports.config);
+      const reports: RetentionReport[] = [];
+      for (const database of databases) {
+        const report = await runRetention({
+          store: ports.store,
+          config: ports.config,
+          database,
+          now,
+          dryRun: event.dryRun,
+          logger,
+        });
+        for (let i = 0; i < report.deletedKeys.length; i += 500) {
+          logger.info('deleted keys', { database, keys: report.deletedKeys.slice(i, i + 500) });
+        }
+        for (const alert of retentionAlerts(report, now)) await ports.alerter.publish(alert);
+        reports.push(report);
+      }
+      return { dryRun: event.dryRun, at: now.toISOString(), ...bounded(reports) };
+    },
+  );
+}
+
+export const handler = lazyHandler(() => createApplyRetentionHandler(runtimePorts()));

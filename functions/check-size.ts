@@ -1,0 +1,59 @@
+import { z } from 'zod';
+import { lambdaHandler, lazyHandler } from '../lib/adapters/lambda.js';
+import type { Logger } from '../lib/adapters/logger.js';
+import { runtimePorts } from '../lib/adapters/runtime.js';
+import type { BackupStore } from '../lib/adapters/store.js';
+import type { Config } from '../lib/config.js';
+import { isKeyableDatabaseName, parseBackupId } from '../lib/domain/catalog.js';
+import { SizeOutOfRangeError } from '../lib/domain/errors.js';
+import { checkBackupSize } from '../lib/size-check-run.js';
+
+export const checkSizeEvent = z
+  .object({
+    database: z.string().refine(isKeyableDatabaseName, 'expected a database name'),
+    backupId: z
+      .string()
+      .refine((v) => parseBackupId(v) !== undefined, 'expected a backup id <database>-<yyyymmddThhmmssZ>'),
+  })
+  .refine((e) => parseBackupId(e.backupId)?.database === e.database, {
+    message: 'the backup id belongs to another database',
+    path: ['backupId'],
+  });
+
+export interface CheckSizePorts {
+  readonly store: BackupStore;
+  readonly config: Config;
+  readonly logger?: Logger;
+}
+
+/**
+ * CheckSize: a new backup's size against its range and baseline. ok or warning → the verdict
+ * (`status`, the reasons with their numbers); the state machine sends a warning to Notify. An
+ * error → SizeOutOfRangeError, which its Catch sends to Notify.
+ */
+export function createCheckSizeHandler(ports: CheckSizePorts) {
+  return lambdaHandler(
+    {
+      name: 'check-size',
+      event: checkSizeEvent,
+      ...(ports.logger ? { logger: ports.logger } : {}),
+      keys: (e) => ({ database: e.database, backupId: e.backupId }),
+    },
+    async (event, { logger }) => {
+      const { verdict } = await checkBackupSize({ store: ports.store, config: ports.config, ...event });
+      logger.info('size judged', {
+        status: verdict.status,
+        sizeBytes: verdict.sizeBytes,
+        reasons: verdict.reasons,
+      });
+      if (verdict.status === 'error') {
+        throw new SizeOutOfRangeError(
+          `backup ${event.backupId} of ${event.database}: ${verdict.reasons.join('; ')}`,
+        );
+      }
+      return { database: event.database, backupId: event.backupId, ...verdict };
+    },
+  );
+}
+
+export const handler = lazyHandler(() => createCheckSizeHandler(runtimePorts()));
