@@ -1,0 +1,67 @@
+import type { Command } from 'commander';
+import { createLogger, silentLogger } from '../../lib/adapters/logger.js';
+import { type RetentionReport, retentionDatabases, runRetention } from '../../lib/retention-run.js';
+import { type CliDeps, err, out, resolveConfig, resolveStore } from '../context.js';
+import type { ExitHolder } from '../main.js';
+
+function printReport(deps: CliDeps, r: RetentionReport): void {
+  const verb = r.dryRun ? 'would delete' : 'deleted';
+  out(
+    deps,
+    `${r.database}: keep ${r.kept.length}, ${verb} ${r.remove.length} backup${r.remove.length === 1 ? '' : 's'} and ${r.debris.remove.length} debris${r.dryRun ? ' (dry run)' : ''}`,
+  );
+  if (r.blocked) out(deps, `  blocked: nothing deleted because ${r.blocked}`);
+  for (const k of r.kept) {
+    const lock = k.lock
+      ? ` (locked: ${k.lock.key}${k.lock.retainUntil ? ` until ${k.lock.retainUntil}` : ''}${k.lock.legalHold ? ', legal hold' : ''})`
+      : '';
+    out(deps, `  keep    ${k.id}  ${k.tier.padEnd(7)}  ${k.reasons.join(', ')}${lock}`);
+  }
+  for (const b of r.remove) out(deps, `  delete  ${b.id}  ${b.tier.padEnd(7)}  ${b.keys.length} objects`);
+  for (const key of r.debris.remove) out(deps, `  debris  ${key}`);
+  for (const d of r.debris.kept) out(deps, `  debris  ${d.key}  kept: ${d.reason}`);
+  for (const t of r.tagRepairs)
+    out(deps, `  tag     ${t.key}  tier=${t.tier}${r.dryRun ? ' (would repair)' : ' (repaired)'}`);
+  for (const b of r.broken) out(deps, `  broken  ${b.key}  ${b.reason}`);
+  for (const f of r.failed) err(deps, `pgbp: could not delete ${f.key}: ${f.code} ${f.message}`);
+}
+
+export function registerRetention(program: Command, deps: CliDeps, exit: ExitHolder): void {
+  program
+    .command('retention')
+    .description('Apply the grandfather-father-son retention plan (or preview it with --dry-run)')
+    .option('--database <name>', 'only this database (default: the configured ones)')
+    .option('--dry-run', 'print the plan and delete nothing')
+    .option('--store <url>', 'store URL (s3://bucket/prefix or file:///dir), overrides the config')
+    .option('--config <file>', 'stage config file')
+    .option('--json', 'print the plan or result as JSON')
+    .option('--verbose', 'structured log lines on stderr')
+    .action(
+      async (opts: {
+        database?: string;
+        dryRun?: boolean;
+        store?: string;
+        config?: string;
+        json?: boolean;
+        verbose?: boolean;
+      }) => {
+        const config = resolveConfig(deps, opts.config);
+        const store = resolveStore(deps, config, opts.store);
+        const logger = opts.verbose ? createLogger({ command: 'retention' }) : silentLogger;
+        const databases = opts.database ? [opts.database] : await retentionDatabases(store, config);
+        const now = new Date();
+        const reports: RetentionReport[] = [];
+        for (const database of databases) {
+          reports.push(
+            await runRetention({ store, config, database, now, dryRun: opts.dryRun ?? false, logger }),
+          );
+        }
+        if (opts.json) out(deps, JSON.stringify({ dryRun: opts.dryRun ?? false, databases: reports }));
+        else if (reports.length === 0) out(deps, `no databases to apply retention to in ${store.url}`);
+        else for (const r of reports) printReport(deps, r);
+        // 1: some deletes failed; 2: retention was blocked (a stale database), as `pgbp status` reports it.
+        if (reports.some((r) => r.failed.length > 0)) exit.code = 1;
+        else if (reports.some((r) => r.blocked)) exit.code = 2;
+      },
+    );
+}

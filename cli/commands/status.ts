@@ -1,0 +1,48 @@
+import type { Command } from 'commander';
+import { formatBytes } from '../../lib/domain/units.js';
+import { storeStatus } from '../../lib/staleness-run.js';
+import { type CliDeps, out, resolveConfig, resolveStore } from '../context.js';
+import type { ExitHolder } from '../main.js';
+
+function age(hours: number | null): string {
+  if (hours === null) return '-';
+  return hours < 48 ? `${hours.toFixed(1)} h` : `${(hours / 24).toFixed(1)} d`;
+}
+
+export function registerStatus(program: Command, deps: CliDeps, exit: ExitHolder): void {
+  program
+    .command('status')
+    .description(
+      'Per database: newest backup, its age and size, tier counts, last restore check; exit 2 when any is stale',
+    )
+    .option('--store <url>', 'store URL (s3://bucket/prefix or file:///dir), overrides the config')
+    .option('--config <file>', 'stage config file')
+    .option('--json', 'print the status as JSON')
+    .action(async (opts: { store?: string; config?: string; json?: boolean }) => {
+      const config = resolveConfig(deps, opts.config);
+      const store = resolveStore(deps, config, opts.store);
+      const status = await storeStatus({ store, config, now: new Date() });
+      if (opts.json) out(deps, JSON.stringify(status));
+      else {
+        const space = status.freeSpace
+          ? ` (${(status.freeSpace.freeRatio * 100).toFixed(1)} % free${status.freeSpace.low ? ', LOW' : ''})`
+          : '';
+        out(deps, `${status.store}${space}`);
+        if (status.databases.length === 0) out(deps, '  no databases configured or stored');
+        for (const d of status.databases) {
+          const state = d.stale ? (d.watched ? 'STALE' : 'stale, not watched') : 'ok';
+          const newest = d.newest
+            ? `${d.newest.id}  ${age(d.ageHours)} old  ${formatBytes(d.newest.sizeBytes)}`
+            : 'no backup';
+          const check = d.lastRestoreCheck
+            ? `checked ${d.lastRestoreCheck.backupId} at ${d.lastRestoreCheck.at}`
+            : 'never checked';
+          out(
+            deps,
+            `  ${d.database}: ${state}  ${newest}  daily ${d.counts.daily} / monthly ${d.counts.monthly} / yearly ${d.counts.yearly}  ${check}${d.debris ? `  debris ${d.debris}` : ''}${d.broken ? `  broken ${d.broken}` : ''}`,
+          );
+        }
+      }
+      if (status.anyStale) exit.code = 2;
+    });
+}

@@ -1,0 +1,128 @@
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { main } from '../../../cli/main.js';
+import { FileStore } from '../../../lib/adapters/file-store.js';
+import type { BackupStore } from '../../../lib/adapters/store.js';
+import type { RetentionReport } from '../../../lib/retention-run.js';
+import type { StoreStatus } from '../../../lib/staleness-run.js';
+import { putBackup, putDebris, withTempDir } from '../../support/manifests.js';
+import { writeConfigFile } from '../../support/pipeline.js';
+
+const HOUR = 3_600_000;
+
+/** Runs `pgbp` in-process, as a user would from `dir` (no config file there: the built-in defaults). */
+async function pgbp(dir: string, ...args: string[]) {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = '';
+  let err = '';
+  stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  stderr.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
+  const code = await main(args, { env: {}, cwd: dir, stdout, stderr });
+  return { code, stdout: out, stderr: err };
+}
+
+async function keys(store: BackupStore): Promise<string[]> {
+  const found: string[] = [];
+  for await (const o of store.list('')) found.push(o.key);
+  return found.sort();
+}
+
+/** Ten daily backups of `app`, the newest `newestHoursAgo` hours old. */
+async function tenDays(store: BackupStore, newestHoursAgo: number) {
+  const now = Date.now();
+  const manifests = [];
+  for (let i = 0; i < 10; i += 1) {
+    manifests.push(
+      await putBackup(store, 'app', new Date(now - (newestHoursAgo + i * 24) * HOUR), { verify: i === 2 }),
+    );
+  }
+  return manifests;
+}
+
+describe('pgbp retention', () => {
+  it('previews the plan with --dry-run and deletes nothing, then applies it', async () => {
+    await withTempDir(async (dir) => {
+      const store = new FileStore(`${dir}/store`);
+      const manifests = await tenDays(store, 1);
+      const before = await keys(store);
+      const config = await writeConfigFile(dir, {
+        stage: 'local',
+        store: `file://${dir}/store`,
+        databases: [{ name: 'app', retention: { daily: 7, monthly: 0, yearly: 0 } }],
+      });
+      const preview = await pgbp(dir, 'retention', '--dry-run', '--json', '--config', config);
+      expect(preview.code).toBe(0);
+      const plan = JSON.parse(preview.stdout) as { dryRun: boolean; databases: RetentionReport[] };
+      expect(plan.dryRun).toBe(true);
+      expect(plan.databases.map((d) => d.database)).toEqual(['app']);
+      expect(plan.databases[0]?.kept.map((k) => k.id)).toEqual(manifests.slice(0, 7).map((m) => m.id));
+      expect(plan.databases[0]?.remove.map((b) => b.id)).toEqual(manifests.slice(7).map((m) => m.id));
+      expect(await keys(store)).toEqual(before);
+
+      const applied = await pgbp(dir, 'retention', '--config', config);
+      expect(applied.code).toBe(0);
+      expect(applied.stdout).toContain(`keep    ${manifests[0]?.id}`);
+      expect(applied.stdout).toMatch(/newest, daily/);
+      expect(applied.stdout).toContain(`delete  ${manifests[9]?.id}`);
+      const after = await keys(store);
+      for (const m of manifests.slice(7)) expect(after).not.toContain(m.key);
+      for (const m of manifests.slice(0, 7)) expect(after).toContain(m.key);
+    });
+  });
+
+  it('deletes nothing and exits 2 when the newest backup is stale', async () => {
+    await withTempDir(async (dir) => {
+      const store = new FileStore(`${dir}/store`);
+      await tenDays(store, 40);
+      await putDebris(store, 'app', new Date('2024-01-01T00:00:00Z'));
+      const before = await keys(store);
+      const run = await pgbp(dir, 'retention', '--database', 'app', '--store', `file://${dir}/store`);
+      expect(run.code).toBe(2);
+      expect(run.stdout).toMatch(
+        /blocked: nothing deleted because the newest good backup app-\S+ is 40\.\d h old/,
+      );
+      expect(await keys(store)).toEqual(before);
+    });
+  });
+});
+
+describe('pgbp status', () => {
+  it('shows each database’s newest backup, tier counts and last restore check, exit 0 when fresh', async () => {
+    await withTempDir(async (dir) => {
+      const store = new FileStore(`${dir}/store`);
+      const manifests = await tenDays(store, 3);
+      const run = await pgbp(dir, 'status', '--json', '--store', `file://${dir}/store`);
+      expect(run.code).toBe(0);
+      const status = JSON.parse(run.stdout) as StoreStatus;
+      const [app] = status.databases;
+      expect(app).toMatchObject({
+        database: 'app',
+        stale: false,
+        watched: true,
+        newest: { id: manifests[0]?.id, sizeBytes: 64 },
+        counts: { total: 10 },
+        lastRestoreCheck: { backupId: manifests[2]?.id },
+      });
+      expect(app?.ageHours).toBeCloseTo(3, 1);
+      expect(status.freeSpace?.freeRatio).toBeGreaterThan(0);
+      const text = await pgbp(dir, 'status', '--store', `file://${dir}/store`);
+      expect(text.stdout).toContain(`app: ok  ${manifests[0]?.id}  3.0 h old  64 B`);
+      expect(text.stdout).toContain(`checked ${manifests[2]?.id}`);
+    });
+  });
+
+  it('exits 2 for cron and monitoring when a database is stale', async () => {
+    await withTempDir(async (dir) => {
+      const store = new FileStore(`${dir}/store`);
+      await tenDays(store, 30);
+      const run = await pgbp(dir, 'status', '--store', `file://${dir}/store`);
+      expect(run.code).toBe(2);
+      expect(run.stdout).toMatch(/app: STALE {2}app-\S+ {2}30\.0 h old/);
+    });
+  });
+});
