@@ -135,6 +135,31 @@ describe.each(MACHINE_NAMES)('statemachines/%s', (name: MachineName) => {
     expect(unknown).toEqual([]);
   });
 
+  it('writes retriers and catchers with only the fields Step Functions accepts in them', () => {
+    const retrier = new Set([
+      'ErrorEquals',
+      'IntervalSeconds',
+      'MaxAttempts',
+      'BackoffRate',
+      'MaxDelaySeconds',
+      'JitterStrategy',
+    ]);
+    const catcher = new Set(['ErrorEquals', 'Next', 'ResultPath']);
+    const extra = allStates(definition).flatMap(({ name: stateName, state }) => [
+      ...((state.Retry as Record<string, unknown>[] | undefined) ?? []).flatMap((r) =>
+        Object.keys(r)
+          .filter((k) => !retrier.has(k))
+          .map((k) => `${stateName} Retry ${k}`),
+      ),
+      ...((state.Catch as Record<string, unknown>[] | undefined) ?? []).flatMap((c) =>
+        Object.keys(c)
+          .filter((k) => !catcher.has(k))
+          .map((k) => `${stateName} Catch ${k}`),
+      ),
+    ]);
+    expect(extra).toEqual([]);
+  });
+
   it('bounds every Retry', () => {
     for (const { state } of allStates(definition)) {
       for (const retry of (state.Retry as { MaxAttempts?: number }[] | undefined) ?? []) {
