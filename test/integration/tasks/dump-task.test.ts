@@ -3,11 +3,16 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { SendTaskFailureCommand, SendTaskHeartbeatCommand, SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
+import {
+  SendTaskFailureCommand,
+  SendTaskHeartbeatCommand,
+  SendTaskSuccessCommand,
+  SFNClient,
+} from '@aws-sdk/client-sfn';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listBackups } from '../../../lib/backup-catalog.js';
 import { FileStore } from '../../../lib/adapters/file-store.js';
+import { listBackups } from '../../../lib/backup-catalog.js';
 import { main } from '../../../tasks/dump.js';
 import { createDatabase, dropDatabase, uniqueDbName } from '../../support/pg.js';
 
@@ -17,7 +22,10 @@ let database: string;
 
 beforeAll(async () => {
   database = uniqueDbName('task');
-  await createDatabase(database, 'create table t as select g as id, md5(g::text) as v from generate_series(1, 20000) g');
+  await createDatabase(
+    database,
+    'create table t as select g as id, md5(g::text) as v from generate_series(1, 20000) g',
+  );
   writeFileSync(configFile, `stage: dev\nstore: file://${join(work, 'store')}\n`);
 });
 
@@ -98,8 +106,15 @@ describe('the bundled entrypoint the container runs', () => {
       env: { ...process.env, PGBP_DATABASE: database, PGBP_CONFIG: configFile },
       encoding: 'utf8',
     });
-    expect(run.stderr).toBe('');
-    expect(run.status).toBe(0);
-    expect(JSON.parse(run.stdout)).toMatchObject({ database, format: 'custom', compression: { codec: 'zstd' } });
+    expect(run.status, run.stderr).toBe(0);
+    // Its only output besides the result: structured log lines, none of them an error.
+    const logs = run.stderr.trim().split('\n').map((line) => JSON.parse(line) as { level: string });
+    expect(logs.length).toBeGreaterThan(0);
+    expect(logs.filter((l) => l.level !== 'info')).toEqual([]);
+    expect(JSON.parse(run.stdout)).toMatchObject({
+      database,
+      format: 'custom',
+      compression: { codec: 'zstd' },
+    });
   });
 });

@@ -18,6 +18,7 @@ describe('the task image Dockerfile', () => {
 
   it('installs the PostgreSQL client tools of the major version given as a build argument, and zstd', () => {
     expect(dockerfile).toMatch(/^ARG PG_MAJOR=\d+$/m);
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the Dockerfile's own variable syntax
     expect(dockerfile).toContain('"postgresql-client-${PG_MAJOR}"');
     expect(dockerfile).toMatch(/pg_dump --version \| grep -q "PostgreSQL\) \$\{PG_MAJOR\}\\\."/);
     expect(dockerfile).toMatch(/install -y --no-install-recommends [^\n]*\bzstd\b/);
