@@ -108,7 +108,10 @@ describe('the bundled entrypoint the container runs', () => {
     });
     expect(run.status, run.stderr).toBe(0);
     // Its only output besides the result: structured log lines, none of them an error.
-    const logs = run.stderr.trim().split('\n').map((line) => JSON.parse(line) as { level: string });
+    const logs = run.stderr
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { level: string });
     expect(logs.length).toBeGreaterThan(0);
     expect(logs.filter((l) => l.level !== 'info')).toEqual([]);
     expect(JSON.parse(run.stdout)).toMatchObject({
