@@ -43,7 +43,8 @@ function timed(command: string, args: string[], env: NodeJS.ProcessEnv = process
     child.once('error', reject);
     child.once('close', (code) => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      if (code !== 0) return reject(new Error(`${command} ${args.join(' ')} failed (${code}): ${stderr.slice(-500)}`));
+      if (code !== 0)
+        return reject(new Error(`${command} ${args.join(' ')} failed (${code}): ${stderr.slice(-500)}`));
       const rssKb = Number(stderr.trim().split('\n').at(-1));
       resolvePromise({ seconds, stdout, maxRssMb: Math.round(rssKb / 1024) });
     });
@@ -54,7 +55,10 @@ const round3 = (n: number) => Math.round(n * 1000) / 1000;
 
 async function main(): Promise<void> {
   const bench = await ensureBenchDatabase();
-  const quarter = await ensureBenchDatabase(Math.round(Number(process.env.BENCH_SCALE_MB ?? 1000) / 4), `${BENCH_DB}_quarter`);
+  const quarter = await ensureBenchDatabase(
+    Math.round(Number(process.env.BENCH_SCALE_MB ?? 1000) / 4),
+    `${BENCH_DB}_quarter`,
+  );
   const work = mkdtempSync(join(tmpdir(), 'pgbp-bench-dump-'));
   const moto = await startMoto();
   const env = { ...process.env, ...moto.env };
@@ -71,7 +75,11 @@ async function main(): Promise<void> {
       const a = await timed('sh', ['-c', `pg_dump -Fc -Z0 ${bench.database} > /dev/null`]);
       best.a = Math.min(best.a, a.seconds);
       const store = join(work, `file-${round}`);
-      const c = await timed(process.execPath, [pgbp, 'dump', '--database', bench.database, '--store', `file://${store}`, '--json'], env);
+      const c = await timed(
+        process.execPath,
+        [pgbp, 'dump', '--database', bench.database, '--store', `file://${store}`, '--json'],
+        env,
+      );
       best.c = Math.min(best.c, c.seconds);
       cSize = JSON.parse(c.stdout).sizeBytes;
       cRss = Math.max(cRss, c.maxRssMb);

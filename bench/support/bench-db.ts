@@ -15,9 +15,10 @@ process.env.PGUSER ??= 'postgres';
 const BYTES_PER_ROW = 205;
 
 async function sizeOf(client: pg.Client, database: string): Promise<number | undefined> {
-  const r = await client.query<{ size: string }>('select pg_database_size(datname)::text as size from pg_database where datname = $1', [
-    database,
-  ]);
+  const r = await client.query<{ size: string }>(
+    'select pg_database_size(datname)::text as size from pg_database where datname = $1',
+    [database],
+  );
   return r.rows[0] ? Number(r.rows[0].size) : undefined;
 }
 
@@ -30,7 +31,8 @@ export async function ensureBenchDatabase(
   try {
     const existing = await sizeOf(admin, database);
     const wanted = scaleMb * 1e6;
-    if (existing !== undefined && Math.abs(existing - wanted) / wanted < 0.15) return { database, sizeBytes: existing };
+    if (existing !== undefined && Math.abs(existing - wanted) / wanted < 0.15)
+      return { database, sizeBytes: existing };
     await admin.query(`drop database if exists "${database}" with (force)`);
     await admin.query(`create database "${database}"`);
     const db = new pg.Client({ database });

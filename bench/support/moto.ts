@@ -4,7 +4,9 @@ import { freePort } from '../../test/support/ports.js';
 /** The moto server on a free loopback port, for benchmarks that talk to S3. */
 export async function startMoto(): Promise<{ env: Record<string, string>; stop: () => void }> {
   const port = await freePort();
-  const child = spawn('python3', ['-m', 'moto.server', '-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+  const child = spawn('python3', ['-m', 'moto.server', '-H', '127.0.0.1', '-p', String(port)], {
+    stdio: 'ignore',
+  });
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 30_000;
   for (;;) {
