@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileStore } from '../../lib/adapters/file-store.js';
 import { keysFor } from '../../lib/domain/catalog.js';
-import { RestoreCheckFailedError } from '../../lib/domain/errors.js';
+import { RestoreCheckFailedError, RestoreFailedError } from '../../lib/domain/errors.js';
 import type { Manifest } from '../../lib/domain/manifest.js';
 import { type RestoreReport, runRestore } from '../../lib/restore.js';
 import { parseRestoreRequest } from '../../lib/restore-request.js';
@@ -174,6 +174,42 @@ describe('restore from the file store', () => {
     );
     expect(tables.rowCount).toBe(1);
     expect(await databasesLike('pgbp_replace_')).toEqual([]);
+  });
+});
+
+describe('a restore that does not succeed', () => {
+  it("fails with RestoreFailedError in pg_restore's words and drops the target it created", async () => {
+    // The materialized view in this schema reads core.transactions, which is not restored.
+    const into = target('partial');
+    const error = await runRestore(
+      parseRestoreRequest({ database: source, targetDatabase: into, schemas: ['Reporting Ünïcode'] }),
+      restoreDeps(store),
+    ).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(error).toBeInstanceOf(RestoreFailedError);
+    expect(error?.message).toMatch(/pg_restore exited with code 1: .*core\.transactions/);
+    expect(await databaseExists(into)).toBe(false);
+  });
+
+  it('keeps a new target whose checks failed, holding what the backup holds, and says so', async () => {
+    const into = target('kept');
+    const failing = {
+      name: 'impossible',
+      sql: 'select count(*) from core.accounts',
+      expect: { atLeast: 1e9 },
+    };
+    const error = await runRestore(
+      parseRestoreRequest({ database: source, targetDatabase: into }),
+      restoreDeps(store, { assertions: [failing] }),
+    ).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(error).toBeInstanceOf(RestoreCheckFailedError);
+    expect(error?.message).toContain(`${into} is kept for inspection`);
+    expect((await snapshot(into)).tables).toEqual(sourceSnapshot.tables);
   });
 });
 
