@@ -47,5 +47,5 @@ export function formatBytes(bytes: number): string {
     v /= 1024;
     i += 1;
   }
-  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+  return `${i === 0 ? Math.round(v) : v.toFixed(1)} ${units[i]}`;
 }

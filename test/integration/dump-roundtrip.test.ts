@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Store } from '../../lib/adapters/s3-store.js';
 import { type Manifest, parseManifest } from '../../lib/domain/manifest.js';
-import { runCli, sh } from '../support/cli.js';
+import { PGBP, runCli, sh } from '../support/cli.js';
 import { snapshot } from '../support/compare.js';
 import { createDatabase, dropDatabase, uniqueDbName } from '../support/pg.js';
 import { createBucket } from '../support/s3.js';
@@ -118,5 +118,24 @@ describe('backup round trip of the awkward fixture', () => {
     expect(result.code).toBe(0);
     const listed = JSON.parse(result.stdout) as Manifest[];
     expect(listed.map((m) => m.id)).toEqual([second.id, first.id]);
+  });
+
+  it('on a terminal shows progress and ends with a one-line summary', async () => {
+    const dir = join(work, 'tty');
+    // `script` gives the command a pseudo-terminal, as a person at a shell would have.
+    const result = await sh(
+      `script -qec "node ${PGBP} dump --database ${source} --store file://${dir}" /dev/null`,
+    );
+    expect(result.code).toBe(0);
+    const screen = result.stdout.replace(/\r\n/g, '\n');
+    expect(screen).toMatch(/dump pgbp_t_awkward_\w+: [\d.]+ (B|KiB|MiB) +[\d.]+ (B|KiB|MiB)\/s/);
+    const summary = screen
+      .split('\n')
+      .filter((l) => l.includes(' backup of '))
+      .map((l) => l.replace(/^[\s\S]*\x1b\[2K/, ''));
+    expect(summary).toHaveLength(1);
+    expect(summary[0]).toMatch(
+      new RegExp(`^${source}-\\d{8}T\\d{6}Z: daily backup of ${source}, .* zstd, .* tables → file://`),
+    );
   });
 });

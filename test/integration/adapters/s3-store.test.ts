@@ -79,3 +79,23 @@ describe('S3Store', () => {
     expect(keys[1004]).toBe('p/1004');
   });
 });
+
+describe('S3Store encryption and storage class', () => {
+  it("encrypts with the stage's KMS key and stores in the configured class", async () => {
+    const bucket = await createBucket();
+    const keyId = 'arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555';
+    const store = new S3Store(bucket, '', { kmsKeyId: keyId, storageClass: 'STANDARD_IA' });
+    await store.putStream('enc.dump', chunks(9 * 1024 * 1024));
+    await store.putBytes('enc.manifest.json', '{}');
+    const dump = await store.head('enc.dump');
+    expect(dump?.encryption).toEqual({ type: 'SSE-KMS', kmsKeyId: keyId });
+    expect(dump?.storageClass).toBe('STANDARD_IA');
+    expect((await store.head('enc.manifest.json'))?.encryption.type).toBe('SSE-KMS');
+  });
+
+  it('falls back to S3-managed AES-256 when no key is configured', async () => {
+    const store = new S3Store(await createBucket(), '');
+    await store.putBytes('plain.json', '{}');
+    expect((await store.head('plain.json'))?.encryption).toEqual({ type: 'AES256' });
+  });
+});
