@@ -267,47 +267,67 @@ type SpoolOutcome =
 
 /**
  * Copies the archive to local disk, decompressed, for a parallel pg_restore that needs to seek.
- * Gives up (and cleans up) when the disk would keep less than the configured headroom, so a
- * restore never fills the disk it runs on; the caller then streams instead.
+ * Gives up (and cleans up) when the disk would keep less than the configured headroom, or the
+ * spool directory cannot take the file at all, so a restore never fills the disk it runs on;
+ * the caller then streams instead. The digest is checked before anything is restored.
  */
 async function spool(ctx: RestoreContext, onBytes: (bytes: number) => void): Promise<SpoolOutcome> {
   const { manifest, deps } = ctx;
   const base = deps.policy.spoolDir ?? tmpdir();
-  const fs = await statfs(base);
-  const free = fs.bavail * fs.bsize;
+  const headroom = deps.policy.spoolHeadroom;
   const expansion = manifest.compression.codec === 'zstd' ? ZSTD_EXPANSION : 1;
-  const needed = manifest.sizeBytes * expansion + deps.policy.spoolHeadroom;
-  if (free < needed) {
-    return {
-      kind: 'no-room',
-      reason: `${formatBytes(free)} free in ${base}, ${formatBytes(needed)} needed (archive ×${expansion} + ${formatBytes(deps.policy.spoolHeadroom)} headroom)`,
-    };
+  let free: number;
+  let dir: string;
+  try {
+    const fs = await statfs(base);
+    free = fs.bavail * fs.bsize;
+    const needed = manifest.sizeBytes * expansion + headroom;
+    if (free < needed) {
+      return {
+        kind: 'no-room',
+        reason: `${formatBytes(free)} free in ${base}, ${formatBytes(needed)} needed (archive ×${expansion} + ${formatBytes(headroom)} headroom)`,
+      };
+    }
+    dir = await mkdtemp(join(base, 'pgbp-spool-'));
+  } catch (error) {
+    return { kind: 'no-room', reason: `cannot spool in ${base}: ${(error as Error).message}` };
   }
-  const limit = free - deps.policy.spoolHeadroom;
-  const dir = await mkdtemp(join(base, 'pgbp-spool-'));
+  const limit = free - headroom;
   const path = join(dir, `${manifest.id}.dump`);
-  const full = new AbortController();
+  // Why the spool was given up, once it was: the caller streams instead.
+  const stop = new AbortController();
+  let stopReason = '';
+  const giveUp = (reason: string) => {
+    if (!stop.signal.aborted) {
+      stopReason = reason;
+      stop.abort();
+    }
+  };
   let written = 0;
   const meter = new Transform({
     transform(chunk: Buffer, _enc, done) {
       written += chunk.length;
       if (written > limit) {
-        full.abort();
+        giveUp(
+          `the decompressed archive outgrew the room in ${base} (more than ${formatBytes(limit)}, keeping ${formatBytes(headroom)} free)`,
+        );
         done(new Error('spool limit reached'));
       } else done(null, chunk);
     },
   });
   const file = createWriteStream(path, { flags: 'wx', mode: 0o600 });
+  const toFile = pipeline(meter, file).then(
+    () => undefined,
+    (e: Error) => {
+      giveUp(`writing the spool in ${base} failed: ${e.message}`);
+      return e;
+    },
+  );
   let zstd: ReturnType<typeof startZstdDecompress> | undefined;
   let source: Readable | undefined;
   try {
     source = await deps.store.getStream(manifest.key);
     let sink: Writable = meter;
-    const toFile = pipeline(meter, file).then(
-      () => undefined,
-      (e: Error) => e,
-    );
-    let decompressed: Promise<ToolExit> | undefined;
     if (manifest.compression.codec === 'zstd') {
       const z = startZstdDecompress(libpqEnv(deps.connection, deps.env), ctx.spawn);
       zstd = z;
@@ -315,24 +335,16 @@ async function spool(ctx: RestoreContext, onBytes: (bytes: number) => void): Pro
       z.stdout.on('error', (e) => meter.destroy(e));
       // Once the file side stops taking data, zstd would block on its output and the fetch on
       // zstd: stop it, the spool is lost anyway.
-      full.signal.addEventListener('abort', () => stopChild(z.child));
-      void toFile.then((e) => e && stopChild(z.child));
+      stop.signal.addEventListener('abort', () => stopChild(z.child));
       sink = z.stdin;
-      decompressed = z.exited;
     }
-    const pumped = await pump(source, sink, onBytes, full.signal).catch((e: unknown) => fetchFailed(ctx, e));
-    if (pumped.stopped || full.signal.aborted) {
-      if (zstd) stopChild(zstd.child);
-      await decompressed;
-      await toFile;
-      await rm(dir, { recursive: true, force: true });
-      return {
-        kind: 'no-room',
-        reason: `the decompressed archive outgrew the room in ${base} (more than ${formatBytes(limit)}, keeping ${formatBytes(deps.policy.spoolHeadroom)} free)`,
-      };
-    }
-    const zstdExit = decompressed ? await decompressed : undefined;
+    const pumped = await pump(source, sink, onBytes, stop.signal).catch((e: unknown) => fetchFailed(ctx, e));
+    const zstdExit = zstd ? await zstd.exited : undefined;
     const fileError = await toFile;
+    if (pumped.stopped || stop.signal.aborted) {
+      await rm(dir, { recursive: true, force: true });
+      return { kind: 'no-room', reason: stopReason };
+    }
     checkDigest(manifest, pumped);
     if (zstdExit && !exitedCleanly(zstdExit)) {
       throw new RestoreFailedError(`decompressing ${manifest.id} failed: ${describeExit(zstdExit)}`);

@@ -1,4 +1,14 @@
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import {
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +22,7 @@ import {
 import type { Manifest } from '../../lib/domain/manifest.js';
 import { runRestore } from '../../lib/restore.js';
 import { parseRestoreRequest } from '../../lib/restore-request.js';
-import { databaseExists, dropDatabase, uniqueDbName, withClient } from '../support/pg.js';
+import { createDatabase, databaseExists, dropDatabase, uniqueDbName, withClient } from '../support/pg.js';
 import { awkwardDatabase, databasesLike, dump, restoreDeps } from './restore-fixture.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pgbp-restore-guards-'));
@@ -232,5 +242,47 @@ describe('a damaged backup is never reported as restored', () => {
     expect(error).toBeInstanceOf(CorruptBackupError);
     expect(await databasesLike(`pgbp_verify_${source}`)).toEqual([]);
     expect(await store.head(keysFor(store.prefix, zstdBackup.id).verify)).toBeUndefined();
+  });
+});
+
+describe('a parallel restore never fills the disk it spools to', () => {
+  it('gives up the spool when the archive outgrows the room, streams instead, and leaves the disk empty', async () => {
+    // Text this repetitive compresses about a hundredfold: the estimate of its size on disk is far short.
+    const repetitive = uniqueDbName('repetitive');
+    created.push(repetitive);
+    await createDatabase(
+      repetitive,
+      `create table filler as select g as id, repeat('pgbp restore ', 400) as body from generate_series(1, 2000) g`,
+    );
+    const store = new FileStore(join(work, 'repetitive'));
+    const backup = await dump(store, repetitive);
+    const tiny = join(work, 'tiny');
+    mkdirSync(tiny);
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', tiny]);
+    expect(mounted.status, `mounting a 1 MiB tmpfs needs root: ${mounted.stderr}`).toBe(0);
+    try {
+      const into = target('spill');
+      const report = await runRestore(
+        parseRestoreRequest({ database: repetitive, backup: backup.id, targetDatabase: into, jobs: 2 }),
+        restoreDeps(store, { policy: { spoolDir: tiny, spoolHeadroom: 64 * 1024 } }),
+      );
+      expect(report).toMatchObject({ jobs: 1, spooled: false, passed: true });
+      expect(report.warnings).toEqual([
+        expect.stringMatching(/outgrew the room in .*keeping 64\.0 KiB free/),
+      ]);
+      expect(report.tables).toEqual([{ schema: 'public', name: 'filler', rows: 2000, estimate: -1 }]);
+      expect(readdirSync(tiny)).toEqual([]);
+    } finally {
+      spawnSync('umount', [tiny]);
+    }
+  });
+
+  it('streams instead when the spool directory cannot be used at all', async () => {
+    const report = await runRestore(
+      parseRestoreRequest({ mode: 'verify', database: source, backup: zstdBackup.id, jobs: 2 }),
+      restoreDeps(new FileStore(pristine), { policy: { spoolDir: join(work, 'no-such-dir') } }),
+    );
+    expect(report).toMatchObject({ jobs: 1, spooled: false, passed: true });
+    expect(report.warnings).toEqual([expect.stringMatching(/cannot spool in .*no-such-dir: ENOENT/)]);
   });
 });
