@@ -5,6 +5,7 @@ import {
   type DebrisObject,
   holdLocked,
   isLocked,
+  monthIndex,
   planRetention,
   type RetainableBackup,
   type RetentionRules,
@@ -208,6 +209,21 @@ describe('planRetention on hand-built calendars', () => {
     expect(isLocked({ legalHold: true }, now)).toBe(true);
     expect(isLocked({ legalHold: false }, now)).toBe(false);
     expect(isLocked(undefined, now)).toBe(false);
+  });
+});
+
+describe('monthIndex', () => {
+  it('agrees with the UTC calendar of Date for any instant, leap years and centuries included', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: -8.64e15, max: 8.64e15 }), (ms) => {
+        const d = new Date(ms);
+        expect(monthIndex(ms)).toBe(d.getUTCFullYear() * 12 + d.getUTCMonth());
+      }),
+      { numRuns: 5000 },
+    );
+    expect(monthIndex(Date.parse('2024-02-29T23:59:59.999Z'))).toBe(2024 * 12 + 1);
+    expect(monthIndex(Date.parse('2024-03-01T00:00:00Z'))).toBe(2024 * 12 + 2);
+    expect(monthIndex(Date.parse('1969-12-31T23:59:59.999Z'))).toBe(1969 * 12 + 11);
   });
 });
 
