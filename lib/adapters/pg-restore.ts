@@ -28,6 +28,11 @@ export function exitedCleanly(exit: ToolExit): boolean {
   return exit.code === 0 && !exit.spawnError;
 }
 
+/** Whether a filter stopped only because the process reading its output had gone (SIGPIPE, EPIPE). */
+export function cutOffByReader(exit: ToolExit): boolean {
+  return !exit.spawnError && (exit.signal === 'SIGPIPE' || /broken pipe/i.test(exit.stderr));
+}
+
 /** `pg_restore exited with code 1: …` for error messages. */
 export function describeExit(exit: ToolExit): string {
   const why = exit.spawnError
@@ -80,7 +85,7 @@ function start(
   tool: string,
   args: readonly string[],
   env: NodeJS.ProcessEnv,
-  stdin: 'pipe' | 'ignore',
+  stdin: 'pipe' | 'ignore' | Readable,
   stdout: 'pipe' | 'ignore',
   secrets: readonly (string | undefined)[],
   warningPrefix?: RegExp,
@@ -115,6 +120,11 @@ export interface PgRestoreOptions {
   readonly spawn?: Spawn;
   /** A seekable archive file; without one, pg_restore reads the archive from its stdin. */
   readonly file?: string;
+  /**
+   * Another child's stdout to read the archive from, joined at the OS level so the bytes do not
+   * pass through this process; its `stdin` is then null.
+   */
+  readonly stdinFrom?: Readable;
   readonly jobs: number;
   readonly noOwner: boolean;
   readonly noPrivileges: boolean;
@@ -131,7 +141,7 @@ export function conninfoValue(value: string): string {
  * dropped, so there is no point going on. The target goes in as a connection string naming only
  * the database; host, port and user come from the libpq environment, the password from PGPASSWORD.
  */
-export function pgRestoreArgs(o: Omit<PgRestoreOptions, 'env' | 'spawn'>): string[] {
+export function pgRestoreArgs(o: Omit<PgRestoreOptions, 'env' | 'spawn' | 'stdinFrom'>): string[] {
   const args = [
     '--exit-on-error',
     '--no-password',
@@ -165,7 +175,7 @@ export function startPgRestore(o: PgRestoreOptions): PgRestoreRun {
     'pg_restore',
     pgRestoreArgs(o),
     env,
-    o.file ? 'ignore' : 'pipe',
+    o.file ? 'ignore' : (o.stdinFrom ?? 'pipe'),
     'ignore',
     [o.connection.password],
     /^pg_restore: warning:/,

@@ -9,7 +9,7 @@ import type { Manifest } from '../../lib/domain/manifest.js';
 import { type RestoreReport, runRestore } from '../../lib/restore.js';
 import { parseRestoreRequest } from '../../lib/restore-request.js';
 import { type DatabaseSnapshot, schemaOnly, snapshot } from '../support/compare.js';
-import { databaseExists, dropDatabase, uniqueDbName, withClient } from '../support/pg.js';
+import { createDatabase, databaseExists, dropDatabase, uniqueDbName, withClient } from '../support/pg.js';
 import { awkwardDatabase, databasesLike, dump, restoreDeps, schemasOf } from './restore-fixture.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pgbp-restore-'));
@@ -174,6 +174,30 @@ describe('restore from the file store', () => {
     );
     expect(tables.rowCount).toBe(1);
     expect(await databasesLike('pgbp_replace_')).toEqual([]);
+  });
+});
+
+describe('a restore by schema that needs only the start of the archive', () => {
+  it('succeeds although pg_restore stops reading before the end of the stream', async () => {
+    // Data is archived schema by schema: everything of z_last comes after a_first, and pg_restore
+    // has no reason to read it, so zstd is cut off mid-stream by the pg_restore that is done.
+    const db = uniqueDbName('early');
+    created.push(db);
+    await createDatabase(
+      db,
+      `create schema a_first; create table a_first.t as select g as id from generate_series(1, 100) g;
+       create schema z_last; create table z_last.filler as
+         select g as id, repeat('pgbp restore ', 400) as body from generate_series(1, 4000) g;`,
+    );
+    const early = await dump(store, db);
+    const into = target('early_into');
+    const report = await runRestore(
+      parseRestoreRequest({ database: db, backup: early.id, targetDatabase: into, schemas: ['a_first'] }),
+      restoreDeps(store),
+    );
+    expect(report).toMatchObject({ passed: true, bytesFetched: early.sizeBytes });
+    expect(report.tables).toEqual([{ schema: 'a_first', name: 't', rows: 100, estimate: -1 }]);
+    expect(await schemasOf(into)).toEqual(['a_first', 'public']);
   });
 });
 
