@@ -24,7 +24,7 @@ import { silentLogger } from '../lib/adapters/logger.js';
 import { resolveConnection } from '../lib/adapters/pg-tools.js';
 import { parseConfig } from '../lib/config.js';
 import { compressionFromConfig, runDump } from '../lib/dump.js';
-import { type RestoreReport, runRestore } from '../lib/restore.js';
+import { type RestoreReport, rowsRestored, runRestore } from '../lib/restore.js';
 import { parseRestoreRequest } from '../lib/restore-request.js';
 import { BENCH_DB, ensureBenchDatabase } from './support/bench-db.js';
 import { ensureMultiTableDatabase } from './support/bench-multi-db.js';
@@ -136,7 +136,7 @@ async function main(): Promise<void> {
       d_over_a: round3(best.d / best.a),
       d_over_b: round3(best.d / best.b),
       tables: c.tables.length,
-      rows: c.tables.reduce((n, t) => n + (t.rows ?? 0), 0),
+      rows: rowsRestored(c),
       multi_database_bytes: multi.sizeBytes,
       multi_tables: f.tables.length,
       e_multi_plain_pgrestore_zstd_pipe_s: round3(best.e),

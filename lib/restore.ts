@@ -67,6 +67,11 @@ import { type RestoreMode, type RestoreRequest, selectorOf } from './restore-req
 
 export const REPORT_VERSION = 1;
 
+/** Rows restored: the partitions' rows, not again their partitioned tables'. */
+export function rowsRestored(report: Pick<RestoreReport, 'tables'>): number {
+  return report.tables.reduce((n, t) => n + (t.kind === 'table' ? (t.rows ?? 0) : 0), 0);
+}
+
 /** What a restore did and found; stored as `<backupId>.verify.json` in verify mode. */
 export interface RestoreReport {
   readonly reportVersion: typeof REPORT_VERSION;
@@ -106,6 +111,8 @@ export interface RestoreReport {
   readonly tables: readonly {
     readonly schema: string;
     readonly name: string;
+    readonly kind: 'table' | 'partitioned table';
+    /** Counted after the restore; a partitioned table's are its partitions' (also listed). */
     readonly rows: number | null;
     readonly estimate: number;
   }[];
@@ -522,18 +529,22 @@ async function checkRestored(ctx: RestoreContext, target: string): Promise<Check
       );
       rows.set(tableKey(t), Number(r.rows[0]?.n ?? 0));
     }
-    const byOid = new Map([...rows.entries()].map(([k, n]) => [oids.get(k), n]));
     for (const t of inScope.filter((x) => x.kind === 'partitioned table' && oids.has(tableKey(x)))) {
-      // A partitioned table holds its partitions' rows: add up the leaves already counted.
-      const tree = await client.query<{ oid: string }>(
-        'select relid::oid::text as oid from pg_partition_tree($1::oid) where isleaf',
+      // A partitioned table holds its partitions' rows: add up the leaves, counted once each.
+      const tree = await client.query<{ schema: string; name: string }>(
+        `select n.nspname as schema, c.relname as name
+           from pg_partition_tree($1::oid) p join pg_class c on c.oid = p.relid
+           join pg_namespace n on n.oid = c.relnamespace
+          where p.isleaf`,
         [oids.get(tableKey(t))],
       );
       let total = 0;
       for (const leaf of tree.rows) {
-        let n = byOid.get(leaf.oid);
+        let n = rows.get(tableKey(leaf));
         if (n === undefined) {
-          const r = await client.query<{ n: string }>(`select count(*) as n from only ${leaf.oid}::regclass`);
+          const r = await client.query<{ n: string }>(
+            `select count(*) as n from only ${quoteIdent(leaf.schema)}.${quoteIdent(leaf.name)}`,
+          );
           n = Number(r.rows[0]?.n ?? 0);
         }
         total += n;
@@ -554,10 +565,20 @@ async function checkRestored(ctx: RestoreContext, target: string): Promise<Check
     const tables = inScope.map((t) => ({
       schema: t.schema,
       name: t.name,
+      kind: t.kind,
       rows: rows.get(tableKey(t)) ?? null,
       estimate: t.rowEstimate,
     }));
     return { checks, tables };
+  } catch (error) {
+    // A check that cannot run has not passed; the report says what stopped it.
+    checks.push({
+      name: 'the checks could run to the end',
+      kind: 'connect',
+      passed: false,
+      value: redact((error as Error).message, ctx.secrets),
+    });
+    return { checks, tables: [] };
   } finally {
     await client.end().catch(() => {});
   }

@@ -5,7 +5,7 @@ import { openStore } from '../lib/adapters/open-store.js';
 import { type Config, databaseSettings, loadConfig } from '../lib/config.js';
 import { connectionFor } from '../lib/connection.js';
 import { InvalidRestoreRequestError } from '../lib/domain/errors.js';
-import { type RestoreReport, runRestore } from '../lib/restore.js';
+import { type RestoreReport, rowsRestored, runRestore } from '../lib/restore.js';
 import { parseRestoreRequest, type RestoreRequest } from '../lib/restore-request.js';
 import { runTask, type TaskDeps } from './task-runner.js';
 
@@ -52,7 +52,7 @@ export function summarizeReport(r: RestoreReport) {
     spooled: r.spooled,
     replaced: r.replaced,
     tableCount: r.tables.length,
-    rowCount: r.tables.reduce((n, t) => n + (t.rows ?? 0), 0),
+    rowCount: rowsRestored(r),
     checks: r.checks.map((c) => ({ name: c.name, kind: c.kind, passed: c.passed })),
     warningCount: r.warnings.length,
     warnings: r.warnings.slice(0, 10),

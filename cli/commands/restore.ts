@@ -5,9 +5,10 @@ import { connectionFor } from '../../lib/connection.js';
 import { keysFor } from '../../lib/domain/catalog.js';
 import { redact } from '../../lib/domain/redact.js';
 import { formatBytes } from '../../lib/domain/units.js';
-import { RestoreChecksFailed, type RestoreReport, runRestore } from '../../lib/restore.js';
+import { RestoreChecksFailed, type RestoreReport, rowsRestored, runRestore } from '../../lib/restore.js';
 import { parseRestoreRequest } from '../../lib/restore-request.js';
 import { type CliDeps, type CommonOptions, err, out, resolveConfig, resolveStore } from '../context.js';
+import { finish, type MachineOptions, restoreSummary, runMachine } from '../machine-command.js';
 import type { ExitHolder } from '../main.js';
 import { progressLine } from '../progress.js';
 
@@ -23,7 +24,7 @@ export interface RestoreCommandOptions extends CommonOptions {
 
 function summary(report: RestoreReport, storePath: string): string {
   const t = report.timings;
-  const rows = report.tables.reduce((n, x) => n + (x.rows ?? 0), 0);
+  const rows = rowsRestored(report);
   const passed = report.checks.filter((c) => c.passed).length;
   const what =
     report.mode === 'verify' ? 'verified' : report.replaced ? 'restored, replacing' : 'restored into';
@@ -118,11 +119,46 @@ export function registerRestore(program: Command, deps: CliDeps, exit: ExitHolde
     .option('--config <file>', 'stage config file')
     .option('--json', 'print the restore report as one JSON object')
     .option('--verbose', 'structured log lines on stderr')
+    .option(
+      '--via-state-machine',
+      'run statemachines/restore.asl.yml on this machine: prepare, thaw if archived, restore, notify',
+    )
+    .option(
+      '--aws',
+      'start the deployed restore state machine and follow it (the default when the config says mode: aws)',
+    )
+    .option(
+      '--state-machine-arn <arn>',
+      'AWS mode: this machine instead of pg-backup-pipeline-<stage>-restore',
+    )
     .action(
       async (
         backup: string,
-        opts: RestoreCommandOptions & { targetDb: string; schema: string[]; replace?: boolean },
+        opts: RestoreCommandOptions &
+          MachineOptions & {
+            targetDb: string;
+            schema: string[];
+            replace?: boolean;
+            viaStateMachine?: boolean;
+          },
       ) => {
+        if (opts.viaStateMachine || opts.aws || resolveConfig(deps, opts.config).mode === 'aws') {
+          // The machine's input, as an operator would paste it in the console (docs/RUNBOOK.md).
+          const input = {
+            database: opts.database,
+            backup,
+            targetDatabase: opts.targetDb,
+            ...(opts.schema.length > 0 ? { schemas: opts.schema } : {}),
+            ...(opts.jobs !== undefined
+              ? { jobs: /^\d+$/.test(opts.jobs) ? Number(opts.jobs) : opts.jobs }
+              : {}),
+            ...(opts.before !== undefined ? { before: opts.before } : {}),
+            ...(opts.replace ? { replace: true } : {}),
+          };
+          const result = await runMachine(deps, 'restore', input, opts);
+          finish(deps, exit, result, opts, restoreSummary(result));
+          return;
+        }
         await runRestoreCommand(
           deps,
           exit,

@@ -270,7 +270,9 @@ describe('a parallel restore never fills the disk it spools to', () => {
       expect(report.warnings).toEqual([
         expect.stringMatching(/outgrew the room in .*keeping 64\.0 KiB free/),
       ]);
-      expect(report.tables).toEqual([{ schema: 'public', name: 'filler', rows: 2000, estimate: -1 }]);
+      expect(report.tables).toEqual([
+        { schema: 'public', name: 'filler', kind: 'table', rows: 2000, estimate: -1 },
+      ]);
       expect(readdirSync(tiny)).toEqual([]);
     } finally {
       spawnSync('umount', [tiny]);

@@ -88,7 +88,13 @@ describe('the restore task under Step Functions', () => {
     expect(run.failure).toEqual([]);
     expect(run.success).toHaveLength(1);
     const summary = run.success[0];
-    expect(summary).toMatchObject({ backupId: manifest.id, mode: 'verify', passed: true, tableCount: 6 });
+    expect(summary).toMatchObject({
+      backupId: manifest.id,
+      mode: 'verify',
+      passed: true,
+      tableCount: 6,
+      rowCount: 3000 + 200 + 50 + 90,
+    });
     expect(summary.checks).toContainEqual({ name: 'users restored', kind: 'assertion', passed: true });
     expect(summary.tables).toBeUndefined();
     expect(run.stdout).toBe('');

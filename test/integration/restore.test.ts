@@ -75,7 +75,13 @@ describe('restore from the file store', () => {
     );
     for (const t of manifest.tables.filter((x) => x.kind === 'table')) {
       const rows = sourceSnapshot.tables[`${t.schema}.${t.name}`]?.rows;
-      expect(report.tables).toContainEqual({ schema: t.schema, name: t.name, rows, estimate: t.rowEstimate });
+      expect(report.tables).toContainEqual({
+        schema: t.schema,
+        name: t.name,
+        kind: 'table',
+        rows,
+        estimate: t.rowEstimate,
+      });
     }
     expect(report.checks.map((c) => [c.kind, c.passed])).toEqual([
       ['connect', true],
@@ -196,7 +202,7 @@ describe('a restore by schema that needs only the start of the archive', () => {
       restoreDeps(store),
     );
     expect(report).toMatchObject({ passed: true, bytesFetched: early.sizeBytes });
-    expect(report.tables).toEqual([{ schema: 'a_first', name: 't', rows: 100, estimate: -1 }]);
+    expect(report.tables).toEqual([{ schema: 'a_first', name: 't', kind: 'table', rows: 100, estimate: -1 }]);
     expect(await schemasOf(into)).toEqual(['a_first', 'public']);
   });
 });
