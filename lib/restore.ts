@@ -693,7 +693,15 @@ export async function runRestore(request: RestoreRequest, deps: RestoreDeps): Pr
 
     phase('restore');
     const tr = performance.now();
-    await createEmptyDatabase(deps.connection, maintenance, restoreInto);
+    try {
+      await createEmptyDatabase(deps.connection, maintenance, restoreInto);
+    } catch (cause) {
+      if (cause instanceof PipelineError) throw cause;
+      throw new RestoreFailedError(
+        `cannot create the database ${restoreInto}: ${redact((cause as Error).message, secrets)}`,
+        { cause },
+      );
+    }
     created = true;
     await createSchemas({ ...deps.connection, database: restoreInto }, request.schemas);
     if (spooled) {

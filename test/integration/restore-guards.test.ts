@@ -18,12 +18,13 @@ import {
   BackupNotFoundError,
   CorruptBackupError,
   InvalidRestoreRequestError,
+  RestoreFailedError,
 } from '../../lib/domain/errors.js';
 import type { Manifest } from '../../lib/domain/manifest.js';
 import { runRestore } from '../../lib/restore.js';
 import { parseRestoreRequest } from '../../lib/restore-request.js';
 import { createDatabase, databaseExists, dropDatabase, uniqueDbName, withClient } from '../support/pg.js';
-import { awkwardDatabase, databasesLike, dump, restoreDeps } from './restore-fixture.js';
+import { awkwardDatabase, connection, databasesLike, dump, restoreDeps } from './restore-fixture.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pgbp-restore-guards-'));
 const pristine = join(work, 'pristine');
@@ -156,6 +157,27 @@ describe('bad restore requests fail before anything is created', () => {
       ),
     );
     expect(left.rows.map((r) => r.relname)).toEqual(['mine']);
+  });
+});
+
+describe('a restore the server refuses', () => {
+  it('fails with RestoreFailedError when the role may not create databases, and creates nothing', async () => {
+    const role = uniqueDbName('nocreatedb');
+    await withClient('postgres', (c) => c.query(`create role "${role}" login nocreatedb`));
+    try {
+      const into = target('refused');
+      const error = await failure(
+        runRestore(
+          parseRestoreRequest({ database: source, targetDatabase: into }),
+          restoreDeps(new FileStore(pristine), { connection: { ...connection, user: role } }),
+        ),
+      );
+      expect(error).toBeInstanceOf(RestoreFailedError);
+      expect(error.message).toMatch(new RegExp(`cannot create the database ${into}: permission denied`));
+      await expectNothingCreated(into);
+    } finally {
+      await withClient('postgres', (c) => c.query(`drop role "${role}"`));
+    }
   });
 });
 
