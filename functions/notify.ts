@@ -4,7 +4,14 @@ import type { Clock } from '../lib/adapters/clock.js';
 import { lambdaHandler, lazyHandler } from '../lib/adapters/lambda.js';
 import type { Logger } from '../lib/adapters/logger.js';
 import { runtimePorts } from '../lib/adapters/runtime.js';
-import { ALERT_KINDS, alertSubject, failureAlert, sizeAlert } from '../lib/domain/alerts.js';
+import {
+  ALERT_KINDS,
+  type Alert,
+  alertSubject,
+  failureAlert,
+  restoreCompletedAlert,
+  sizeAlert,
+} from '../lib/domain/alerts.js';
 
 /** A check-size verdict, as CheckSize returned it. */
 const sizeVerdict = z.object({
@@ -13,9 +20,19 @@ const sizeVerdict = z.object({
   reasons: z.array(z.string()).min(1),
 });
 
+/** What the restore task reported (its summary on AWS, its whole report locally): the fields a notice shows. */
+const restoreReport = z.object({
+  backupId: z.string().min(1),
+  target: z.string().min(1),
+  recoverySeconds: z.number().nonnegative(),
+  checks: z.array(z.object({ name: z.string(), passed: z.boolean() })).optional(),
+  warnings: z.array(z.string()).optional(),
+});
+
 /**
  * Either a state machine's Catch output, with the error under `error` (`ResultPath: $.error`),
- * or a size warning with CheckSize's `verdict`. Other fields are ignored, never logged.
+ * a size warning with CheckSize's `verdict`, or a completed restore (`kind: restore-completed`)
+ * with the restore task's `report`. Other fields are ignored, never logged.
  */
 export const notifyEvent = z
   .object({
@@ -30,13 +47,26 @@ export const notifyEvent = z
       })
       .optional(),
     verdict: sizeVerdict.optional(),
+    report: restoreReport.optional(),
   })
   .superRefine((e, ctx) => {
+    if (e.kind === 'restore-completed' && !e.error) {
+      if (!e.report)
+        ctx.addIssue({ code: 'custom', path: ['report'], message: 'a completed restore carries its report' });
+      if (!e.database)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['database'],
+          message: 'a completed restore names its database',
+        });
+      return;
+    }
     if (!e.error && !e.verdict) {
       ctx.addIssue({
         code: 'custom',
         path: ['error'],
-        message: 'expected the caught error { Error, Cause }, or a size verdict under verdict',
+        message:
+          'expected the caught error { Error, Cause }, or a size verdict under verdict, or kind restore-completed with a report',
       });
     }
     if (!e.error && e.verdict) {
@@ -53,7 +83,10 @@ export interface NotifyPorts {
   readonly logger?: Logger;
 }
 
-/** Notify: turns a caught failure (or a size warning) into an alert, secrets removed, and publishes it. */
+/**
+ * Notify: turns a caught failure, a size warning or a completed restore into an alert (secrets
+ * removed) and publishes it.
+ */
 export function createNotifyHandler(ports: NotifyPorts) {
   return lambdaHandler(
     {
@@ -68,16 +101,19 @@ export function createNotifyHandler(ports: NotifyPorts) {
     },
     async (event, { logger }) => {
       const now = ports.clock.now();
-      const alert = event.error
-        ? failureAlert({ ...event, error: event.error }, now)
-        : // The refinement above guarantees a verdict with its database and backup here.
-          sizeAlert(
-            event.database ?? '',
-            event.backupId ?? '',
-            event.verdict ?? { status: 'warning', reasons: [] },
-            now,
-            event.execution,
-          );
+      // The refinement above guarantees what each branch reads.
+      let alert: Alert;
+      if (event.error) alert = failureAlert({ ...event, error: event.error }, now);
+      else if (event.kind === 'restore-completed' && event.report)
+        alert = restoreCompletedAlert(event.database ?? '', event.report, now, event.execution);
+      else
+        alert = sizeAlert(
+          event.database ?? '',
+          event.backupId ?? '',
+          event.verdict ?? { status: 'warning', reasons: [] },
+          now,
+          event.execution,
+        );
       await ports.alerter.publish(alert);
       logger.info('alert published', {
         kind: alert.kind,

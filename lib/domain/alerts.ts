@@ -12,6 +12,8 @@ export const ALERT_KINDS = [
   'backup-stale',
   'size-anomaly',
   'restore-check-failed',
+  'restore-failed',
+  'restore-completed',
   'retention-blocked',
   'low-free-space',
 ] as const;
@@ -41,6 +43,8 @@ const TITLES: Record<AlertKind, string> = {
   'backup-stale': 'Backup stale',
   'size-anomaly': 'Backup size anomaly',
   'restore-check-failed': 'Restore check failed',
+  'restore-failed': 'Restore failed',
+  'restore-completed': 'Restore completed',
   'retention-blocked': 'Retention blocked',
   'low-free-space': 'Backup store low on space',
 };
@@ -126,6 +130,9 @@ export function kindForError(errorName: string): AlertKind {
     case 'RestoreFailedError':
     case 'CorruptBackupError':
       return 'restore-check-failed';
+    case 'InvalidRestoreRequestError':
+    case 'ArchivedBackupError':
+      return 'restore-failed';
     case 'RetentionBlockedError':
       return 'retention-blocked';
     default:
@@ -168,6 +175,20 @@ function nextStepsFor(
         `Take a fresh backup and check it restores: pgbp dump --database ${db}`,
         'Until then, treat this backup as unusable for recovery',
       ];
+    case 'restore-failed':
+      return [
+        execution
+          ? `Read the failed step in the execution's history: ${execution}`
+          : 'Read the failed step in the Step Functions console',
+        'A request refused before the restore started created nothing: correct it and start the restore again',
+        'A restore that failed part-way dropped the database it created; one whose checks failed is kept for inspection',
+        `See which backups can be restored: pgbp list --database ${db}`,
+      ];
+    case 'restore-completed':
+      return [
+        'Check the restored database before pointing anything at it',
+        'Drop it once it is no longer needed: it is not backed up unless configured',
+      ];
     case 'retention-blocked':
       return [
         'Nothing was deleted; storage grows until retention can run again',
@@ -183,6 +204,7 @@ function nextStepsFor(
 }
 
 function severityFor(kind: AlertKind): Severity {
+  if (kind === 'restore-completed') return 'info';
   return kind === 'retention-blocked' || kind === 'low-free-space' ? 'warning' : 'critical';
 }
 
@@ -246,6 +268,44 @@ export function sizeAlert(
     ...(execution ? { execution } : {}),
     summary: `Backup ${backupId} of ${database}: ${verdict.reasons.join('; ')}.`,
     nextSteps: nextStepsFor('size-anomaly', database, execution),
+    at: now.toISOString(),
+  };
+}
+
+/** What a restore reports, as much of it as a notice needs (the restore task's summary or its full report). */
+export interface RestoreOutcome {
+  readonly backupId: string;
+  readonly target: string;
+  /** The measured recovery time: from the request to the checks done. */
+  readonly recoverySeconds: number;
+  readonly checks?: readonly { readonly name: string; readonly passed: boolean }[];
+  readonly warnings?: readonly string[];
+}
+
+/** `restore-completed`: a manual restore finished; informational, with the recovery time (RTO) it took. */
+export function restoreCompletedAlert(
+  database: string,
+  report: RestoreOutcome,
+  now: Date,
+  execution?: string,
+): Alert {
+  const checks = report.checks ?? [];
+  const passed = checks.filter((c) => c.passed).length;
+  const lines = [
+    `Backup ${report.backupId} of ${database} was restored into ${report.target}.`,
+    `Recovery time (RTO): ${report.recoverySeconds.toFixed(1)} s, from the request to the checks done.`,
+  ];
+  if (checks.length > 0) lines.push(`Checks: ${passed} of ${checks.length} passed.`);
+  const warnings = report.warnings ?? [];
+  if (warnings.length > 0) lines.push(`Warnings: ${truncate(warnings.slice(0, 3).join(' | '), 500)}`);
+  return {
+    kind: 'restore-completed',
+    severity: severityFor('restore-completed'),
+    database,
+    backupId: report.backupId,
+    ...(execution ? { execution } : {}),
+    summary: lines.join('\n'),
+    nextSteps: nextStepsFor('restore-completed', database, execution),
     at: now.toISOString(),
   };
 }

@@ -377,7 +377,7 @@ describe('the restore state machine', () => {
     expect(callsTo(result, 'Restore')).toEqual([]);
     expect(callsTo(result, 'NotifyRequestFailure')).toEqual([
       expect.objectContaining({
-        kind: 'restore-check-failed',
+        kind: 'restore-failed',
         error: expect.objectContaining({ Error: 'InvalidRestoreRequestError' }),
       }),
     ]);
@@ -447,7 +447,7 @@ describe('the restore state machine', () => {
     expect(callsTo(result, 'Restore')).toEqual([]);
     expect(callsTo(result, 'NotifyRestoreFailure')).toEqual([
       expect.objectContaining({
-        kind: 'restore-check-failed',
+        kind: 'restore-failed',
         database: 'alpha',
         error: expect.objectContaining({ Error: 'ArchivedBackupError' }),
       }),
@@ -466,7 +466,7 @@ describe('the restore state machine', () => {
     });
     expect(callsTo(result, 'NotifyRestoreFailure')).toEqual([
       {
-        kind: 'restore-check-failed',
+        kind: 'restore-failed',
         database: 'alpha',
         backupId: 'alpha-20260601T020000Z',
         execution: EXECUTION_ARN,

@@ -69,6 +69,11 @@ const cases: [keyof typeof handlers, unknown, RegExp][] = [
   ],
   ['notify', { error: { Cause: 'boom' } }, /error\.Error: Invalid input: expected string/],
   ['notify', { kind: 'disk-full', error: { Error: 'X' } }, /kind: Invalid option/],
+  [
+    'notify',
+    { kind: 'restore-completed', database: 'app' },
+    /^notify: malformed event: report: a completed restore carries its report/,
+  ],
   ['slack-forwarder', { Records: [] }, /Records: Too small/],
   [
     'slack-forwarder',

@@ -132,4 +132,36 @@ describe('notify publishing to SNS (moto)', () => {
       '[WARNING] Retention blocked: global_remit (RetentionBlockedError)',
     );
   });
+
+  it('delivers a completed restore, as the restore machine sends it, as an info notice with its RTO', async () => {
+    const count = everything.requests.length;
+    // NotifyRestored's parameters, with the restore task's summary as the report.
+    await handler({
+      kind: 'restore-completed',
+      database: 'global_remit',
+      backupId: 'global_remit-20260601T020000Z',
+      execution: 'arn:aws:states:eu-west-1:123456789012:execution:restore:ops-1',
+      report: {
+        backupId: 'global_remit-20260601T020000Z',
+        database: 'global_remit',
+        mode: 'restore',
+        target: 'global_remit_june',
+        passed: true,
+        recoverySeconds: 754.2,
+        timings: { fetchSeconds: 100, restoreSeconds: 600, checksSeconds: 54.2 },
+        tableCount: 40,
+        checks: [{ name: 'the restored database answers a query', kind: 'connect', passed: true }],
+        warningCount: 0,
+        warnings: [],
+      },
+    });
+    await everything.waitFor(count + 1);
+    const note = bodies(everything).find((n) => n.Subject.startsWith('[INFO] Restore completed'));
+    expect(note?.Subject).toBe('[INFO] Restore completed: global_remit');
+    expect(note?.Message).toContain('Recovery time (RTO): 754.2 s');
+    expect(note?.Message).toContain('restored into global_remit_june');
+    expect(bodies(criticalOnly).map((n) => n.Subject)).not.toContain(
+      '[INFO] Restore completed: global_remit',
+    );
+  });
 });

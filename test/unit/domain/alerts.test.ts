@@ -8,6 +8,7 @@ import {
   describeCause,
   failureAlert,
   kindForError,
+  restoreCompletedAlert,
   SEVERITIES,
   slackMessage,
   slackViewOfNotification,
@@ -98,6 +99,41 @@ describe('failureAlert', () => {
     expect(text).toContain('Cause: pg_dump: connection to postgres://backup:***@db/app refused');
     expect(text).toContain('- Run the backup by hand to see the error: pgbp dump --database global_remit');
     expect(text).not.toContain('hunter2');
+  });
+});
+
+describe('restoreCompletedAlert', () => {
+  it('tells of a completed restore as information, with its recovery time and checks', () => {
+    const alert = restoreCompletedAlert(
+      'global_remit',
+      {
+        backupId: 'global_remit-20260601T020000Z',
+        target: 'global_remit_june',
+        recoverySeconds: 754.25,
+        checks: [
+          { name: 'connect', passed: true },
+          { name: 'tables', passed: true },
+        ],
+      },
+      NOW,
+      'arn:aws:states:eu-west-1:123:execution:restore:ops-1',
+    );
+    expect(alert).toMatchObject({ kind: 'restore-completed', severity: 'info', database: 'global_remit' });
+    expect(alertSubject(alert)).toBe('[INFO] Restore completed: global_remit');
+    const text = alertText(alert);
+    expect(text).toContain(
+      'Backup global_remit-20260601T020000Z of global_remit was restored into global_remit_june.',
+    );
+    expect(text).toContain('Recovery time (RTO): 754.3 s, from the request to the checks done.');
+    expect(text).toContain('Checks: 2 of 2 passed.');
+    expect(text).toContain('Execution: arn:aws:states:eu-west-1:123:execution:restore:ops-1');
+  });
+
+  it('calls a refused restore request a failed restore, not a failed restore check', () => {
+    expect(kindForError('InvalidRestoreRequestError')).toBe('restore-failed');
+    expect(
+      failureAlert({ kind: 'restore-failed', error: { Error: 'ArchivedBackupError' } }, NOW).severity,
+    ).toBe('critical');
   });
 });
 
