@@ -18,12 +18,21 @@ export interface CommonOptions {
   readonly json?: boolean;
 }
 
+/** The built-in local defaults, when no config file is given or found. */
+export const BUILT_IN_CONFIG = { stage: 'local', store: 'file://./backups' } as const;
+
+/** The file {@link resolveConfig} loads: `--config FILE`, else ./config/local.yml when present; undefined for the built-in defaults. */
+export function configFileOf(deps: CliDeps, file?: string): string | undefined {
+  if (file) return resolve(deps.cwd, file);
+  const local = resolve(deps.cwd, 'config/local.yml');
+  return existsSync(local) ? local : undefined;
+}
+
 /** Loads `--config FILE`, else ./config/local.yml when present, else the built-in local defaults. */
 export function resolveConfig(deps: CliDeps, file?: string): Config {
-  if (file) return loadConfig(resolve(deps.cwd, file));
-  const local = resolve(deps.cwd, 'config/local.yml');
-  if (existsSync(local)) return loadConfig(local);
-  return parseConfig({ stage: 'local', store: 'file://./backups' }, '(built-in defaults)');
+  const found = configFileOf(deps, file);
+  if (found) return loadConfig(found);
+  return parseConfig(BUILT_IN_CONFIG, '(built-in defaults)');
 }
 
 /** Opens `--store URL` or the config's store; a relative file:// path is taken from the working directory. */

@@ -28,6 +28,8 @@ const commands: Record<string, () => Promise<Register>> = {
   verify: async () => (await import('./commands/verify.js')).registerVerify,
   restore: async () => (await import('./commands/restore.js')).registerRestore,
   thaw: async () => (await import('./commands/thaw.js')).registerThaw,
+  backup: async () => (await import('./commands/backup.js')).registerBackup,
+  drill: async () => (await import('./commands/drill.js')).registerDrill,
 };
 
 export async function buildProgram(deps: CliDeps, exit: ExitHolder, only?: string): Promise<Command> {

@@ -32,7 +32,7 @@ function currentBundle() {
   if (!existsSync(pointer)) return undefined;
   const entry = join(buildRoot, readFileSync(pointer, 'utf8').trim(), 'main.mjs');
   if (!existsSync(entry)) return undefined;
-  const sources = ['cli', 'lib', 'package-lock.json'].map((p) => newest(join(root, p)));
+  const sources = ['cli', 'lib', 'functions', 'package-lock.json'].map((p) => newest(join(root, p)));
   return statSync(pointer).mtimeMs >= Math.max(...sources) ? entry : undefined;
 }
 

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { type Config, loadConfig } from '../lib/config.js';
 import { ConfigError } from '../lib/domain/errors.js';
+import { machineSettings, SERVICE } from '../lib/state-machines.js';
 
 /**
  * What serverless.yml needs from a stage's config (config/<stage>.yml, validated by
@@ -9,7 +10,7 @@ import { ConfigError } from '../lib/domain/errors.js';
  * loop or take a maximum; serverless.yml reads it through deploy/stage-settings.cjs.
  */
 
-export const SERVICE = 'pg-backup-pipeline';
+export { SERVICE };
 
 /** The stages that deploy; `local` runs on one machine and never does. */
 export const DEPLOY_STAGES = ['dev', 'staging', 'prod'] as const;
@@ -44,23 +45,8 @@ const FARGATE_MEMORY: Record<number, (memory: number) => boolean> = {
   16384: (m) => m >= 32768 && m <= 122880 && m % 8192 === 0,
 };
 
-/**
- * Thaw polling per retrieval tier: S3 restores GLACIER in minutes (Expedited), hours (Standard,
- * up to 12 h from DEEP_ARCHIVE) or up to 48 h (Bulk). The restore machine polls this often, this
- * many times, then fails with ArchivedBackupError.
- */
-const THAW_POLLING: Record<string, { seconds: number; rounds: number }> = {
-  Expedited: { seconds: 60, rounds: 30 },
-  Standard: { seconds: 900, rounds: 60 },
-  Bulk: { seconds: 1800, rounds: 120 },
-};
-
 /** S3 charges archived objects for at least this many days; expiring earlier only costs more. */
 const MINIMUM_ARCHIVE_DAYS = { GLACIER: 90, DEEP_ARCHIVE: 180 } as const;
-
-/** Step Functions gives up on a silent task after this many missed heartbeats, and never sooner than this. */
-const MISSED_HEARTBEATS = 5;
-const MIN_HEARTBEAT_TIMEOUT_SECONDS = 300;
 
 type Cfn = Record<string, unknown>;
 
@@ -127,10 +113,6 @@ export interface StageSettings {
 
 function fail(file: string, path: string, message: string): never {
   throw new ConfigError(`${file}: ${path}: ${message}`);
-}
-
-function seconds(ms: number): number {
-  return Math.max(1, Math.round(ms / 1000));
 }
 
 /** A logical-id-safe form of a name, unique by its position. */
@@ -303,13 +285,11 @@ export function stageSettings(stage: string, options: { readonly root: string })
       `${aws.taskMemory} MiB does not go with ${aws.taskCpu} CPU units on Fargate`,
     );
   }
-  const thaw = THAW_POLLING[config.defaults.restore.thawTier];
-  if (!thaw) fail(configFile, 'defaults.restore.thawTier', 'is not a retrieval tier');
-
-  const heartbeatInterval = seconds(config.dump.heartbeat);
-  const heartbeatTimeout = Math.max(MISSED_HEARTBEATS * heartbeatInterval, MIN_HEARTBEAT_TIMEOUT_SECONDS);
-  const taskTimeout = seconds(config.dump.timeout);
-  if (taskTimeout <= heartbeatTimeout) {
+  // The same derivation the local runner fills the placeholders with.
+  const machines = machineSettings(config);
+  if (!machines.thawPolling) fail(configFile, 'defaults.restore.thawTier', 'is not a retrieval tier');
+  const heartbeatTimeout = machines.heartbeatTimeoutSeconds;
+  if (machines.taskTimeoutSeconds <= heartbeatTimeout) {
     fail(configFile, 'dump.timeout', `must be longer than the heartbeat timeout (${heartbeatTimeout} s)`);
   }
 
@@ -366,17 +346,16 @@ export function stageSettings(stage: string, options: { readonly root: string })
     storePrefixes: prefix ? [`${prefix}/`, `${prefix}/*`] : ['*'],
     storeObjects: prefix ? `${prefix}/*` : '*',
     kmsAlias,
-    configuredDatabases: config.databases.map((d) => d.name).join(','),
+    configuredDatabases: machines.substitutions.ConfiguredDatabases,
     asl: {
-      backupMaxConcurrency: String(config.backup.maxConcurrency),
-      drillMaxConcurrency: String(config.backup.maxConcurrency),
-      dumpHeartbeatSeconds: String(heartbeatTimeout),
-      dumpTimeoutSeconds: String(taskTimeout),
-      // A restore heartbeats like a dump; the dump's limit is the drill's too (no separate key yet).
-      restoreHeartbeatSeconds: String(heartbeatTimeout),
-      restoreTimeoutSeconds: String(taskTimeout),
-      thawPollSeconds: String(thaw.seconds),
-      thawPollRounds: String(thaw.rounds),
+      backupMaxConcurrency: machines.substitutions.BackupMaxConcurrency,
+      drillMaxConcurrency: machines.substitutions.DrillMaxConcurrency,
+      dumpHeartbeatSeconds: machines.substitutions.DumpHeartbeatSeconds,
+      dumpTimeoutSeconds: machines.substitutions.DumpTimeoutSeconds,
+      restoreHeartbeatSeconds: machines.substitutions.RestoreHeartbeatSeconds,
+      restoreTimeoutSeconds: machines.substitutions.RestoreTimeoutSeconds,
+      thawPollSeconds: machines.substitutions.ThawPollSeconds,
+      thawPollRounds: machines.substitutions.ThawPollRounds,
       taskSubnets: aws.network.subnets.join(','),
       taskSecurityGroups: aws.network.securityGroups.join(','),
       taskAssignPublicIp: aws.network.assignPublicIp ? 'ENABLED' : 'DISABLED',
@@ -387,7 +366,7 @@ export function stageSettings(stage: string, options: { readonly root: string })
       cpu: String(aws.taskCpu),
       memory: String(aws.taskMemory),
       ephemeralStorageGiB: aws.taskEphemeralStorageGiB,
-      heartbeatIntervalSeconds: String(heartbeatInterval),
+      heartbeatIntervalSeconds: String(machines.heartbeatIntervalSeconds),
       ecrRepositoryArn: ecrArn,
     },
     logRetentionDays: aws.logRetentionDays,

@@ -25,6 +25,16 @@ export const s3Client = /* @__PURE__ */ once(
 );
 export const snsClient = /* @__PURE__ */ once(() => new SNSClient({}));
 export const sfnClient = /* @__PURE__ */ once(() => new SFNClient({}));
+const sfnByRegion = new Map<string, SFNClient>();
+/** A Step Functions client for a stage's region (the CLI starts and follows executions there), one per region. */
+export function sfnClientIn(region: string): SFNClient {
+  let client = sfnByRegion.get(region);
+  if (!client) {
+    client = new SFNClient({ region });
+    sfnByRegion.set(region, client);
+  }
+  return client;
+}
 export const ecsClient = /* @__PURE__ */ once(() => new ECSClient({}));
 export const secretsClient = /* @__PURE__ */ once(() => new SecretsManagerClient({}));
 export const ssmClient = /* @__PURE__ */ once(() => new SSMClient({}));

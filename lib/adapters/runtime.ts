@@ -41,7 +41,12 @@ export function slackSecretId(config: Config, env: NodeJS.ProcessEnv = process.e
  * forwarder). Without one: a Slack webhook when configured. The console when enabled, and
  * always when nothing else is, so an alert is never dropped.
  */
-export function createAlerter(config: Config, env: NodeJS.ProcessEnv = process.env): Alerter {
+export function createAlerter(
+  config: Config,
+  env: NodeJS.ProcessEnv = process.env,
+  /** Where console alerts go (stderr by default): the CLI passes its own stream. */
+  write?: (text: string) => void,
+): Alerter {
   const targets: Alerter[] = [];
   const topic = alertsTopicArn(config, env);
   const slack = slackSecretId(config, env);
@@ -51,7 +56,7 @@ export function createAlerter(config: Config, env: NodeJS.ProcessEnv = process.e
       `stage ${config.stage} runs on AWS but has no alerts topic: set PGBP_ALERTS_TOPIC_ARN or alerts.snsTopicArn`,
     );
   } else if (slack) targets.push(slackAlerter(slackWebhook({ url: () => getSecret(slack, 'url') })));
-  if (config.alerts.console || targets.length === 0) targets.push(consoleAlerter());
+  if (config.alerts.console || targets.length === 0) targets.push(consoleAlerter(write));
   return targets.length === 1 ? (targets[0] as Alerter) : fanOutAlerter(targets);
 }
 

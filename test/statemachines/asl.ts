@@ -2,13 +2,30 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { StateMachine, type StateMachineDefinition } from 'aws-local-stepfunctions';
 import { parse } from 'yaml';
+import {
+  type Definition,
+  loadDefinition as loadFromRoot,
+  MACHINES,
+  type MachineName,
+  projectRoot,
+  type State,
+} from '../../lib/state-machines.js';
 
-/** The state machines: their ASL file and the logical id serverless.yml gives them. */
-export const MACHINES = {
-  backup: { file: 'statemachines/backup.asl.yml', logicalId: 'BackupStateMachine' },
-  'restore-drill': { file: 'statemachines/restore-drill.asl.yml', logicalId: 'RestoreDrillStateMachine' },
-  restore: { file: 'statemachines/restore.asl.yml', logicalId: 'RestoreStateMachine' },
-} as const;
+// One source of truth: the loading, filling and local adjustments live in lib/state-machines.ts.
+export {
+  allStates,
+  type Definition,
+  forLocalRun,
+  type Json,
+  MACHINE_NAMES,
+  MACHINES,
+  type MachineName,
+  placeholders,
+  polyfillWithResolvers,
+  type State,
+  type StateEntry,
+  substitute,
+} from '../../lib/state-machines.js';
 
 /** Values of the right shape for every placeholder, so the definitions can be run here. */
 export const LOCAL_SUBSTITUTIONS: Record<string, string> = {
@@ -34,76 +51,11 @@ export const LOCAL_SUBSTITUTIONS: Record<string, string> = {
   ThawBackupFunctionArn: 'arn:aws:lambda:eu-west-1:123456789012:function:thawBackup',
 };
 
-export type MachineName = keyof typeof MACHINES;
-export const MACHINE_NAMES = Object.keys(MACHINES) as MachineName[];
-
-export const ROOT = resolve(import.meta.dirname, '../..');
-
-export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-export type State = Record<string, Json> & { Type: string };
-export interface Definition {
-  StartAt: string;
-  States: Record<string, State>;
-  [key: string]: Json;
-}
+export const ROOT = projectRoot();
 
 /** The ASL of a machine as written, placeholders and all. */
 export function loadDefinition(name: MachineName): Definition {
-  return parse(readFileSync(resolve(ROOT, MACHINES[name].file), 'utf8')) as Definition;
-}
-
-const PLACEHOLDER = /\$\{([A-Za-z][A-Za-z0-9]*)\}/g;
-
-function mapStrings(value: Json, fn: (s: string) => string): Json {
-  if (typeof value === 'string') return fn(value);
-  if (Array.isArray(value)) return value.map((v) => mapStrings(v, fn));
-  if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, mapStrings(v, fn)]));
-  }
-  return value;
-}
-
-/** Every `${Name}` used anywhere in a definition. */
-export function placeholders(definition: Definition): Set<string> {
-  const found = new Set<string>();
-  mapStrings(definition as unknown as Json, (s) => {
-    for (const m of s.matchAll(PLACEHOLDER)) found.add(m[1] as string);
-    return s;
-  });
-  return found;
-}
-
-/** The definition with its placeholders filled; a placeholder without a value is an error. */
-export function substitute(definition: Definition, values: Readonly<Record<string, string>>): Definition {
-  return mapStrings(definition as unknown as Json, (s) =>
-    s.replace(PLACEHOLDER, (_, name: string) => {
-      const value = values[name];
-      if (value === undefined) throw new Error(`no value for the placeholder \${${name}}`);
-      return value;
-    }),
-  ) as unknown as Definition;
-}
-
-export interface StateEntry {
-  readonly name: string;
-  readonly state: State;
-  /** The States object the state lives in (its transitions stay inside it). */
-  readonly scope: Record<string, State>;
-}
-
-/** Every state, nested ones (Map item processors, Parallel branches) included. */
-export function allStates(definition: { States: Record<string, State> }): StateEntry[] {
-  const out: StateEntry[] = [];
-  for (const [name, state] of Object.entries(definition.States)) {
-    out.push({ name, state, scope: definition.States });
-    const nested = [state.ItemProcessor, state.Iterator, ...((state.Branches as Json[] | undefined) ?? [])];
-    for (const sub of nested) {
-      if (sub && typeof sub === 'object' && !Array.isArray(sub) && 'States' in sub) {
-        out.push(...allStates(sub as unknown as { States: Record<string, State> }));
-      }
-    }
-  }
-  return out;
+  return loadFromRoot(name, ROOT);
 }
 
 /** The states a state can go to next: Next, Default, Choices, Catch. */
@@ -143,38 +95,6 @@ export const NOTIFY_RESOURCE = '${NotifyFunctionArn}';
 /** A Task state that publishes an alert. */
 export function isNotifyState(state: State): boolean {
   return state.Type === 'Task' && state.Resource === NOTIFY_RESOURCE;
-}
-
-/**
- * aws-local-stepfunctions reads TimeoutSecondsPath from the state's effective parameters, where
- * Step Functions reads it from the state input; with the ECS parameters in between the path is
- * not there. Local runs take a fixed timeout instead (and heartbeats are not supported locally).
- */
-export function forLocalRun(definition: Definition, timeoutSeconds: number): Definition {
-  const copy = structuredClone(definition);
-  for (const { state } of allStates(copy)) {
-    if (state.Type !== 'Task') continue;
-    if ('TimeoutSecondsPath' in state) {
-      delete state.TimeoutSecondsPath;
-      state.TimeoutSeconds = timeoutSeconds;
-    }
-    delete state.HeartbeatSecondsPath;
-  }
-  return copy;
-}
-
-/** aws-local-stepfunctions needs Promise.withResolvers, which Node 20 lacks. */
-export function polyfillWithResolvers(): void {
-  const P = Promise as unknown as { withResolvers?: () => unknown };
-  P.withResolvers ??= () => {
-    let resolvePromise!: (value: unknown) => void;
-    let rejectPromise!: (reason?: unknown) => void;
-    const promise = new Promise((res, rej) => {
-      resolvePromise = res;
-      rejectPromise = rej;
-    });
-    return { promise, resolve: resolvePromise, reject: rejectPromise };
-  };
 }
 
 /** serverless.yml as data; CloudFormation tags (!Ref, !GetAtt, …) stay as plain values. */

@@ -1,6 +1,8 @@
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../lib/config.js';
 import { errorNames } from '../../lib/domain/errors.js';
+import { localDefinition, localSubstitutions, machineSettings } from '../../lib/state-machines.js';
 import {
   allStates,
   type Definition,
@@ -12,6 +14,7 @@ import {
   MACHINE_NAMES,
   type MachineName,
   placeholders,
+  ROOT,
   reaches,
   type State,
   substitute,
@@ -86,6 +89,25 @@ describe.each(MACHINE_NAMES)('statemachines/%s', (name: MachineName) => {
   it('is accepted by aws-local-stepfunctions once its placeholders are filled', () => {
     expect(() => localMachine(substitute(definition, LOCAL_SUBSTITUTIONS))).not.toThrow();
   });
+
+  it.each(['local', 'prod'])(
+    'runs locally with every placeholder filled from config/%s.yml and a fixed task timeout',
+    (stage) => {
+      const config = loadConfig(`${ROOT}/config/${stage}.yml`);
+      expect(Object.keys(localSubstitutions(config))).toEqual(
+        expect.arrayContaining([...placeholders(definition)]),
+      );
+      const local = localDefinition(name, config);
+      expect(() => localMachine(local)).not.toThrow();
+      const fargate = allStates(local).filter(
+        (e) => e.state.Resource === 'arn:aws:states:::ecs:runTask.waitForTaskToken',
+      );
+      for (const { state } of fargate) {
+        expect(state.TimeoutSeconds).toBe(machineSettings(config).taskTimeoutSeconds);
+        expect(state.TimeoutSecondsPath).toBeUndefined();
+      }
+    },
+  );
 
   it('uses JSONPath only: nothing of JSONata, which aws-local-stepfunctions would silently ignore', () => {
     expect(jsonataMarks(definition)).toEqual([]);
