@@ -164,9 +164,27 @@ export async function findBackup(
         : `no backup ${selector.id} in ${store.url}`,
     );
   }
-  const { backups } = await scanDatabase(store, database);
+  const { backups, broken } = await scanDatabase(store, database);
   const before = selector.before;
-  const found = before ? backups.find((b) => new Date(b.manifest.createdAt) < before) : backups[0];
+  const inRange = (createdAt: Date) => !before || createdAt < before;
+  const found = backups.find((b) => inRange(new Date(b.manifest.createdAt)));
+  // A damaged backup newer than the one chosen is never skipped in silence: "latest" would
+  // then prove, or restore, something older than the operator believes.
+  const newerBroken = broken
+    .map((b) => ({ ...b, parsed: parseKey(store.prefix, b.key) }))
+    .map((b) => ({ ...b, createdAt: b.parsed ? parseBackupId(b.parsed.backupId)?.createdAt : undefined }))
+    .filter((b) => b.createdAt && inRange(b.createdAt))
+    .filter((b) => !found || (b.createdAt as Date) > new Date(found.manifest.createdAt))
+    .sort((a, b) => (a.createdAt as Date).getTime() - (b.createdAt as Date).getTime());
+  const newest = newerBroken.at(-1);
+  if (newest?.parsed) {
+    throw new CorruptBackupError(
+      `the newest backup of ${database}, ${newest.parsed.backupId}, is not usable: ${newest.reason}; ` +
+        (found
+          ? `the newest intact one is ${found.manifest.id}: name it to restore it`
+          : 'no older intact backup exists'),
+    );
+  }
   if (!found) {
     throw new BackupNotFoundError(
       `no backup of ${database} in ${store.url}${before ? ` taken before ${before.toISOString()}` : ''}`,

@@ -1,8 +1,19 @@
 import type { Command } from 'commander';
+import type { BackupStore } from '../../lib/adapters/store.js';
 import { listBackups } from '../../lib/backup-catalog.js';
 import { formatBytes } from '../../lib/domain/units.js';
 import { type CliDeps, out, resolveConfig, resolveStore } from '../context.js';
 import type { ExitHolder } from '../main.js';
+
+/** What the last restore check of a backup found: its report says whether every check passed. */
+async function checkOutcome(store: BackupStore, key: string): Promise<string> {
+  try {
+    const report = JSON.parse((await store.getBytes(key)).toString('utf8')) as { passed?: unknown };
+    return report.passed === true ? 'verified' : 'CHECK FAILED';
+  } catch {
+    return 'check report unreadable';
+  }
+}
 
 export function registerList(program: Command, deps: CliDeps, _exit: ExitHolder): void {
   program
@@ -33,7 +44,7 @@ export function registerList(program: Command, deps: CliDeps, _exit: ExitHolder)
             formatBytes(m.sizeBytes).padStart(10),
             m.compression.codec,
             m.storageClass,
-            verifyObject ? 'verified' : '',
+            verifyObject ? await checkOutcome(store, verifyObject.key) : '',
           ]
             .join('  ')
             .trimEnd(),
