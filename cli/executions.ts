@@ -96,13 +96,18 @@ export function formatEnd(result: ExecutionResult, secrets: readonly (string | u
 }
 
 /** The JSON a command prints with --json: how the execution ended, and what the command makes of it. */
-export function executionJson(result: ExecutionResult, summary: unknown): string {
+export function executionJson(
+  result: ExecutionResult,
+  summary: unknown,
+  secrets: readonly (string | undefined)[] = [],
+): string {
+  const error = result.error ? { name: result.error.name, cause: redact(result.error.cause, secrets) } : null;
   return JSON.stringify({
     machine: result.machine,
     executionId: result.executionId,
     status: result.status,
     seconds: result.seconds,
-    error: result.error ?? null,
+    error,
     summary: summary ?? null,
   });
 }

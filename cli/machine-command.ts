@@ -115,7 +115,7 @@ export function finish(
   opts: MachineOptions,
   summary: { readonly data: unknown; readonly lines: readonly string[] },
 ): void {
-  if (opts.json) out(deps, executionJson(result, summary.data));
+  if (opts.json) out(deps, executionJson(result, summary.data, [deps.env.PGPASSWORD]));
   else {
     for (const line of summary.lines) out(deps, line);
     out(deps, formatEnd(result, [deps.env.PGPASSWORD]));

@@ -27,7 +27,10 @@ export {
   substitute,
 } from '../../lib/state-machines.js';
 
-/** Values of the right shape for every placeholder, so the definitions can be run here. */
+/**
+ * Fixed values of the right shape for every placeholder: the flows tests' fixture. A run on this
+ * machine fills them from its config instead (localSubstitutions in lib/state-machines.ts).
+ */
 export const LOCAL_SUBSTITUTIONS: Record<string, string> = {
   BackupMaxConcurrency: '2',
   DrillMaxConcurrency: '2',
