@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { type Readable, Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { OffsetCollector, writeOffsets } from './adapters/custom-archive.js';
 import type { Logger } from './adapters/logger.js';
 import {
   createEmptyDatabase,
@@ -312,6 +313,8 @@ async function spool(ctx: RestoreContext, onBytes: (bytes: number) => void): Pro
     }
   };
   let written = 0;
+  // Reads the archive as it goes by, to fill in the data offsets a piped pg_dump leaves unset.
+  const offsets = new OffsetCollector();
   const meter = new Transform({
     transform(chunk: Buffer, _enc, done) {
       written += chunk.length;
@@ -320,7 +323,10 @@ async function spool(ctx: RestoreContext, onBytes: (bytes: number) => void): Pro
           `the decompressed archive outgrew the room in ${base} (more than ${formatBytes(limit)}, keeping ${formatBytes(headroom)} free)`,
         );
         done(new Error('spool limit reached'));
-      } else done(null, chunk);
+      } else {
+        offsets.push(chunk);
+        done(null, chunk);
+      }
     },
   });
   const file = createWriteStream(path, { flags: 'wx', mode: 0o600 });
@@ -359,6 +365,7 @@ async function spool(ctx: RestoreContext, onBytes: (bytes: number) => void): Pro
     }
     if (fileError)
       throw new RestoreFailedError(`spooling ${manifest.id} to ${dir} failed: ${fileError.message}`);
+    await seekable(ctx, path, offsets);
     return { kind: 'spooled', path, dir, pumped };
   } catch (error) {
     source?.destroy();
@@ -369,6 +376,30 @@ async function spool(ctx: RestoreContext, onBytes: (bytes: number) => void): Pro
     file.destroy();
     await rm(dir, { recursive: true, force: true });
     throw error;
+  }
+}
+
+/**
+ * Fills in the spooled archive's data offsets, as pg_dump does when it writes to a file, so each
+ * pg_restore worker seeks to its table's data instead of reading the archive up to it. An archive
+ * this cannot read is restored as it is, with a warning.
+ */
+async function seekable(ctx: RestoreContext, path: string, offsets: OffsetCollector): Promise<void> {
+  const plan = offsets.finish();
+  const unchanged = (reason: string) => {
+    ctx.warnings.push(
+      `data offsets not filled in (${reason}): each pg_restore job reads the archive up to its table's data`,
+    );
+    ctx.log.warn('data offsets not filled in', { reason });
+  };
+  if (plan.kind === 'unsupported') return unchanged(plan.reason);
+  try {
+    if (!(await writeOffsets(path, plan))) unchanged('the spool does not start with the bytes read');
+  } catch (cause) {
+    throw new RestoreFailedError(
+      `filling in the data offsets of ${ctx.manifest.id} in ${path} failed: ${(cause as Error).message}`,
+      { cause },
+    );
   }
 }
 
