@@ -109,26 +109,31 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   } else {
     dumpArgs.push('--compress=0');
   }
-  const dumpTail = new StderrTail(secrets);
-  const dumper = spawn('pg_dump', dumpArgs, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  dumper.stderr?.on('data', (d: Buffer) => dumpTail.push(d));
-  const exits: Promise<void>[] = [exitOf(dumper, 'pg_dump', dumpTail)];
-  let output = dumper.stdout;
-  const children = [dumper];
+  // zstd is started first so that pg_dump can write straight into it through an OS pipe: the
+  // uncompressed dump, several times the size of what is stored, never passes through this
+  // process. Only zstd's output does, to be hashed and stored.
+  const children: ChildProcess[] = [];
+  const exits: Promise<void>[] = [];
+  let zstd: ChildProcess | undefined;
   if (compression.codec === 'zstd') {
     const zstdTail = new StderrTail(secrets);
-    const zstd = spawn('zstd', [`-${compression.level ?? 1}`, `-T${compression.threads}`, '-q', '-c'], {
+    zstd = spawn('zstd', [`-${compression.level ?? 1}`, `-T${compression.threads}`, '-q', '-c'], {
       env,
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     zstd.stderr?.on('data', (d: Buffer) => zstdTail.push(d));
-    // If zstd dies, pg_dump gets EPIPE; either failure surfaces through the exit codes.
-    zstd.stdin?.on('error', () => {});
-    dumper.stdout?.pipe(zstd.stdin as NodeJS.WritableStream);
     exits.push(exitOf(zstd, 'zstd', zstdTail));
-    output = zstd.stdout;
     children.push(zstd);
   }
+  const dumpTail = new StderrTail(secrets);
+  const dumper = spawn('pg_dump', dumpArgs, { env, stdio: ['ignore', zstd?.stdin ?? 'pipe', 'pipe'] });
+  // Our end of the pipe closes, so zstd sees the end of input exactly when pg_dump's output
+  // ends; if zstd dies, pg_dump gets EPIPE. Either failure surfaces through the exit codes.
+  zstd?.stdin?.destroy();
+  dumper.stderr?.on('data', (d: Buffer) => dumpTail.push(d));
+  exits.unshift(exitOf(dumper, 'pg_dump', dumpTail));
+  children.unshift(dumper);
+  const output = zstd ? zstd.stdout : dumper.stdout;
   const allExited = Promise.all(exits);
   let exitFailure: Error | undefined;
   allExited.catch((error: unknown) => {
