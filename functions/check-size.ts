@@ -1,24 +1,13 @@
-import { z } from 'zod';
 import { lambdaHandler, lazyHandler } from '../lib/adapters/lambda.js';
 import type { Logger } from '../lib/adapters/logger.js';
 import { runtimePorts } from '../lib/adapters/runtime.js';
 import type { BackupStore } from '../lib/adapters/store.js';
 import type { Config } from '../lib/config.js';
-import { isKeyableDatabaseName, parseBackupId } from '../lib/domain/catalog.js';
 import { SizeOutOfRangeError } from '../lib/domain/errors.js';
+import { backupReferenceSchema } from '../lib/domain/manifest.js';
 import { checkBackupSize } from '../lib/size-check-run.js';
 
-export const checkSizeEvent = z
-  .object({
-    database: z.string().refine(isKeyableDatabaseName, 'expected a database name'),
-    backupId: z
-      .string()
-      .refine((v) => parseBackupId(v) !== undefined, 'expected a backup id <database>-<yyyymmddThhmmssZ>'),
-  })
-  .refine((e) => parseBackupId(e.backupId)?.database === e.database, {
-    message: 'the backup id belongs to another database',
-    path: ['backupId'],
-  });
+export const checkSizeEvent = backupReferenceSchema;
 
 export interface CheckSizePorts {
   readonly store: BackupStore;

@@ -1,24 +1,13 @@
-import { z } from 'zod';
 import { lambdaHandler, lazyHandler } from '../lib/adapters/lambda.js';
 import type { Logger } from '../lib/adapters/logger.js';
 import { openStore } from '../lib/adapters/open-store.js';
 import { runtimeConfig } from '../lib/adapters/runtime.js';
 import type { BackupStore, ThawState } from '../lib/adapters/store.js';
 import type { RestorePolicy } from '../lib/config.js';
-import { isKeyableDatabaseName, parseBackupId } from '../lib/domain/catalog.js';
+import { backupReferenceSchema } from '../lib/domain/manifest.js';
 import { thawBackup } from '../lib/restore.js';
 
-export const thawBackupEvent = z
-  .object({
-    database: z.string().refine(isKeyableDatabaseName, 'expected a database name'),
-    backupId: z
-      .string()
-      .refine((v) => parseBackupId(v) !== undefined, 'expected a backup id <database>-<yyyymmddThhmmssZ>'),
-  })
-  .refine((e) => parseBackupId(e.backupId)?.database === e.database, {
-    message: 'the backup id belongs to another database',
-    path: ['backupId'],
-  });
+export const thawBackupEvent = backupReferenceSchema;
 
 /** Where a thaw stands, as the restore state machine's poll loop reads it (`state`). */
 export interface ThawStatus {

@@ -6,6 +6,19 @@ export type Codec = (typeof CODECS)[number];
 
 export const MANIFEST_VERSION = 1;
 
+/** A database name usable in keys, and a backup id of that database: what events name a backup by. */
+export const backupReferenceSchema = z
+  .object({
+    database: z.string().refine(isKeyableDatabaseName, 'expected a database name'),
+    backupId: z
+      .string()
+      .refine((v) => parseBackupId(v) !== undefined, 'expected a backup id <database>-<yyyymmddThhmmssZ>'),
+  })
+  .refine((e) => parseBackupId(e.backupId)?.database === e.database, {
+    message: 'the backup id belongs to another database',
+    path: ['backupId'],
+  });
+
 const isoDate = z.iso.datetime({ offset: false });
 
 export const manifestSchema = z
