@@ -13,6 +13,7 @@ import {
   createSchemas,
   cutOffByReader,
   databaseExists,
+  databasesStartingWith,
   describeExit,
   dropDatabase,
   exitedCleanly,
@@ -57,9 +58,11 @@ import {
   checkTablesPresent,
   describeFailedChecks,
   evaluateAssertion,
+  leftoverScratch,
   type ManifestTable,
   type QueryOutcome,
   scratchDatabaseName,
+  scratchSuffix,
   tableKey,
   tablesInScope,
 } from './domain/restore-checks.js';
@@ -615,6 +618,30 @@ async function checkRestored(ctx: RestoreContext, target: string): Promise<Check
   }
 }
 
+/**
+ * Drops the scratch databases that verifies of this database left when they were killed; returns
+ * their names. Only this database's: a verify answers for its own leftovers.
+ */
+async function dropLeftoverScratch(
+  deps: RestoreDeps,
+  maintenance: string,
+  database: string,
+  now: Date,
+  log: Logger,
+): Promise<string[]> {
+  const sample = scratchDatabaseName(database, scratchSuffix(now, '00000000'));
+  const prefix = sample.slice(0, sample.lastIndexOf('_') + 1);
+  const ours = (await databasesStartingWith(deps.connection, maintenance, prefix)).filter(
+    (name) => name.length === sample.length,
+  );
+  const leftovers = leftoverScratch(ours, now);
+  for (const name of leftovers) {
+    await dropDatabase(deps.connection, maintenance, name);
+    log.warn('dropped a leftover scratch database', { scratch: name });
+  }
+  return leftovers;
+}
+
 function newSuffix(deps: RestoreDeps): string {
   return deps.random ? deps.random() : randomBytes(4).toString('hex');
 }
@@ -673,9 +700,15 @@ export async function runRestore(request: RestoreRequest, deps: RestoreDeps): Pr
     );
   }
 
+  // A verify that was killed (a stopped container) never dropped its scratch database; the next
+  // one does, once it is old enough that no restore can still be using it. The wall clock, not
+  // deps.clock: every verify on this server reads the others' names by its own wall clock.
+  const now = new Date();
+  const swept =
+    request.mode === 'verify' ? await dropLeftoverScratch(deps, maintenance, request.database, now, log) : [];
   const target =
     request.mode === 'verify'
-      ? scratchDatabaseName(request.database, newSuffix(deps))
+      ? scratchDatabaseName(request.database, scratchSuffix(now, newSuffix(deps)))
       : (request.targetDatabase as string);
   const exists = await databaseExists(deps.connection, maintenance, target);
   if (exists && !(request.mode === 'restore' && request.replace)) {
@@ -686,7 +719,9 @@ export async function runRestore(request: RestoreRequest, deps: RestoreDeps): Pr
   // Replacing: restore beside the old database, which stays untouched until the new one passed.
   const restoreInto = exists ? `pgbp_replace_${newSuffix(deps)}${newSuffix(deps)}` : target;
 
-  const warnings: string[] = [];
+  const warnings: string[] = swept.map(
+    (name) => `dropped ${name}, a scratch database a killed verify left behind`,
+  );
   const ctx: RestoreContext = { request, deps, manifest, log, spawn, secrets, warnings };
   const withTables = new Set(manifest.tables.map((t) => t.schema));
   for (const s of request.schemas) {

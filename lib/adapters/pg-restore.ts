@@ -259,6 +259,21 @@ export async function createEmptyDatabase(c: Connection, maintenance: string, na
   });
 }
 
+/** Names of the databases on the server that start with `prefix`. */
+export async function databasesStartingWith(
+  c: Connection,
+  maintenance: string,
+  prefix: string,
+): Promise<string[]> {
+  return withAdmin(c, maintenance, async (client) => {
+    const r = await client.query<{ datname: string }>(
+      'select datname from pg_database where left(datname, length($1)) = $1 order by 1',
+      [prefix],
+    );
+    return r.rows.map((row) => row.datname);
+  });
+}
+
 /** Drops a database, disconnecting whoever is still in it. */
 export async function dropDatabase(c: Connection, maintenance: string, name: string): Promise<void> {
   await withAdmin(c, maintenance, async (client) => {

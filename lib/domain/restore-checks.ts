@@ -47,6 +47,41 @@ export interface ManifestTable extends TableRef {
 /** The prefix of verify's scratch databases, which nothing else may use. */
 export const SCRATCH_PREFIX = 'pgbp_verify_';
 
+/**
+ * A scratch database older than this is a leftover: its verify was killed before it could drop
+ * it (a stopped container, a lost host). Well past any restore's time limit.
+ */
+export const SCRATCH_MAX_AGE_MS = 24 * 3600 * 1000;
+
+const STAMP_DIGITS = 7;
+
+/** A scratch database's suffix: when it was made (UTC seconds, base 36) and a random part. */
+export function scratchSuffix(at: Date, random: string): string {
+  return `${Math.floor(at.getTime() / 1000)
+    .toString(36)
+    .padStart(STAMP_DIGITS, '0')}${random}`;
+}
+
+/** When a scratch database was made, read from its name; undefined for any other name. */
+export function scratchCreatedAt(name: string): Date | undefined {
+  if (!name.startsWith(SCRATCH_PREFIX)) return undefined;
+  const m = /_([0-9a-z]{7})[0-9a-f]{8}$/.exec(name);
+  if (!m?.[1]) return undefined;
+  return new Date(Number.parseInt(m[1], 36) * 1000);
+}
+
+/** The scratch databases among `names` that were made more than `maxAgeMs` before `now`. */
+export function leftoverScratch(
+  names: readonly string[],
+  now: Date,
+  maxAgeMs = SCRATCH_MAX_AGE_MS,
+): string[] {
+  return names.filter((name) => {
+    const at = scratchCreatedAt(name);
+    return at !== undefined && now.getTime() - at.getTime() > maxAgeMs;
+  });
+}
+
 /** Below this many rows either way, a difference from the estimate is noise, whatever the tolerance. */
 export const ROW_SLACK = 10;
 

@@ -6,6 +6,7 @@ import { FileStore } from '../../lib/adapters/file-store.js';
 import { keysFor } from '../../lib/domain/catalog.js';
 import { RestoreCheckFailedError, RestoreFailedError } from '../../lib/domain/errors.js';
 import type { Manifest } from '../../lib/domain/manifest.js';
+import { scratchDatabaseName, scratchSuffix } from '../../lib/domain/restore-checks.js';
 import { type RestoreReport, runRestore } from '../../lib/restore.js';
 import { parseRestoreRequest } from '../../lib/restore-request.js';
 import { type DatabaseSnapshot, schemaOnly, snapshot } from '../support/compare.js';
@@ -268,7 +269,7 @@ describe('verify from the file store', () => {
       restoreDeps(store, { assertions, onPhase: (p) => phases.push(p) }),
     );
     expect(report).toMatchObject({ mode: 'verify', passed: true, backupId: manifest.id });
-    expect(report.target).toMatch(new RegExp(`^pgbp_verify_${source}_[0-9a-f]{8}$`));
+    expect(report.target).toMatch(new RegExp(`^pgbp_verify_${source}_[0-9a-z]{7}[0-9a-f]{8}$`));
     expect(await databaseExists(report.target)).toBe(false);
     expect(report.checks.filter((c) => c.kind === 'assertion')).toEqual([
       expect.objectContaining({
@@ -281,6 +282,28 @@ describe('verify from the file store', () => {
     ]);
     expect(await storedReport()).toEqual(report);
     expect(phases).toEqual(['find', 'restore', 'checks', 'cleanup']);
+  });
+
+  it('drops the scratch database a killed verify of this database left a day ago, and no other', async () => {
+    const hoursAgo = (h: number) => new Date(Date.now() - h * 3600 * 1000);
+    const leftover = scratchDatabaseName(source, scratchSuffix(hoursAgo(30), 'deadbeef'));
+    const recent = scratchDatabaseName(source, scratchSuffix(hoursAgo(2), 'deadbeef'));
+    const another = scratchDatabaseName(`${source}_x`, scratchSuffix(hoursAgo(30), 'deadbeef'));
+    created.push(leftover, recent, another);
+    await createDatabase(another);
+    await createDatabase(leftover);
+    await createDatabase(recent);
+    const report = await runRestore(
+      parseRestoreRequest({ mode: 'verify', database: source, backup: manifest.id }),
+      restoreDeps(store, { assertions }),
+    );
+    expect(report.passed).toBe(true);
+    expect(await databaseExists(leftover)).toBe(false);
+    expect(await databaseExists(recent)).toBe(true);
+    expect(await databaseExists(another)).toBe(true);
+    await dropDatabase(recent);
+    await dropDatabase(another);
+    expect(report.warnings).toContain(`dropped ${leftover}, a scratch database a killed verify left behind`);
   });
 
   it('fails on a failing assertion with its name, query and value, reports it, and drops the scratch database', async () => {

@@ -6,10 +6,13 @@ import {
   describeFailedChecks,
   evaluateAssertion,
   judgeRowCount,
+  leftoverScratch,
   type ManifestTable,
   meetsExpectation,
   ROW_SLACK,
+  scratchCreatedAt,
   scratchDatabaseName,
+  scratchSuffix,
   tablesInScope,
 } from '../../../lib/domain/restore-checks.js';
 
@@ -143,5 +146,24 @@ describe('scratchDatabaseName', () => {
     const long = scratchDatabaseName('d'.repeat(63), 'ab12cd34');
     expect(long).toHaveLength(63);
     expect(long.endsWith('_ab12cd34')).toBe(true);
+  });
+});
+
+describe('leftover scratch databases', () => {
+  const now = new Date('2026-11-28T12:00:00Z');
+  const at = (hoursAgo: number) => new Date(now.getTime() - hoursAgo * 3600 * 1000);
+
+  it('reads back when a scratch database was made from its name', () => {
+    const name = scratchDatabaseName('orders', scratchSuffix(at(30), 'ab12cd34'));
+    expect(name).toMatch(/^pgbp_verify_orders_[0-9a-z]{7}ab12cd34$/);
+    expect(scratchCreatedAt(name)).toEqual(at(30));
+  });
+
+  it('finds only scratch databases older than a day, and never a name it did not make', () => {
+    const old = scratchDatabaseName('orders', scratchSuffix(at(30), 'ab12cd34'));
+    const young = scratchDatabaseName('orders', scratchSuffix(at(2), 'ab12cd34'));
+    const longName = scratchDatabaseName('d'.repeat(63), scratchSuffix(at(48), '0000ffff'));
+    const names = [old, young, longName, 'pgbp_verify_orders_ab12cd34', 'orders', 'pgbp_replace_ab12cd34'];
+    expect(leftoverScratch(names, now)).toEqual([old, longName]);
   });
 });
