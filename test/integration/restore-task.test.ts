@@ -1,7 +1,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { SendTaskFailureCommand, SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +8,7 @@ import { FileStore } from '../../lib/adapters/file-store.js';
 import type { Manifest } from '../../lib/domain/manifest.js';
 import { main } from '../../tasks/restore.js';
 import { dropDatabase } from '../support/pg.js';
+import { sink } from '../support/sink.js';
 import { awkwardDatabase, databasesLike, dump } from './restore-fixture.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pgbp-restore-task-'));
@@ -39,15 +39,6 @@ afterAll(async () => {
   await dropDatabase(source);
   rmSync(work, { recursive: true, force: true });
 });
-
-function sink() {
-  const stream = new PassThrough();
-  let text = '';
-  stream.on('data', (d: Buffer) => {
-    text += d.toString();
-  });
-  return { stream, text: () => text };
-}
 
 async function runTask(request: unknown, extra: NodeJS.ProcessEnv = {}) {
   const sfn = mockClient(SFNClient);

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,34 +10,15 @@ import { FileStore } from '../../lib/adapters/file-store.js';
 import { silentLogger } from '../../lib/adapters/logger.js';
 import { S3Store } from '../../lib/adapters/s3-store.js';
 import type { BackupStore } from '../../lib/adapters/store.js';
-import { backupIdFor, classifyTier, keysFor } from '../../lib/domain/catalog.js';
-import { MANIFEST_VERSION, parseManifest } from '../../lib/domain/manifest.js';
+import { keysFor } from '../../lib/domain/catalog.js';
+import { makeManifest } from '../support/manifests.js';
 import { createBucket } from '../support/s3.js';
 
 /** Writes a complete backup (dump, then manifest) the way the dump task leaves one. */
 async function storeBackup(store: BackupStore, database: string, at: Date, storageClass = 'STANDARD') {
   const dump = randomBytes(256);
-  const id = backupIdFor(database, at);
-  const keys = keysFor(store.prefix, id);
-  const manifest = parseManifest({
-    manifestVersion: MANIFEST_VERSION,
-    id,
-    database,
-    tier: classifyTier(at),
-    createdAt: at.toISOString(),
-    finishedAt: new Date(at.getTime() + 1000).toISOString(),
-    durationMs: 1000,
-    format: 'custom',
-    compression: { codec: 'zstd', level: 1 },
-    sizeBytes: dump.length,
-    sha256: createHash('sha256').update(dump).digest('hex'),
-    serverVersion: '17.2',
-    pgDumpVersion: '17.2',
-    key: keys.dump,
-    storageClass,
-    encryption: { type: 'none' },
-    tables: [],
-  });
+  const manifest = makeManifest(store.prefix, database, at, dump, { storageClass, tables: [] });
+  const keys = keysFor(store.prefix, manifest.id);
   // putStream: it honours the storage class (putBytes does not).
   await store.putStream(keys.dump, Readable.from([dump]), { storageClass, tags: { tier: manifest.tier } });
   await store.putBytes(keys.manifest, JSON.stringify(manifest));

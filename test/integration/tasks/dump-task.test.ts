@@ -2,7 +2,6 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import {
   SendTaskFailureCommand,
   SendTaskHeartbeatCommand,
@@ -15,6 +14,7 @@ import { FileStore } from '../../../lib/adapters/file-store.js';
 import { listBackups } from '../../../lib/backup-catalog.js';
 import { main } from '../../../tasks/dump.js';
 import { createDatabase, dropDatabase, uniqueDbName } from '../../support/pg.js';
+import { sink } from '../../support/sink.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pgbp-task-'));
 const configFile = join(work, 'stage.yml');
@@ -33,15 +33,6 @@ afterAll(async () => {
   await dropDatabase(database);
   rmSync(work, { recursive: true, force: true });
 });
-
-function sink() {
-  const stream = new PassThrough();
-  let text = '';
-  stream.on('data', (d: Buffer) => {
-    text += d.toString();
-  });
-  return { stream, text: () => text };
-}
 
 describe('the dump task under Step Functions', () => {
   it('heartbeats while running and sends the manifest through the task token', async () => {
