@@ -36,7 +36,7 @@ export function resolveConfig(deps: CliDeps, file?: string): Config {
 }
 
 /** Opens `--store URL` or the config's store; a relative file:// path is taken from the working directory. */
-export function resolveStore(deps: CliDeps, config: Config, url?: string): BackupStore {
+export function resolveStore(deps: CliDeps, config: Config, url?: string): Promise<BackupStore> {
   const chosen = url ?? config.store;
   const absolute =
     chosen.startsWith('file://') && !chosen.startsWith('file:///')

@@ -75,7 +75,7 @@ export async function runMachine(
       ...(opts.stateMachineArn ? { stateMachineArn: opts.stateMachineArn } : {}),
     });
   }
-  const store = resolveStore(deps, config, opts.store);
+  const store = await resolveStore(deps, config, opts.store);
   if (!opts.json)
     out(deps, `${machine}: running ${MACHINES[machine].file} on this machine, store ${store.url}`);
   const secrets = [deps.env.PGPASSWORD ?? ''];

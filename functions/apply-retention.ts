@@ -89,4 +89,4 @@ export function createApplyRetentionHandler(ports: ApplyRetentionPorts) {
   );
 }
 
-export const handler = lazyHandler(() => createApplyRetentionHandler(runtimePorts()));
+export const handler = lazyHandler(async () => createApplyRetentionHandler(await runtimePorts()));

@@ -45,4 +45,4 @@ export function createCheckSizeHandler(ports: CheckSizePorts) {
   );
 }
 
-export const handler = lazyHandler(() => createCheckSizeHandler(runtimePorts()));
+export const handler = lazyHandler(async () => createCheckSizeHandler(await runtimePorts()));

@@ -45,4 +45,4 @@ export function createCheckStalenessHandler(ports: CheckStalenessPorts) {
   );
 }
 
-export const handler = lazyHandler(() => createCheckStalenessHandler(runtimePorts()));
+export const handler = lazyHandler(async () => createCheckStalenessHandler(await runtimePorts()));

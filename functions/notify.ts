@@ -131,4 +131,4 @@ export function createNotifyHandler(ports: NotifyPorts) {
   );
 }
 
-export const handler = lazyHandler(() => createNotifyHandler(runtimePorts()));
+export const handler = lazyHandler(async () => createNotifyHandler(await runtimePorts()));

@@ -68,7 +68,7 @@ export function createPrepareRestoreHandler(ports: PrepareRestorePorts) {
   );
 }
 
-export const handler = lazyHandler(() => {
+export const handler = lazyHandler(async () => {
   const config = runtimeConfig();
-  return createPrepareRestoreHandler({ store: openStore(config.store, config) });
+  return createPrepareRestoreHandler({ store: await openStore(config.store, config) });
 });

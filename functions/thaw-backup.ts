@@ -57,7 +57,10 @@ export function createThawBackupHandler(ports: ThawBackupPorts) {
   );
 }
 
-export const handler = lazyHandler(() => {
+export const handler = lazyHandler(async () => {
   const config = runtimeConfig();
-  return createThawBackupHandler({ store: openStore(config.store, config), policy: config.defaults.restore });
+  return createThawBackupHandler({
+    store: await openStore(config.store, config),
+    policy: config.defaults.restore,
+  });
 });

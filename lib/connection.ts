@@ -1,5 +1,4 @@
 import { type Connection, resolveConnection } from './adapters/pg-tools.js';
-import { getSecret } from './adapters/secrets.js';
 import type { Config } from './config.js';
 
 /**
@@ -12,6 +11,10 @@ export async function connectionFor(
   database: string,
 ): Promise<Connection> {
   const secretId = config.connection.passwordSecretId;
-  const password = env.PGPASSWORD === undefined && secretId ? await getSecret(secretId) : undefined;
+  // The Secrets Manager client loads only when a secret is read.
+  const password =
+    env.PGPASSWORD === undefined && secretId
+      ? await (await import('./adapters/secrets.js')).getSecret(secretId)
+      : undefined;
   return resolveConnection(config, env, database, password);
 }

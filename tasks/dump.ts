@@ -34,7 +34,7 @@ export function main(deps: TaskDeps): Promise<number> {
         {
           database,
           connection,
-          store: openStore(storeUrl ?? config.store, config),
+          store: await openStore(storeUrl ?? config.store, config),
           compression: compressionFromConfig(config),
           storageClass: config.storageClass,
         },

@@ -72,7 +72,7 @@ export function main(deps: TaskDeps): Promise<number> {
       );
       const settings = databaseSettings(config, request.database);
       return runRestore(request, {
-        store: openStore(storeUrl ?? config.store, config),
+        store: await openStore(storeUrl ?? config.store, config),
         connection,
         policy: settings.restore,
         assertions: settings.assertions,

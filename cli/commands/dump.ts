@@ -25,7 +25,7 @@ export function registerDump(program: Command, deps: CliDeps, _exit: ExitHolder)
         verbose?: boolean;
       }) => {
         const config = resolveConfig(deps, opts.config);
-        const store = resolveStore(deps, config, opts.store);
+        const store = await resolveStore(deps, config, opts.store);
         const connection = await connectionFor(config, deps.env, opts.database);
         const progress = progressLine(deps.stderr, !opts.json);
         progress.phase(`dump ${opts.database}`);

@@ -25,7 +25,7 @@ export function registerList(program: Command, deps: CliDeps, _exit: ExitHolder)
     .option('--json', 'print a JSON array of manifests')
     .action(async (opts: { database?: string; store?: string; config?: string; json?: boolean }) => {
       const config = resolveConfig(deps, opts.config);
-      const store = resolveStore(deps, config, opts.store);
+      const store = await resolveStore(deps, config, opts.store);
       const backups = await listBackups(store, opts.database);
       if (opts.json) {
         out(deps, JSON.stringify(backups.map((b) => b.manifest)));

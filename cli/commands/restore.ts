@@ -54,7 +54,7 @@ export async function runRestoreCommand(
 ): Promise<void> {
   const request = parseRestoreRequest(raw);
   const config = resolveConfig(deps, opts.config);
-  const store = resolveStore(deps, config, opts.store);
+  const store = await resolveStore(deps, config, opts.store);
   const settings = databaseSettings(config, request.database);
   const connection = await connectionFor(config, deps.env, request.database);
   const progress = progressLine(deps.stderr, !opts.json);

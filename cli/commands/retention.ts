@@ -46,7 +46,7 @@ export function registerRetention(program: Command, deps: CliDeps, exit: ExitHol
         verbose?: boolean;
       }) => {
         const config = resolveConfig(deps, opts.config);
-        const store = resolveStore(deps, config, opts.store);
+        const store = await resolveStore(deps, config, opts.store);
         const logger = opts.verbose ? createLogger({ command: 'retention' }) : silentLogger;
         const databases = opts.database ? [opts.database] : await retentionDatabases(store, config);
         const now = new Date();

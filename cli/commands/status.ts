@@ -20,7 +20,7 @@ export function registerStatus(program: Command, deps: CliDeps, exit: ExitHolder
     .option('--json', 'print the status as JSON')
     .action(async (opts: { store?: string; config?: string; json?: boolean }) => {
       const config = resolveConfig(deps, opts.config);
-      const store = resolveStore(deps, config, opts.store);
+      const store = await resolveStore(deps, config, opts.store);
       const status = await storeStatus({ store, config, now: new Date() });
       if (opts.json) out(deps, JSON.stringify(status));
       else {

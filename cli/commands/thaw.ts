@@ -37,7 +37,7 @@ export function registerThaw(program: Command, deps: CliDeps, _exit: ExitHolder)
             `--days: expected a whole number of days, got ${JSON.stringify(opts.days)}`,
           );
         }
-        const store = resolveStore(deps, config, opts.store);
+        const store = await resolveStore(deps, config, opts.store);
         const result = await thawBackup(store, opts.database, selector, { tier, days });
         if (opts.json) {
           const { thaw, ...rest } = result;

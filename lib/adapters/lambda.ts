@@ -71,10 +71,18 @@ export function lambdaHandler<S extends z.ZodType, R>(
 }
 
 /** Builds the real handler on first call, so importing a handler module reads no config and opens nothing. */
-export function lazyHandler<R>(build: () => LambdaFunction<R>): LambdaFunction<R> {
-  let built: LambdaFunction<R> | undefined;
-  return (event, context) => {
-    built ??= build();
-    return built(event, context);
+export function lazyHandler<R>(
+  build: () => LambdaFunction<R> | Promise<LambdaFunction<R>>,
+): LambdaFunction<R> {
+  let built: Promise<LambdaFunction<R>> | undefined;
+  return async (event, context) => {
+    // A build that failed (a bad config, say) is tried again on the next event, not cached.
+    built ??= Promise.resolve()
+      .then(build)
+      .catch((error: unknown) => {
+        built = undefined;
+        throw error;
+      });
+    return (await built)(event, context);
   };
 }

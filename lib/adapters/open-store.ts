@@ -1,14 +1,23 @@
 import type { Config } from '../config.js';
-import { FileStore } from './file-store.js';
-import { S3Store } from './s3-store.js';
 import type { BackupStore } from './store.js';
 
-/** Opens the store named by a URL (`s3://bucket/prefix` or `file:///dir`), with the stage's settings. */
-export function openStore(url: string, config?: Pick<Config, 'kmsKeyId' | 'storageClass'>): BackupStore {
+/**
+ * Opens the store named by a URL (`s3://bucket/prefix` or `file:///dir`), with the stage's
+ * settings. Each adapter loads only when its kind is asked for: the AWS SDK is most of what a
+ * process loads, and a dump to a directory should not wait for it.
+ */
+export async function openStore(
+  url: string,
+  config?: Pick<Config, 'kmsKeyId' | 'storageClass'>,
+): Promise<BackupStore> {
   if (url.startsWith('s3://')) {
+    const { S3Store } = await import('./s3-store.js');
     return S3Store.fromUrl(url, { kmsKeyId: config?.kmsKeyId, storageClass: config?.storageClass });
   }
-  if (url.startsWith('file://')) return FileStore.fromUrl(url);
+  if (url.startsWith('file://')) {
+    const { FileStore } = await import('./file-store.js');
+    return FileStore.fromUrl(url);
+  }
   throw new RangeError(
     `unknown store URL ${JSON.stringify(url)}: expected s3://bucket/prefix or file:///dir`,
   );

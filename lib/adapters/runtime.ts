@@ -70,10 +70,15 @@ export function runtimeConfig(env: NodeJS.ProcessEnv = process.env): Config {
 }
 
 /** The real ports, built once per process from the deployed config. */
-export function runtimePorts(env: NodeJS.ProcessEnv = process.env): PipelinePorts {
+export async function runtimePorts(env: NodeJS.ProcessEnv = process.env): Promise<PipelinePorts> {
   if (!ports) {
     const c = runtimeConfig(env);
-    ports = { config: c, store: openStore(c.store, c), alerter: createAlerter(c, env), clock: systemClock };
+    ports = {
+      config: c,
+      store: await openStore(c.store, c),
+      alerter: createAlerter(c, env),
+      clock: systemClock,
+    };
   }
   return ports;
 }
