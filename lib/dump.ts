@@ -1,6 +1,8 @@
 import type { ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { Transform } from 'node:stream';
+import { createHash, type Hash } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
+import { type Readable, Transform } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from './adapters/logger.js';
 import {
   type Connection,
@@ -13,7 +15,7 @@ import {
   serverInfo,
   toolVersion,
 } from './adapters/pg-tools.js';
-import type { BackupStore } from './adapters/store.js';
+import type { BackupStore, PutOptions } from './adapters/store.js';
 import type { Config } from './config.js';
 import { backupIdFor, classifyTier, isKeyableDatabaseName, keysFor } from './domain/catalog.js';
 import { DumpFailedError, PipelineError } from './domain/errors.js';
@@ -81,8 +83,17 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   }
   const env = libpqEnv(connection, deps.env);
 
-  // The server's version and tables, and pg_dump's version, are independent: ask both at once.
-  const [server, pgDump] = await Promise.all([
+  const createdAt = clock();
+  createdAt.setUTCMilliseconds(0);
+  const id = backupIdFor(database, createdAt);
+  const keys = keysFor(store.prefix, id);
+  const tier = classifyTier(createdAt);
+  const started = Date.now();
+
+  // The server's version and tables, and pg_dump's version, are asked while the dump starts
+  // rather than before: nothing is stored unless they pass (the object completes only once
+  // they have), and pg_dump itself refuses a server newer than it is.
+  const checks = Promise.all([
     serverInfo(connection).catch((cause: unknown) => {
       throw new DumpFailedError(
         `cannot connect to ${describeConnection(connection)}: ${redact((cause as Error).message, secrets)}`,
@@ -92,16 +103,15 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
     toolVersion('pg_dump', env, spawn).catch((cause: unknown) => {
       throw new DumpFailedError((cause as Error).message, { cause });
     }),
-  ]);
-  requireToolAtLeastServer('pg_dump', pgDump, server.version);
-
-  const createdAt = clock();
-  createdAt.setUTCMilliseconds(0);
-  const id = backupIdFor(database, createdAt);
-  const keys = keysFor(store.prefix, id);
-  const tier = classifyTier(createdAt);
-  const started = Date.now();
-  log.info('dump starting', { backupId: id, tier, codec: compression.codec, server: server.version.text });
+  ]).then(([server, pgDump]) => {
+    requireToolAtLeastServer('pg_dump', pgDump, server.version);
+    log.info('dump starting', { backupId: id, tier, codec: compression.codec, server: server.version.text });
+    return { server, pgDump };
+  });
+  let checkFailure: Error | undefined;
+  checks.catch((error: unknown) => {
+    checkFailure = error as Error;
+  });
 
   const dumpArgs = ['--format=custom', '--no-password', `--dbname=${database}`];
   if (compression.codec === 'gzip') {
@@ -109,18 +119,29 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   } else {
     dumpArgs.push('--compress=0');
   }
+  // A store on a file system gives zstd the temporary file itself as its output, and this
+  // process reads the file back from the page cache to hash it: the dump then never passes
+  // through a pipe into Node at all. pg_dump never writes into a file directly: on a seekable
+  // output it goes back to rewrite its table of contents, which a reader running behind it
+  // would already have hashed.
+  const sink =
+    compression.codec === 'zstd' && store.openSink
+      ? await store.openSink(keys.dump, { tags: { tier } })
+      : undefined;
+
   // zstd is started first so that pg_dump can write straight into it through an OS pipe: the
   // uncompressed dump, several times the size of what is stored, never passes through this
-  // process. Only zstd's output does, to be hashed and stored.
+  // process.
   const children: ChildProcess[] = [];
   const exits: Promise<void>[] = [];
   let zstd: ChildProcess | undefined;
   if (compression.codec === 'zstd') {
     const zstdTail = new StderrTail(secrets);
-    zstd = spawn('zstd', [`-${compression.level ?? 1}`, `-T${compression.threads}`, '-q', '-c'], {
-      env,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    zstd = spawn(
+      'zstd',
+      [`-${compression.level ?? 1}`, `-T${compression.threads}`, '-q', '-c', '--no-sparse'],
+      { env, stdio: ['pipe', sink ? sink.handle.fd : 'pipe', 'pipe'] },
+    );
     zstd.stderr?.on('data', (d: Buffer) => zstdTail.push(d));
     exits.push(exitOf(zstd, 'zstd', zstdTail));
     children.push(zstd);
@@ -133,47 +154,41 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   dumper.stderr?.on('data', (d: Buffer) => dumpTail.push(d));
   exits.unshift(exitOf(dumper, 'pg_dump', dumpTail));
   children.unshift(dumper);
-  const output = zstd ? zstd.stdout : dumper.stdout;
-  const allExited = Promise.all(exits);
+  const allExited = Promise.all(exits).then(() => undefined);
   let exitFailure: Error | undefined;
   allExited.catch((error: unknown) => {
     exitFailure = error as Error;
   });
+  // What the object waits for before it may complete: every process exited with 0, every check passed.
+  const finished = Promise.all([allExited, checks]).then(() => undefined);
 
   const hash = createHash('sha256');
-  // Hashes the bytes as they pass and holds back the end of the stream until every process
-  // exited with 0, so the store completes the object only for a whole dump.
-  const gate = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      hash.update(chunk);
-      done(null, chunk);
-    },
-    flush(done) {
-      allExited.then(
-        () => done(),
-        (error: unknown) => done(error as Error),
-      );
-    },
-  });
-  // A process that fails before its stdout ends (rare) must still stop the upload.
-  allExited.catch((error: unknown) => gate.destroy(error as Error));
-  output?.on('error', (e) => gate.destroy(e));
-  output?.pipe(gate);
-
   let bytes: number;
+  let server: Awaited<typeof checks>['server'];
+  let pgDump: Awaited<typeof checks>['pgDump'];
   try {
-    ({ bytes } = await store.putStream(keys.dump, gate, {
-      tags: { tier },
-      storageClass: request.storageClass,
-      ...(deps.onProgress ? { onProgress: deps.onProgress } : {}),
-    }));
+    if (sink) {
+      bytes = await readBack(sink.handle, finished, hash, deps.onProgress);
+      await sink.commit();
+    } else {
+      const output = zstd ? zstd.stdout : dumper.stdout;
+      if (!output) throw new DumpFailedError('the dump process has no output stream');
+      ({ bytes } = await storeStream(store, keys.dump, output, finished, hash, {
+        tags: { tier },
+        storageClass: request.storageClass,
+        ...(deps.onProgress ? { onProgress: deps.onProgress } : {}),
+      }));
+    }
+    ({ server, pgDump } = await checks);
     await allExited;
   } catch (error) {
-    // A process that failed on its own is the cause; one we stop because the store failed is not.
-    const processFailure = exitFailure;
+    // A failed check comes first (a wrong password fails pg_dump too, in less plain words); then
+    // a process that failed on its own; one we stop because the store failed is not the cause.
+    const processFailure = checkFailure ?? exitFailure;
     for (const child of children)
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     await allExited.catch(() => {});
+    await sink?.abort();
     if (error instanceof PipelineError) throw error;
     if (processFailure) throw processFailure;
     throw new DumpFailedError(
@@ -221,4 +236,90 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   }
   log.info('dump stored', { backupId: id, sizeBytes: bytes, durationMs: manifest.durationMs });
   return manifest;
+}
+
+/**
+ * Streams a process's output into the store through this process, hashing the bytes as they
+ * pass. The end of the stream is held back until `finished` (every process exited with 0,
+ * every check passed), so the store completes the object only for a whole dump.
+ */
+function storeStream(
+  store: BackupStore,
+  key: string,
+  output: Readable,
+  finished: Promise<void>,
+  hash: Hash,
+  options: PutOptions,
+): Promise<{ bytes: number }> {
+  const gate = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      hash.update(chunk);
+      done(null, chunk);
+    },
+    flush(done) {
+      finished.then(
+        () => done(),
+        (error: unknown) => done(error as Error),
+      );
+    },
+  });
+  // A process or check that fails before the output ends must still stop the upload.
+  finished.catch((error: unknown) => gate.destroy(error as Error));
+  output.on('error', (e) => gate.destroy(e));
+  output.pipe(gate);
+  return store.putStream(key, gate, options);
+}
+
+/** Read-back buffer, and how much is written before the next flush to disk is started. */
+const READ_BACK_BYTES = 1024 * 1024;
+const FLUSH_EVERY_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Reads back, as it grows, a file that the processes are writing, until `finished` (they all
+ * exited, the checks passed) and its end is reached; hashes every byte. Flushes to disk run behind the writer every
+ * 64 MiB, so that the final sync has only the tail left to wait for. Rejects as soon as a
+ * process or check fails.
+ */
+async function readBack(
+  handle: FileHandle,
+  finished: Promise<void>,
+  hash: Hash,
+  onProgress?: (bytes: number) => void,
+): Promise<number> {
+  let exited = false;
+  let failure: unknown;
+  const settled = finished.then(
+    () => {
+      exited = true;
+    },
+    (error: unknown) => {
+      failure = error;
+    },
+  );
+  const buffer = Buffer.allocUnsafe(READ_BACK_BYTES);
+  let position = 0;
+  let flushedTo = 0;
+  let flushing: Promise<void> = Promise.resolve();
+  for (;;) {
+    if (failure) throw failure;
+    // Checked before the read: once every writer has exited, a read that finds nothing is the end.
+    const writersDone = exited;
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+    if (bytesRead > 0) {
+      hash.update(buffer.subarray(0, bytesRead));
+      position += bytesRead;
+      onProgress?.(position);
+      if (position - flushedTo >= FLUSH_EVERY_BYTES) {
+        await flushing;
+        flushedTo = position;
+        flushing = handle.datasync();
+      }
+    } else if (writersDone) {
+      break;
+    } else {
+      await Promise.race([settled, delay(20)]);
+    }
+  }
+  await flushing;
+  return position;
 }

@@ -1,12 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import {
+  type FileHandle,
   link,
   mkdir,
   open,
   readdir,
   readFile,
   rename,
+  rmdir,
   stat,
   statfs,
   unlink,
@@ -16,12 +18,21 @@ import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { ObjectExistsError } from '../domain/errors.js';
-import type { BackupStore, DeleteResult, ObjectDetails, ObjectInfo, PutOptions, ThawState } from './store.js';
+import type {
+  BackupStore,
+  DeleteResult,
+  FileSink,
+  ObjectDetails,
+  ObjectInfo,
+  PutOptions,
+  ThawState,
+} from './store.js';
 
 /**
  * A directory as a backup store: the on-premises NAS of the runbook. Each object is written
  * to a hidden temporary name, fsynced, then linked into place (which fails if the name
- * exists, so nothing is overwritten) and the directory fsynced.
+ * exists, so nothing is overwritten) and the directory fsynced. A dump is written into the
+ * temporary file by the compressor itself ({@link FileStore.openSink}).
  */
 export class FileStore implements BackupStore {
   readonly kind = 'file' as const;
@@ -57,47 +68,69 @@ export class FileStore implements BackupStore {
     );
   }
 
-  private async writeAtomically(
-    key: string,
-    write: (fh: import('node:fs/promises').FileHandle) => Promise<number>,
-    options: PutOptions,
-  ): Promise<number> {
+  async openSink(key: string, options: PutOptions = {}): Promise<FileSink> {
     const target = this.pathOf(key);
     if (!options.replace && (await this.exists(target))) {
       throw new ObjectExistsError(`${key} already exists in ${this.url}; refusing to overwrite it`);
     }
-    await mkdir(dirname(target), { recursive: true });
+    // The first directory this call creates, if any: a failed write removes what it made.
+    const created = await mkdir(dirname(target), { recursive: true });
     const temp = join(dirname(target), `.${basename(target)}.partial-${randomBytes(6).toString('hex')}`);
-    const fh = await open(temp, 'wx', 0o640);
+    const handle = await open(temp, 'wx+', 0o640);
+    let isOpen = true;
+    const close = async () => {
+      if (!isOpen) return;
+      isOpen = false;
+      await handle.close();
+    };
+    const abort = async () => {
+      await close().catch(() => {});
+      await unlink(temp).catch(() => {});
+      if (created) await removeEmptyDirectories(dirname(target), created);
+    };
+    const commit = async () => {
+      try {
+        await handle.sync();
+        await close();
+        if (options.replace) {
+          await rename(temp, target);
+        } else {
+          try {
+            await link(temp, target);
+          } catch (cause) {
+            if ((cause as NodeJS.ErrnoException).code === 'EEXIST') {
+              throw new ObjectExistsError(`${key} already exists in ${this.url}; refusing to overwrite it`, {
+                cause,
+              });
+            }
+            throw cause;
+          }
+          await unlink(temp);
+        }
+        await syncDirectory(dirname(target));
+      } catch (error) {
+        await abort();
+        throw error;
+      }
+      if (options.tags && Object.keys(options.tags).length > 0) await this.putTags(key, options.tags);
+    };
+    return { handle, commit, abort };
+  }
+
+  private async writeAtomically(
+    key: string,
+    write: (fh: FileHandle) => Promise<number>,
+    options: PutOptions,
+  ): Promise<number> {
+    const sink = await this.openSink(key, options);
     let bytes: number;
     try {
-      try {
-        bytes = await write(fh);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      if (options.replace) {
-        await rename(temp, target);
-      } else {
-        try {
-          await link(temp, target);
-        } catch (cause) {
-          if ((cause as NodeJS.ErrnoException).code === 'EEXIST') {
-            throw new ObjectExistsError(`${key} already exists in ${this.url}; refusing to overwrite it`, {
-              cause,
-            });
-          }
-          throw cause;
-        }
-        await unlink(temp);
-      }
-      await syncDirectory(dirname(target));
+      bytes = await write(sink.handle);
     } catch (error) {
-      await unlink(temp).catch(() => {});
+      await sink.abort();
       throw error;
     }
-    if (options.tags && Object.keys(options.tags).length > 0) await this.putTags(key, options.tags);
+    await sink.commit();
     return bytes;
   }
 
@@ -231,6 +264,18 @@ export class FileStore implements BackupStore {
     await mkdir(this.root, { recursive: true });
     const s = await statfs(this.root);
     return { totalBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize };
+  }
+}
+
+/** Removes `dir` and its parents up to `top`, while they are empty (another writer's files stay). */
+async function removeEmptyDirectories(dir: string, top: string): Promise<void> {
+  for (let current = dir; current.startsWith(top); current = dirname(current)) {
+    try {
+      await rmdir(current);
+    } catch {
+      return;
+    }
+    if (current === top) return;
   }
 }
 

@@ -1,3 +1,4 @@
+import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 
 /** Thaw state of an archived object: S3 `RestoreObject` as people read it. */
@@ -49,6 +50,20 @@ export interface FreeSpace {
 }
 
 /**
+ * A new object that another process writes straight into a file (stores on a file system):
+ * the bytes then never pass through this process. Nothing is visible under the key until
+ * `commit`.
+ */
+export interface FileSink {
+  /** The temporary file, open for reading and writing; its `fd` can be a child's stdout. */
+  readonly handle: FileHandle;
+  /** Syncs the file to disk and makes it the object (refusing an existing one unless `replace`). */
+  commit(): Promise<void>;
+  /** Closes and removes the temporary file: nothing is left. */
+  abort(): Promise<void>;
+}
+
+/**
  * Where backups live: an S3 bucket or a directory (the on-premises NAS). Writes are atomic and
  * never overwrite: an object either exists complete, or not at all.
  */
@@ -60,6 +75,11 @@ export interface BackupStore {
   readonly prefix: string;
   /** Writes a stream to `key`; refuses with ObjectExistsError when the key exists; leaves nothing on failure. */
   putStream(key: string, body: Readable, options?: PutOptions): Promise<{ readonly bytes: number }>;
+  /**
+   * A file another process can write a new object into, for stores on a file system (absent
+   * for S3); refuses with ObjectExistsError when the key exists.
+   */
+  openSink?(key: string, options?: PutOptions): Promise<FileSink>;
   /** Writes a small object (manifest, report) atomically; refuses to overwrite unless `replace`. */
   putBytes(key: string, data: Uint8Array | string, options?: PutOptions): Promise<void>;
   /** A readable of the object; ArchivedBackupError when it must be thawed first. */
