@@ -90,29 +90,6 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   const tier = classifyTier(createdAt);
   const started = Date.now();
 
-  // The server's version and tables, and pg_dump's version, are asked while the dump starts
-  // rather than before: nothing is stored unless they pass (the object completes only once
-  // they have), and pg_dump itself refuses a server newer than it is.
-  const checks = Promise.all([
-    serverInfo(connection).catch((cause: unknown) => {
-      throw new DumpFailedError(
-        `cannot connect to ${describeConnection(connection)}: ${redact((cause as Error).message, secrets)}`,
-        { cause },
-      );
-    }),
-    toolVersion('pg_dump', env, spawn).catch((cause: unknown) => {
-      throw new DumpFailedError((cause as Error).message, { cause });
-    }),
-  ]).then(([server, pgDump]) => {
-    requireToolAtLeastServer('pg_dump', pgDump, server.version);
-    log.info('dump starting', { backupId: id, tier, codec: compression.codec, server: server.version.text });
-    return { server, pgDump };
-  });
-  let checkFailure: Error | undefined;
-  checks.catch((error: unknown) => {
-    checkFailure = error as Error;
-  });
-
   const dumpArgs = ['--format=custom', '--no-password', `--dbname=${database}`];
   if (compression.codec === 'gzip') {
     if (compression.level !== undefined) dumpArgs.push(`--compress=${compression.level}`);
@@ -154,6 +131,29 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   dumper.stderr?.on('data', (d: Buffer) => dumpTail.push(d));
   exits.unshift(exitOf(dumper, 'pg_dump', dumpTail));
   children.unshift(dumper);
+  // The server's version and tables, and pg_dump's version, are asked once the dump has
+  // started rather than before: nothing is stored unless they pass (the object completes only
+  // once they have), and pg_dump itself refuses a server newer than it is.
+  const checks = Promise.all([
+    serverInfo(connection).catch((cause: unknown) => {
+      throw new DumpFailedError(
+        `cannot connect to ${describeConnection(connection)}: ${redact((cause as Error).message, secrets)}`,
+        { cause },
+      );
+    }),
+    toolVersion('pg_dump', env, spawn).catch((cause: unknown) => {
+      throw new DumpFailedError((cause as Error).message, { cause });
+    }),
+  ]).then(([server, pgDump]) => {
+    requireToolAtLeastServer('pg_dump', pgDump, server.version);
+    log.info('dump starting', { backupId: id, tier, codec: compression.codec, server: server.version.text });
+    return { server, pgDump };
+  });
+  let checkFailure: Error | undefined;
+  checks.catch((error: unknown) => {
+    checkFailure = error as Error;
+  });
+
   const allExited = Promise.all(exits).then(() => undefined);
   let exitFailure: Error | undefined;
   allExited.catch((error: unknown) => {
@@ -182,15 +182,17 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
     ({ server, pgDump } = await checks);
     await allExited;
   } catch (error) {
-    // A failed check comes first (a wrong password fails pg_dump too, in less plain words); then
-    // a process that failed on its own; one we stop because the store failed is not the cause.
-    const processFailure = checkFailure ?? exitFailure;
+    // A failed check comes first (a wrong password fails pg_dump too, in less plain words, and
+    // maybe sooner); then a process that failed on its own; one we stop because the store
+    // failed is not the cause.
+    const exited = exitFailure;
     for (const child of children)
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await allExited.catch(() => {});
+    await Promise.all([allExited.catch(() => {}), checks.catch(() => {})]);
     await sink?.abort();
+    if (checkFailure) throw checkFailure;
     if (error instanceof PipelineError) throw error;
-    if (processFailure) throw processFailure;
+    if (exited) throw exited;
     throw new DumpFailedError(
       `storing ${keys.dump} in ${store.url} failed: ${redact((error as Error).message, secrets)}`,
       { cause: error },

@@ -522,7 +522,7 @@ async function runAssertion(client: import('pg').Client, assertion: Assertion): 
  */
 async function checkRestored(ctx: RestoreContext, target: string): Promise<CheckOutcome> {
   const { manifest, deps, request } = ctx;
-  const client = pgClient({ ...deps.connection, database: target });
+  const client = await pgClient({ ...deps.connection, database: target });
   const checks: CheckResult[] = [];
   try {
     await client.connect();

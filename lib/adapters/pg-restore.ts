@@ -215,7 +215,7 @@ async function withAdmin<T>(
   maintenance: string,
   fn: (client: pg.Client) => Promise<T>,
 ): Promise<T> {
-  const client = pgClient(c, maintenance);
+  const client = await pgClient(c, maintenance);
   await client.connect();
   try {
     return await fn(client);
@@ -297,7 +297,7 @@ export async function swapDatabase(
 /** Creates schemas that `pg_restore --schema` will fill: it restores what is in them, not the schemas. */
 export async function createSchemas(c: Connection, schemas: readonly string[]): Promise<void> {
   if (schemas.length === 0) return;
-  const client = pgClient(c);
+  const client = await pgClient(c);
   await client.connect();
   try {
     for (const s of schemas) await client.query(`create schema if not exists ${quoteIdent(s)}`);

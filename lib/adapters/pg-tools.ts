@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn as nodeSpawn, type SpawnOptions } from 'node:child_process';
-import pg from 'pg';
+import type pg from 'pg';
 import type { Config } from '../config.js';
 import { VersionMismatchError } from '../domain/errors.js';
 import { redact } from '../domain/redact.js';
@@ -61,9 +61,13 @@ export function libpqEnv(c: Connection, base: NodeJS.ProcessEnv): NodeJS.Process
   return env;
 }
 
-/** A `pg` client for the connection (libpq variables are not consulted: everything is explicit). */
-export function pgClient(c: Connection, database = c.database): pg.Client {
-  return new pg.Client({
+/**
+ * A `pg` client for the connection (libpq variables are not consulted: everything is explicit).
+ * The driver loads on first use, so that a dump can start its processes before it has loaded.
+ */
+export async function pgClient(c: Connection, database = c.database): Promise<pg.Client> {
+  const { default: driver } = await import('pg');
+  return new driver.Client({
     host: c.host,
     port: c.port,
     user: c.user,
@@ -127,7 +131,7 @@ export interface ServerInfo {
 
 /** The server's version and the user tables with row estimates, in one short connection. */
 export async function serverInfo(c: Connection): Promise<ServerInfo> {
-  const client = pgClient(c);
+  const client = await pgClient(c);
   await client.connect();
   try {
     const v = await client.query<{ server_version: string; num: string }>(

@@ -208,12 +208,18 @@ describe('the CLI reports a failed dump in one line and exits non-zero', () => {
   });
 
   it('with a pg_dump older than the server: VersionMismatchError naming both versions', async () => {
+    // Says it is 12.3 when asked, and dumps for real otherwise: the dump runs while the
+    // versions are compared, and must not be kept.
+    const realPgDump = spawnSync('sh', ['-c', 'command -v pg_dump']).stdout.toString().trim();
     const bin = join(work, 'old-bin');
     mkdirSync(bin, { recursive: true });
-    writeFileSync(join(bin, 'pg_dump'), '#!/bin/sh\necho "pg_dump (PostgreSQL) 12.3"\n');
+    writeFileSync(
+      join(bin, 'pg_dump'),
+      `#!/bin/sh\nif [ "$1" = --version ]; then echo "pg_dump (PostgreSQL) 12.3"; else exec ${realPgDump} "$@"; fi\n`,
+    );
     chmodSync(join(bin, 'pg_dump'), 0o755);
     const dir = join(work, 'old');
-    const result = await runCli(['dump', '--database', small, '--store', `file://${dir}`], {
+    const result = await runCli(['dump', '--database', bulky, '--store', `file://${dir}`], {
       env: { PATH: `${bin}:${process.env.PATH}` },
     });
     expect(result.code).not.toBe(0);
