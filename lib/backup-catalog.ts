@@ -23,7 +23,11 @@ export interface DatabaseScan {
   readonly database: string;
   /** Complete backups (manifest valid, dump present with the recorded size), newest first. */
   readonly backups: readonly StoredBackup[];
-  /** Dumps with no manifest: an interrupted or failed backup, removed by retention after a grace period. */
+  /**
+   * Dumps and verify reports with no manifest (an interrupted or failed backup, a report
+   * written for a backup that retention removed meanwhile): removed by retention after a
+   * grace period.
+   */
   readonly debris: readonly ObjectInfo[];
   /** Manifests that do not parse or whose dump is missing or of another size: reported, never deleted. */
   readonly broken: readonly BrokenBackup[];
@@ -56,7 +60,11 @@ export async function scanDatabase(store: BackupStore, database: string): Promis
   const debris: ObjectInfo[] = [];
   const broken: BrokenBackup[] = [];
   const withManifest = [...groups.entries()].filter(([, g]) => g.manifest);
-  for (const [, g] of groups) if (g.dump && !g.manifest) debris.push(g.dump);
+  for (const [, g] of groups) {
+    if (g.manifest) continue;
+    if (g.dump) debris.push(g.dump);
+    if (g.verify) debris.push(g.verify);
+  }
   const read = await mapLimit(withManifest, 16, async ([id, g]) => {
     const manifestObject = g.manifest as ObjectInfo;
     try {

@@ -90,6 +90,29 @@ describe('runRetention on a directory store', () => {
     });
   });
 
+  it('removes a verify report left without its backup once past the grace period, a young one not', async () => {
+    await withTempDir(async (dir) => {
+      const store = new FileStore(dir);
+      const now = new Date('2026-02-20T03:00:00Z');
+      for (const d of dailyDates('2026-02-15', '2026-02-20')) await putBackup(store, 'app', d);
+      // Reports of backups that are gone: one written two days ago, one an hour ago.
+      const old = keysFor('', 'app-20260210T020000Z').verify;
+      const young = keysFor('', 'app-20260211T020000Z').verify;
+      for (const key of [old, young]) await store.putBytes(key, '{"passed":true}');
+      await ageFile(store, old, new Date(now.getTime() - 48 * HOUR));
+      await ageFile(store, young, new Date(now.getTime() - HOUR));
+      const config = testConfig({ databases: [{ name: 'app' }] });
+
+      const report = await runRetention({ store, config, database: 'app', now });
+      expect(report.debris.remove).toEqual([old]);
+      expect(report.debris.kept).toEqual([{ key: young, reason: 'grace' }]);
+      const keys = await allKeys(store);
+      expect(keys).not.toContain(old);
+      expect(keys).toContain(young);
+      expect(report.kept).toHaveLength(6);
+    });
+  });
+
   it('repairs a missing tier tag on kept monthly and yearly dumps, and only reports it in a dry run', async () => {
     await withTempDir(async (dir) => {
       const store = new FileStore(dir);
