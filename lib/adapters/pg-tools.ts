@@ -1,4 +1,6 @@
 import { type ChildProcess, spawn as nodeSpawn, type SpawnOptions } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import type pg from 'pg';
 import type { Config } from '../config.js';
 import { VersionMismatchError } from '../domain/errors.js';
@@ -6,6 +8,26 @@ import { redact } from '../domain/redact.js';
 
 export type Spawn = (command: string, args: readonly string[], options: SpawnOptions) => ChildProcess;
 export const defaultSpawn: Spawn = (command, args, options) => nodeSpawn(command, [...args], options);
+
+const found = new Map<string, boolean>();
+/** Whether `command` is an executable on the PATH of `env` (looked up once per PATH). */
+export function onPath(command: string, env: NodeJS.ProcessEnv): boolean {
+  const path = env.PATH ?? '';
+  const memo = `${command}\0${path}`;
+  let present = found.get(memo);
+  if (present === undefined) {
+    present = path.split(delimiter).some((dir) => {
+      try {
+        accessSync(join(dir || '.', command), constants.X_OK);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    found.set(memo, present);
+  }
+  return present;
+}
 
 /** Where and as whom to connect, after libpq variables and config are combined. Never printed whole. */
 export interface Connection {

@@ -58,7 +58,7 @@ function killPgDumpAfter(bytes: number) {
   let pgDump: ChildProcess | undefined;
   const spawn: Spawn = (command, args, options) => {
     const child = defaultSpawn(command, args, options);
-    if (command === 'pg_dump' && !args.includes('--version')) pgDump = child;
+    if ([command, ...args].includes('pg_dump') && !args.includes('--version')) pgDump = child;
     return child;
   };
   const onProgress = (stored: number) => {
