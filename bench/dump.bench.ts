@@ -5,8 +5,9 @@
  *   b) pg_dump -Fc (default gzip) > file     the runbook's way (one round: it is slow)
  *   c) pgbp dump to the file store
  *   d) pgbp dump to S3 on a local endpoint (the moto server)
- *   e) pg_dump -Fc -Z0 | zstd -1 -T0 > file  the same pipe in a shell, nothing around it: the floor
- *      for (c) on this machine, where compression competes with the server for two cores
+ *   e) pg_dump -Fc -Z0 | zstd -1 -T0 > file, then sync: the plain shell pipe, nothing around it,
+ *      as a reference for what compressing costs on this machine, where it competes with the
+ *      server for two cores
  * with sizes and the dump process's peak RSS (GNU time's maximum resident set size), also on a
  * database a quarter the size to show that memory does not grow with the data.
  */

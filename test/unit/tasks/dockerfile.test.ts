@@ -16,12 +16,14 @@ describe('the task image Dockerfile', () => {
     for (const from of froms) expect(from).toMatch(/^FROM \$\{NODE_IMAGE\}/);
   });
 
-  it('installs the PostgreSQL client tools of the major version given as a build argument, and zstd', () => {
+  it('installs the PostgreSQL client tools of the major version given as a build argument, zstd and stdbuf', () => {
     expect(dockerfile).toMatch(/^ARG PG_MAJOR=\d+$/m);
     // biome-ignore lint/suspicious/noTemplateCurlyInString: the Dockerfile's own variable syntax
     expect(dockerfile).toContain('"postgresql-client-${PG_MAJOR}"');
     expect(dockerfile).toMatch(/pg_dump --version \| grep -q "PostgreSQL\) \$\{PG_MAJOR\}\\\."/);
     expect(dockerfile).toMatch(/install -y --no-install-recommends [^\n]*\bzstd\b/);
+    // stdbuf, which gives pg_dump its 1 MiB output buffer, comes with coreutils.
+    expect(dockerfile).toMatch(/install -y --no-install-recommends [^\n]*\bcoreutils\b/);
   });
 
   it('runs as a non-root user', () => {
