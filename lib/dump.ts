@@ -50,20 +50,41 @@ export function compressionFromConfig(config: Config): DumpRequest['compression'
   };
 }
 
-function exitOf(child: ChildProcess, what: string, tail: StderrTail): Promise<void> {
+/** A process of the pipe that failed, in the order they were seen. */
+interface ProcessFailure {
+  readonly error: DumpFailedError;
+  /** SIGPIPE: it was writing to a process that had already gone, which is the cause. */
+  readonly brokenPipe: boolean;
+}
+
+function exitOf(
+  child: ChildProcess,
+  what: string,
+  tail: StderrTail,
+  failures: ProcessFailure[],
+): Promise<void> {
   return new Promise((resolve, reject) => {
+    const fail = (error: DumpFailedError, brokenPipe = false) => {
+      failures.push({ error, brokenPipe });
+      reject(error);
+    };
     child.once('error', (e) =>
-      reject(new DumpFailedError(`${what} could not start: ${e.message}`, { cause: e })),
+      fail(new DumpFailedError(`${what} could not start: ${e.message}`, { cause: e })),
     );
     child.once('close', (code, signal) => {
       if (code === 0) resolve();
       else {
         const why = signal ? `was killed by ${signal}` : `exited with code ${code}`;
         const detail = tail.line();
-        reject(new DumpFailedError(`${what} ${why}${detail ? `: ${detail}` : ''}`));
+        fail(new DumpFailedError(`${what} ${why}${detail ? `: ${detail}` : ''}`), signal === 'SIGPIPE');
       }
     });
   });
+}
+
+/** The failure to report: the first that is not a broken pipe, which only follows another. */
+function causeOf(failures: readonly ProcessFailure[]): DumpFailedError | undefined {
+  return (failures.find((f) => !f.brokenPipe) ?? failures[0])?.error;
 }
 
 /**
@@ -112,6 +133,7 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   // process.
   const children: ChildProcess[] = [];
   const exits: Promise<void>[] = [];
+  const processFailures: ProcessFailure[] = [];
   let zstd: ChildProcess | undefined;
   if (compression.codec === 'zstd') {
     const zstdTail = new StderrTail(secrets);
@@ -121,7 +143,7 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
       { env, stdio: ['pipe', sink ? sink.handle.fd : 'pipe', 'pipe'] },
     );
     zstd.stderr?.on('data', (d: Buffer) => zstdTail.push(d));
-    exits.push(exitOf(zstd, 'zstd', zstdTail));
+    exits.push(exitOf(zstd, 'zstd', zstdTail, processFailures));
     children.push(zstd);
   }
   const dumpTail = new StderrTail(secrets);
@@ -137,7 +159,7 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   // ends; if zstd dies, pg_dump gets EPIPE. Either failure surfaces through the exit codes.
   zstd?.stdin?.destroy();
   dumper.stderr?.on('data', (d: Buffer) => dumpTail.push(d));
-  exits.unshift(exitOf(dumper, 'pg_dump', dumpTail));
+  exits.unshift(exitOf(dumper, 'pg_dump', dumpTail, processFailures));
   children.unshift(dumper);
   // The server's version and tables, and pg_dump's version, are asked once the dump has
   // started rather than before: nothing is stored unless they pass (the object completes only
@@ -163,10 +185,8 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   });
 
   const allExited = Promise.all(exits).then(() => undefined);
-  let exitFailure: Error | undefined;
-  allExited.catch((error: unknown) => {
-    exitFailure = error as Error;
-  });
+  allExited.catch(() => {});
+  const allSettled = Promise.allSettled(exits);
   // What the object waits for before it may complete: every process exited with 0, every check passed.
   const finished = Promise.all([allExited, checks]).then(() => undefined);
 
@@ -193,14 +213,19 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
     // A failed check comes first (a wrong password fails pg_dump too, in less plain words, and
     // maybe sooner); then a process that failed on its own; one we stop because the store
     // failed is not the cause.
-    const exited = exitFailure;
+    // When a process failed on its own, the others end by themselves (a broken pipe, the end
+    // of input): give them a moment, so that the one that failed first in cause, not merely
+    // in time, is named.
+    if (processFailures.length > 0) await Promise.race([allSettled, delay(2000)]);
+    const ownFailure = causeOf(processFailures);
     for (const child of children)
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await Promise.all([allExited.catch(() => {}), checks.catch(() => {})]);
+    await Promise.all([allSettled, checks.catch(() => {})]);
     await sink?.abort();
     if (checkFailure) throw checkFailure;
+    if (error instanceof PipelineError && !processFailures.some((f) => f.error === error)) throw error;
+    if (ownFailure) throw ownFailure;
     if (error instanceof PipelineError) throw error;
-    if (exited) throw exited;
     throw new DumpFailedError(
       `storing ${keys.dump} in ${store.url} failed: ${redact((error as Error).message, secrets)}`,
       { cause: error },
@@ -273,7 +298,10 @@ function storeStream(
       );
     },
   });
-  // A process or check that fails before the output ends must still stop the upload.
+  // A process or check that fails before the output ends must still stop the upload. The store
+  // may not be reading yet (it first checks that the key is free): the error waits in the
+  // destroyed stream for its reader instead of escaping as an uncaught 'error' event.
+  gate.on('error', () => {});
   finished.catch((error: unknown) => gate.destroy(error as Error));
   output.on('error', (e) => gate.destroy(e));
   output.pipe(gate);

@@ -146,6 +146,25 @@ describe('a dump that fails leaves nothing that looks like a backup', () => {
     }
   });
 
+  it('a compressor that fails is named, not the pg_dump it leaves writing into a broken pipe', async () => {
+    // zstd stands in for one that stops reading at once and reports its failure a second later:
+    // pg_dump's first write gets SIGPIPE, so pg_dump is the first to fail, but not the cause.
+    const fakeZstd =
+      'exec 0<&-; sleep 1; echo "zstd: error 70 : Write error : cannot write block" >&2; exit 70';
+    const spawn: Spawn = (command, args, options) =>
+      command === 'zstd'
+        ? defaultSpawn('sh', ['-c', fakeZstd], options)
+        : defaultSpawn(command, args, options);
+    for (const store of [new FileStore(join(work, 'broken-pipe')), new S3Store(await createBucket(), 'p')]) {
+      const error = await dumpOf(bulky, store, { spawn }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(DumpFailedError);
+      expect((error as Error).message).toBe(
+        'zstd exited with code 70: zstd: error 70 : Write error : cannot write block',
+      );
+    }
+    expect(existsSync(join(work, 'broken-pipe'))).toBe(false);
+  });
+
   it('a second dump with the same id is refused and the first backup stays as it was', async () => {
     for (const store of [new FileStore(join(work, 'twice')), new S3Store(await createBucket(), 'p')]) {
       const clock = () => new Date('2026-03-01T02:00:00Z');
