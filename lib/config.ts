@@ -153,6 +153,8 @@ export const configSchema = z
       .object({
         compression: z.enum(CODECS).prefault('zstd'),
         level: z.number().int().min(-7).max(19).optional(),
+        // zstd threads: 0 is one per core (the dump task's cores are its own: the server is
+        // elsewhere); 1 compresses on one thread, for a machine that also runs the server.
         threads: z.number().int().min(0).default(0),
         heartbeat: duration.prefault('60s'),
         timeout: duration.prefault('6h'),

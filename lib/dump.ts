@@ -139,7 +139,13 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
     const zstdTail = new StderrTail(secrets);
     zstd = spawn(
       'zstd',
-      [`-${compression.level ?? 1}`, `-T${compression.threads}`, '-q', '-c', '--no-sparse'],
+      [
+        `-${compression.level ?? 1}`,
+        compression.threads === 1 ? '--single-thread' : `-T${compression.threads}`,
+        '-q',
+        '-c',
+        '--no-sparse',
+      ],
       { env, stdio: ['pipe', sink ? sink.handle.fd : 'pipe', 'pipe'] },
     );
     zstd.stderr?.on('data', (d: Buffer) => zstdTail.push(d));
