@@ -320,9 +320,9 @@ const FLUSH_EVERY_BYTES = 64 * 1024 * 1024;
 
 /**
  * Reads back, as it grows, a file that the processes are writing, until `finished` (they all
- * exited, the checks passed) and its end is reached; hashes every byte. Flushes to disk run behind the writer every
- * 64 MiB, so that the final sync has only the tail left to wait for. Rejects as soon as a
- * process or check fails.
+ * exited, the checks passed) and its end is reached; hashes every byte. Flushes to disk run
+ * behind the writer every 64 MiB, so that the final sync has only the tail left to wait for.
+ * Rejects as soon as a process or check fails.
  */
 async function readBack(
   handle: FileHandle,
@@ -330,11 +330,11 @@ async function readBack(
   hash: Hash,
   onProgress?: (bytes: number) => void,
 ): Promise<number> {
-  let exited = false;
+  let complete = false;
   let failure: unknown;
   const settled = finished.then(
     () => {
-      exited = true;
+      complete = true;
     },
     (error: unknown) => {
       failure = error;
@@ -347,7 +347,7 @@ async function readBack(
   for (;;) {
     if (failure) throw failure;
     // Checked before the read: once every writer has exited, a read that finds nothing is the end.
-    const writersDone = exited;
+    const writersDone = complete;
     const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
     if (bytesRead > 0) {
       hash.update(buffer.subarray(0, bytesRead));
