@@ -11,11 +11,12 @@
  * with sizes and the dump process's peak RSS (GNU time's maximum resident set size), also on a
  * database a quarter the size to show that memory does not grow with the data.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import { outputOf } from '../lib/adapters/pg-tools.js';
 import { BENCH_DB, ensureBenchDatabase } from './support/bench-db.js';
 import { startMoto } from './support/moto.js';
 
@@ -28,30 +29,15 @@ interface Timed {
   maxRssMb: number;
 }
 
-function timed(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Timed> {
-  return new Promise((resolvePromise, reject) => {
-    const started = process.hrtime.bigint();
-    const child: ChildProcess = spawn('/usr/bin/time', ['-f', '%M', command, ...args], {
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr?.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.once('error', reject);
-    child.once('close', (code) => {
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      if (code !== 0)
-        return reject(new Error(`${command} ${args.join(' ')} failed (${code}): ${stderr.slice(-500)}`));
-      const rssKb = Number(stderr.trim().split('\n').at(-1));
-      resolvePromise({ seconds, stdout, maxRssMb: Math.round(rssKb / 1024) });
-    });
-  });
+async function timed(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Timed> {
+  const started = process.hrtime.bigint();
+  const { code, stdout, stderr } = await outputOf(
+    spawn('/usr/bin/time', ['-f', '%M', command, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] }),
+  );
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  if (code !== 0) throw new Error(`${command} ${args.join(' ')} failed (${code}): ${stderr.slice(-500)}`);
+  const rssKb = Number(stderr.trim().split('\n').at(-1));
+  return { seconds, stdout, maxRssMb: Math.round(rssKb / 1024) };
 }
 
 const round3 = (n: number) => Math.round(n * 1000) / 1000;

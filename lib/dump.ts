@@ -185,16 +185,11 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
     log.info('dump starting', { backupId: id, tier, codec: compression.codec, server: server.version.text });
     return { server, pgDump };
   });
-  let checkFailure: Error | undefined;
-  checks.catch((error: unknown) => {
-    checkFailure = error as Error;
-  });
 
-  const allExited = Promise.all(exits).then(() => undefined);
-  allExited.catch(() => {});
-  const allSettled = Promise.allSettled(exits);
   // What the object waits for before it may complete: every process exited with 0, every check passed.
-  const finished = Promise.all([allExited, checks]).then(() => undefined);
+  const finished = Promise.all([...exits, checks]).then(() => undefined);
+  finished.catch(() => {}); // its failures are read where it is awaited, and in the catch below
+  const allSettled = Promise.allSettled(exits);
 
   const hash = createHash('sha256');
   let bytes: number;
@@ -213,25 +208,30 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
         ...(deps.onProgress ? { onProgress: deps.onProgress } : {}),
       }));
     }
+    // Both have settled by now: `finished` waited for them.
     ({ server, pgDump } = await checks);
-    await allExited;
   } catch (error) {
-    // A failed check comes first (a wrong password fails pg_dump too, in less plain words, and
-    // maybe sooner); then a process that failed on its own; one we stop because the store
+    // Which failure to report. A failed check comes first: a wrong password fails pg_dump too,
+    // in less plain words and maybe sooner. Then a process that failed on its own, the first in
+    // cause rather than in time: the others end by themselves (a broken pipe, the end of input),
+    // so they get a moment before the rest are stopped. A process we stop because the store
     // failed is not the cause.
-    // When a process failed on its own, the others end by themselves (a broken pipe, the end
-    // of input): give them a moment, so that the one that failed first in cause, not merely
-    // in time, is named.
     if (processFailures.length > 0) await Promise.race([allSettled, delay(2000)]);
     const ownFailure = causeOf(processFailures);
     for (const child of children)
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await Promise.all([allSettled, checks.catch(() => {})]);
+    const [, checkFailure] = await Promise.all([
+      allSettled,
+      checks.then(
+        () => undefined,
+        (failure: unknown) => failure as Error,
+      ),
+    ]);
     await sink?.abort();
     if (checkFailure) throw checkFailure;
-    if (error instanceof PipelineError && !processFailures.some((f) => f.error === error)) throw error;
+    const fromProcess = processFailures.some((f) => f.error === error);
+    if (error instanceof PipelineError && !fromProcess) throw error;
     if (ownFailure) throw ownFailure;
-    if (error instanceof PipelineError) throw error;
     throw new DumpFailedError(
       `storing ${keys.dump} in ${store.url} failed: ${redact((error as Error).message, secrets)}`,
       { cause: error },

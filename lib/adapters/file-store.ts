@@ -70,9 +70,12 @@ export class FileStore implements BackupStore {
 
   async openSink(key: string, options: PutOptions = {}): Promise<FileSink> {
     const target = this.pathOf(key);
-    if (!options.replace && (await this.exists(target))) {
-      throw new ObjectExistsError(`${key} already exists in ${this.url}; refusing to overwrite it`);
-    }
+    const refusal = (cause?: unknown) =>
+      new ObjectExistsError(
+        `${key} already exists in ${this.url}; refusing to overwrite it`,
+        cause === undefined ? undefined : { cause },
+      );
+    if (!options.replace && (await this.exists(target))) throw refusal();
     // The first directory this call creates, if any: a failed write removes what it made.
     const created = await mkdir(dirname(target), { recursive: true });
     const temp = join(dirname(target), `.${basename(target)}.partial-${randomBytes(6).toString('hex')}`);
@@ -98,12 +101,7 @@ export class FileStore implements BackupStore {
           try {
             await link(temp, target);
           } catch (cause) {
-            if ((cause as NodeJS.ErrnoException).code === 'EEXIST') {
-              throw new ObjectExistsError(`${key} already exists in ${this.url}; refusing to overwrite it`, {
-                cause,
-              });
-            }
-            throw cause;
+            throw (cause as NodeJS.ErrnoException).code === 'EEXIST' ? refusal(cause) : cause;
           }
           await unlink(temp);
         }

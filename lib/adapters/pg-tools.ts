@@ -189,15 +189,25 @@ export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
 
+export interface ProcessOutput {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
 /** Runs a short command to completion, capturing its output. */
-export function capture(
+export async function capture(
   spawn: Spawn,
   command: string,
   args: readonly string[],
   env: NodeJS.ProcessEnv,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
+): Promise<ProcessOutput> {
+  return outputOf(spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] }));
+}
+
+/** Everything a child wrote to stdout and stderr, and its exit code, once it has ended. */
+export function outputOf(child: ChildProcess): Promise<ProcessOutput> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout?.on('data', (d: Buffer) => {
