@@ -52,7 +52,7 @@ async function main(): Promise<void> {
   const moto = await startMoto();
   const env = { ...process.env, ...moto.env };
   try {
-    const { s3Client } = await import('../lib/adapters/aws-clients.js');
+    const { s3Client } = await import('../lib/adapters/aws-clients/s3.js');
     Object.assign(process.env, moto.env);
     await s3Client().send(new CreateBucketCommand({ Bucket: 'pgbp-bench' }));
 

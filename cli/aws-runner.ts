@@ -8,7 +8,7 @@ import {
   type SFNClient,
   StartExecutionCommand,
 } from '@aws-sdk/client-sfn';
-import { sfnClientIn } from '../lib/adapters/aws-clients.js';
+import { sfnClientIn } from '../lib/adapters/aws-clients/sfn.js';
 import type { Config } from '../lib/config.js';
 import { ConfigError } from '../lib/domain/errors.js';
 import { deployedMachineName, type Json, type MachineName } from '../lib/state-machines.js';

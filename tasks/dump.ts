@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { sfnClient } from '../lib/adapters/aws-clients.js';
+import { sfnClient } from '../lib/adapters/aws-clients/sfn.js';
 import { createLogger } from '../lib/adapters/logger.js';
 import { openStore } from '../lib/adapters/open-store.js';
 import { type Config, loadConfig } from '../lib/config.js';

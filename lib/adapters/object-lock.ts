@@ -1,5 +1,5 @@
 import { GetObjectLockConfigurationCommand, type S3Client } from '@aws-sdk/client-s3';
-import { s3Client } from './aws-clients.js';
+import { s3Client } from './aws-clients/s3.js';
 import { S3Store } from './s3-store.js';
 import type { BackupStore } from './store.js';
 

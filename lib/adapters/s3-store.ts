@@ -19,7 +19,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { ArchivedBackupError, ObjectExistsError } from '../domain/errors.js';
 import { MAX_PARTS, partSizeFor } from '../domain/part-size.js';
-import { s3Client } from './aws-clients.js';
+import { s3Client } from './aws-clients/s3.js';
 import {
   type BackupStore,
   type DeleteResult,

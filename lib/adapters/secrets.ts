@@ -1,6 +1,6 @@
 import { GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import { GetParameterCommand } from '@aws-sdk/client-ssm';
-import { secretsClient, ssmClient } from './aws-clients.js';
+import { secretsClient, ssmClient } from './aws-clients/secrets.js';
 
 const cache = new Map<string, Promise<string>>();
 

@@ -2,7 +2,7 @@ import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
 import { type Alert, alertSubject, alertText } from '../domain/alerts.js';
 import { AlertDeliveryError } from '../domain/errors.js';
 import type { Alerter } from './alerter.js';
-import { snsClient } from './aws-clients.js';
+import { snsClient } from './aws-clients/sns.js';
 
 /**
  * The SNS message attributes of an alert. `severity` and `kind` let subscribers filter

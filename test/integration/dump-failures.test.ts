@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AbortMultipartUploadCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { s3Client } from '../../lib/adapters/aws-clients.js';
+import { s3Client } from '../../lib/adapters/aws-clients/s3.js';
 import { FileStore } from '../../lib/adapters/file-store.js';
 import { silentLogger } from '../../lib/adapters/logger.js';
 import { defaultSpawn, resolveConnection, type Spawn } from '../../lib/adapters/pg-tools.js';

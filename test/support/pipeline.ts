@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { CreateTopicCommand, SubscribeCommand } from '@aws-sdk/client-sns';
 import { stringify } from 'yaml';
 import type { Alerter } from '../../lib/adapters/alerter.js';
-import { snsClient } from '../../lib/adapters/aws-clients.js';
+import { snsClient } from '../../lib/adapters/aws-clients/sns.js';
 import type { Alert } from '../../lib/domain/alerts.js';
 
 /** An alerter port that keeps what it was given, as a person's inbox would. */

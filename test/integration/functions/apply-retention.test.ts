@@ -1,7 +1,7 @@
 import { PutObjectLegalHoldCommand, PutObjectRetentionCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApplyRetentionHandler, handler } from '../../../functions/apply-retention.js';
-import { s3Client } from '../../../lib/adapters/aws-clients.js';
+import { s3Client } from '../../../lib/adapters/aws-clients/s3.js';
 import { fixedClock } from '../../../lib/adapters/clock.js';
 import { silentLogger } from '../../../lib/adapters/logger.js';
 import { S3Store } from '../../../lib/adapters/s3-store.js';

@@ -2,7 +2,7 @@ import { CreateSecretCommand } from '@aws-sdk/client-secrets-manager';
 import { PutParameterCommand } from '@aws-sdk/client-ssm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSlackForwarderHandler, handler } from '../../../functions/slack-forwarder.js';
-import { secretsClient, ssmClient } from '../../../lib/adapters/aws-clients.js';
+import { secretsClient, ssmClient } from '../../../lib/adapters/aws-clients/secrets.js';
 import { silentLogger } from '../../../lib/adapters/logger.js';
 import { getSecret } from '../../../lib/adapters/secrets.js';
 import { slackWebhook } from '../../../lib/adapters/slack.js';
