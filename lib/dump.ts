@@ -1,8 +1,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
-import { type Readable, Transform } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
+import { type ByteSource, childOutput } from './adapters/byte-source.js';
 import type { Logger } from './adapters/logger.js';
 import {
   type Connection,
@@ -16,7 +16,7 @@ import {
   serverInfo,
   toolVersion,
 } from './adapters/pg-tools.js';
-import type { BackupStore, PutOptions } from './adapters/store.js';
+import type { BackupStore } from './adapters/store.js';
 import type { Config } from './config.js';
 import { backupIdFor, classifyTier, isKeyableDatabaseName, keysFor } from './domain/catalog.js';
 import { DumpFailedError, PipelineError } from './domain/errors.js';
@@ -127,6 +127,10 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
     compression.codec === 'zstd' && store.openSink
       ? await store.openSink(keys.dump, { tags: { tier } })
       : undefined;
+  // Otherwise the last process of the pipe writes into a socket that the store reads from
+  // into its own part buffers.
+  const output = sink ? undefined : await childOutput();
+  const outputEnd = sink ? sink.handle.fd : output?.childEnd;
 
   // zstd is started first so that pg_dump can write straight into it through an OS pipe: the
   // uncompressed dump, several times the size of what is stored, never passes through this
@@ -146,7 +150,7 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
         '-c',
         '--no-sparse',
       ],
-      { env, stdio: ['pipe', sink ? sink.handle.fd : 'pipe', 'pipe'] },
+      { env, stdio: ['pipe', outputEnd, 'pipe'] },
     );
     zstd.stderr?.on('data', (d: Buffer) => zstdTail.push(d));
     exits.push(exitOf(zstd, 'zstd', zstdTail, processFailures));
@@ -160,10 +164,11 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   const [command, args] = onPath('stdbuf', env)
     ? ['stdbuf', ['-o', '1M', 'pg_dump', ...dumpArgs]]
     : ['pg_dump', dumpArgs];
-  const dumper = spawn(command, args, { env, stdio: ['ignore', zstd?.stdin ?? 'pipe', 'pipe'] });
-  // Our end of the pipe closes, so zstd sees the end of input exactly when pg_dump's output
+  const dumper = spawn(command, args, { env, stdio: ['ignore', zstd?.stdin ?? outputEnd, 'pipe'] });
+  // Our ends of the pipes close, so each reader sees the end of input exactly when its writer
   // ends; if zstd dies, pg_dump gets EPIPE. Either failure surfaces through the exit codes.
   zstd?.stdin?.destroy();
+  output?.childEnd.destroy();
   dumper.stderr?.on('data', (d: Buffer) => dumpTail.push(d));
   exits.unshift(exitOf(dumper, 'pg_dump', dumpTail, processFailures));
   children.unshift(dumper);
@@ -199,14 +204,14 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
     if (sink) {
       bytes = await readBack(sink.handle, finished, hash, deps.onProgress);
       await sink.commit();
-    } else {
-      const output = zstd ? zstd.stdout : dumper.stdout;
-      if (!output) throw new DumpFailedError('the dump process has no output stream');
-      ({ bytes } = await storeStream(store, keys.dump, output, finished, hash, {
+    } else if (output) {
+      ({ bytes } = await store.putStream(keys.dump, gated(output.source, finished, hash), {
         tags: { tier },
         storageClass: request.storageClass,
         ...(deps.onProgress ? { onProgress: deps.onProgress } : {}),
       }));
+    } else {
+      throw new DumpFailedError('the dump has neither a file nor a socket to write to');
     }
     // Both have settled by now: `finished` waited for them.
     ({ server, pgDump } = await checks);
@@ -228,6 +233,7 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
       ),
     ]);
     await sink?.abort();
+    output?.source.destroy();
     if (checkFailure) throw checkFailure;
     const fromProcess = processFailures.some((f) => f.error === error);
     if (error instanceof PipelineError && !fromProcess) throw error;
@@ -280,38 +286,21 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
 }
 
 /**
- * Streams a process's output into the store through this process, hashing the bytes as they
- * pass. The end of the stream is held back until `finished` (every process exited with 0,
- * every check passed), so the store completes the object only for a whole dump.
+ * The dump's output as the store reads it: every byte hashed as it is filled in, and the end
+ * held back until `finished` (every process exited with 0, every check passed), so the store
+ * completes the object only for a whole dump. A failure stops it at once, mid-part.
  */
-function storeStream(
-  store: BackupStore,
-  key: string,
-  output: Readable,
-  finished: Promise<void>,
-  hash: Hash,
-  options: PutOptions,
-): Promise<{ bytes: number }> {
-  const gate = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      hash.update(chunk);
-      done(null, chunk);
+function gated(source: ByteSource, finished: Promise<void>, hash: Hash): ByteSource {
+  finished.catch((error: unknown) => source.destroy(error as Error));
+  return {
+    async fill(into) {
+      const filled = await source.fill(into);
+      hash.update(into.subarray(0, filled));
+      if (filled < into.length) await finished;
+      return filled;
     },
-    flush(done) {
-      finished.then(
-        () => done(),
-        (error: unknown) => done(error as Error),
-      );
-    },
-  });
-  // A process or check that fails before the output ends must still stop the upload. The store
-  // may not be reading yet (it first checks that the key is free): the error waits in the
-  // destroyed stream for its reader instead of escaping as an uncaught 'error' event.
-  gate.on('error', () => {});
-  finished.catch((error: unknown) => gate.destroy(error as Error));
-  output.on('error', (e) => gate.destroy(e));
-  output.pipe(gate);
-  return store.putStream(key, gate, options);
+    destroy: (error) => source.destroy(error),
+  };
 }
 
 /** Read-back buffer, and how much is written before the next flush to disk is started. */

@@ -18,6 +18,7 @@ import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { ObjectExistsError } from '../domain/errors.js';
+import { type ByteSource, isByteSource, sourceOf } from './byte-source.js';
 import type {
   BackupStore,
   DeleteResult,
@@ -27,6 +28,9 @@ import type {
   PutOptions,
   ThawState,
 } from './store.js';
+
+/** What a stream is read and written in. */
+const WRITE_BYTES = 1024 * 1024;
 
 /**
  * A directory as a backup store: the on-premises NAS of the runbook. Each object is written
@@ -132,26 +136,32 @@ export class FileStore implements BackupStore {
     return bytes;
   }
 
-  async putStream(key: string, body: Readable, options: PutOptions = {}): Promise<{ bytes: number }> {
+  async putStream(
+    key: string,
+    body: Readable | ByteSource,
+    options: PutOptions = {},
+  ): Promise<{ bytes: number }> {
+    const source = isByteSource(body) ? body : sourceOf(body);
     const bytes = await this.writeAtomically(
       key,
       async (fh) => {
+        const buffer = Buffer.allocUnsafe(WRITE_BYTES);
         let total = 0;
-        for await (const chunk of body) {
-          const buf = chunk as Buffer;
+        for (;;) {
+          const filled = await source.fill(buffer);
           let offset = 0;
-          while (offset < buf.length) {
-            const { bytesWritten } = await fh.write(buf, offset, buf.length - offset);
+          while (offset < filled) {
+            const { bytesWritten } = await fh.write(buffer, offset, filled - offset);
             offset += bytesWritten;
           }
-          total += buf.length;
+          total += filled;
           options.onProgress?.(total);
+          if (filled < buffer.length) return total;
         }
-        return total;
       },
       options,
     ).catch((error) => {
-      body.destroy();
+      source.destroy();
       throw error;
     });
     return { bytes };

@@ -20,6 +20,7 @@ import {
 import { ArchivedBackupError, ObjectExistsError } from '../domain/errors.js';
 import { MAX_PARTS, partSizeFor } from '../domain/part-size.js';
 import { s3Client } from './aws-clients/s3.js';
+import { type ByteSource, endsHere, isByteSource, sourceOf } from './byte-source.js';
 import {
   type BackupStore,
   type DeleteResult,
@@ -40,29 +41,6 @@ export interface S3StoreOptions {
 }
 
 const DELETE_BATCH = 1000;
-
-/**
- * Removes exactly `size` bytes from the front of `chunks` into one new buffer (one copy); a
- * chunk split at the boundary leaves its tail at the front.
- */
-function takeBytes(chunks: Buffer[], size: number, into?: Buffer): Buffer {
-  const part = into && into.length === size ? into : Buffer.allocUnsafeSlow(size);
-  let filled = 0;
-  while (filled < size) {
-    const chunk = chunks[0] as Buffer;
-    const need = size - filled;
-    if (chunk.length <= need) {
-      chunk.copy(part, filled);
-      filled += chunk.length;
-      chunks.shift();
-    } else {
-      chunk.copy(part, filled, 0, need);
-      chunks[0] = chunk.subarray(need);
-      filled += need;
-    }
-  }
-  return part;
-}
 
 function tagging(tags: Readonly<Record<string, string>> | undefined): string | undefined {
   if (!tags || Object.keys(tags).length === 0) return undefined;
@@ -133,11 +111,16 @@ export class S3Store implements BackupStore {
     }
   }
 
-  async putStream(key: string, body: Readable, options: PutOptions = {}): Promise<{ bytes: number }> {
+  async putStream(
+    key: string,
+    body: Readable | ByteSource,
+    options: PutOptions = {},
+  ): Promise<{ bytes: number }> {
+    const source = isByteSource(body) ? body : sourceOf(body);
     try {
       if (!options.replace) await this.refuseExisting(key);
     } catch (error) {
-      body.destroy();
+      source.destroy();
       throw error;
     }
     const common = {
@@ -155,8 +138,8 @@ export class S3Store implements BackupStore {
     let failure: unknown;
     let total = 0;
 
-    // Part buffers are reused once their upload settles: memory stays at about queueSize + 1
-    // parts instead of waiting for the garbage collector to notice megabytes of released parts.
+    // The source fills each part buffer in place, and a buffer is reused once its upload
+    // settles: memory stays at queueSize + 1 parts, and no garbage waits for the collector.
     const spare: Buffer[] = [];
     const uploadPart = (partNumber: number, data: Buffer, reusable: boolean) => {
       const task = this.client
@@ -184,46 +167,37 @@ export class S3Store implements BackupStore {
     };
 
     try {
-      let partNumber = 1;
-      const pending: Buffer[] = [];
-      let pendingBytes = 0;
-      for await (const chunk of body) {
+      for (let partNumber = 1; ; partNumber += 1) {
+        const size = partSizeFor(partNumber);
+        const recycled = spare.findIndex((b) => b.length === size);
+        const part = recycled >= 0 ? (spare.splice(recycled, 1)[0] as Buffer) : Buffer.allocUnsafeSlow(size);
+        const filled = await source.fill(part);
         if (failure) throw failure;
-        const buf = chunk as Buffer;
-        pending.push(buf);
-        pendingBytes += buf.length;
-        total += buf.length;
+        total += filled;
         options.onProgress?.(total);
-        while (pendingBytes > partSizeFor(partNumber)) {
-          // Only a full part is sent before the end: the last part is the only short one.
-          if (partNumber >= MAX_PARTS) throw new RangeError(`stream exceeds ${MAX_PARTS} parts`);
-          const size = partSizeFor(partNumber);
-          const recycled = spare.findIndex((b) => b.length === size);
-          const part = takeBytes(pending, size, recycled >= 0 ? spare.splice(recycled, 1)[0] : undefined);
-          pendingBytes -= size;
-          if (!uploadId) {
-            const created = await this.client.send(new CreateMultipartUploadCommand(common));
-            uploadId = created.UploadId;
+        // Only the last part is short; a stream that ends on a part boundary ends with a full one.
+        const last = filled < size || (partNumber === MAX_PARTS && (await endsHere(source)));
+        if (!uploadId) {
+          if (last) {
+            await this.client.send(
+              new PutObjectCommand({
+                ...common,
+                Body: part.subarray(0, filled),
+                ContentLength: filled,
+                ...(options.replace ? {} : { IfNoneMatch: '*' }),
+              }),
+            );
+            return { bytes: total };
           }
-          uploadPart(partNumber, part, true);
-          partNumber += 1;
-          while (inFlight.size >= queueSize) await Promise.race(inFlight);
-          if (failure) throw failure;
+          const created = await this.client.send(new CreateMultipartUploadCommand(common));
+          uploadId = created.UploadId;
         }
+        if (filled > 0) uploadPart(partNumber, part.subarray(0, filled), !last);
+        if (last) break;
+        if (partNumber === MAX_PARTS) throw new RangeError(`stream exceeds ${MAX_PARTS} parts`);
+        while (inFlight.size >= queueSize) await Promise.race(inFlight);
+        if (failure) throw failure;
       }
-      const rest = Buffer.concat(pending, pendingBytes);
-      if (!uploadId) {
-        await this.client.send(
-          new PutObjectCommand({
-            ...common,
-            Body: rest,
-            ContentLength: rest.length,
-            ...(options.replace ? {} : { IfNoneMatch: '*' }),
-          }),
-        );
-        return { bytes: total };
-      }
-      uploadPart(partNumber, rest, false);
       await Promise.all(inFlight);
       if (failure) throw failure;
       parts.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
@@ -239,7 +213,7 @@ export class S3Store implements BackupStore {
       uploadId = undefined;
       return { bytes: total };
     } catch (error) {
-      body.destroy();
+      source.destroy();
       await Promise.allSettled(inFlight);
       if (uploadId) {
         await this.client

@@ -18,6 +18,21 @@ function chunks(total: number, chunk = 256 * 1024): Readable {
 }
 
 describe('S3Store', () => {
+  it.each([
+    ['exactly one part', 8 * 1024 * 1024],
+    ['exactly two parts', 16 * 1024 * 1024],
+    ['nothing', 0],
+  ])('stores a stream of %s whole', async (_what, size) => {
+    const bucket = await createBucket();
+    const store = new S3Store(bucket, '');
+    const data = randomBytes(size);
+    const pieces = [];
+    for (let at = 0; at < size; at += 1024 * 1024 - 3) pieces.push(data.subarray(at, at + 1024 * 1024 - 3));
+    expect((await store.putStream('edge.dump', Readable.from(pieces))).bytes).toBe(size);
+    expect((await store.getBytes('edge.dump')).equals(data)).toBe(true);
+    expect(await inProgressUploads(bucket)).toBe(0);
+  });
+
   it('streams a multi-part object and reads back the same bytes', async () => {
     const bucket = await createBucket();
     const store = new S3Store(bucket, 'backups');
