@@ -9,7 +9,7 @@
  *      as a reference for what compressing costs on this machine, where it competes with the
  *      server for two cores
  * with sizes and the dump process's peak RSS (GNU time's maximum resident set size), also on a
- * database a quarter the size to show that memory does not grow with the data.
+ * database a quarter the size, to both stores, to show that memory does not grow with the data.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
@@ -99,6 +99,11 @@ async function main(): Promise<void> {
       [pgbp, 'dump', '--database', quarter.database, '--store', `file://${join(work, 'quarter')}`, '--json'],
       env,
     );
+    const qS3 = await timed(
+      process.execPath,
+      [pgbp, 'dump', '--database', quarter.database, '--store', 's3://pgbp-bench/quarter', '--json'],
+      env,
+    );
 
     const result = {
       bench: 'dump',
@@ -119,6 +124,7 @@ async function main(): Promise<void> {
       c_peak_rss_mb: cRss,
       d_peak_rss_mb: dRss,
       quarter_db_peak_rss_mb: q.maxRssMb,
+      quarter_db_s3_peak_rss_mb: qS3.maxRssMb,
       targets: {
         c_at_most_1_10x_a: best.c <= 1.1 * best.a,
         c_3x_faster_than_b: b.seconds >= 3 * best.c,
