@@ -17,7 +17,10 @@ export interface ByteSource {
   destroy(error?: Error): void;
 }
 
-export function isByteSource(body: Readable | ByteSource): body is ByteSource {
+/** What a store writes: a Node stream, or a byte source that fills the store's own buffers. */
+export type Body = Readable | ByteSource;
+
+function isByteSource(body: Body): body is ByteSource {
   return typeof (body as Partial<ByteSource>).fill === 'function';
 }
 
@@ -26,8 +29,10 @@ export async function endsHere(source: ByteSource): Promise<boolean> {
   return (await source.fill(Buffer.alloc(1))) === 0;
 }
 
-/** A Node stream as a byte source: its chunks are copied into the buffers given. */
-export function sourceOf(stream: Readable): ByteSource {
+/** A body as a byte source: a stream's chunks are copied into the buffers given. */
+export function sourceOf(body: Body): ByteSource {
+  if (isByteSource(body)) return body;
+  const stream = body;
   const chunks = stream[Symbol.asyncIterator]();
   let rest: Buffer | undefined;
   let ended = false;

@@ -18,7 +18,7 @@ import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { ObjectExistsError } from '../domain/errors.js';
-import { type ByteSource, isByteSource, sourceOf } from './byte-source.js';
+import { type Body, sourceOf } from './byte-source.js';
 import type {
   BackupStore,
   DeleteResult,
@@ -136,12 +136,8 @@ export class FileStore implements BackupStore {
     return bytes;
   }
 
-  async putStream(
-    key: string,
-    body: Readable | ByteSource,
-    options: PutOptions = {},
-  ): Promise<{ bytes: number }> {
-    const source = isByteSource(body) ? body : sourceOf(body);
+  async putStream(key: string, body: Body, options: PutOptions = {}): Promise<{ bytes: number }> {
+    const source = sourceOf(body);
     const bytes = await this.writeAtomically(
       key,
       async (fh) => {

@@ -20,7 +20,7 @@ import {
 import { ArchivedBackupError, ObjectExistsError } from '../domain/errors.js';
 import { MAX_PARTS, partSizeFor } from '../domain/part-size.js';
 import { s3Client } from './aws-clients/s3.js';
-import { type ByteSource, endsHere, isByteSource, sourceOf } from './byte-source.js';
+import { type Body, endsHere, sourceOf } from './byte-source.js';
 import {
   type BackupStore,
   type DeleteResult,
@@ -111,12 +111,8 @@ export class S3Store implements BackupStore {
     }
   }
 
-  async putStream(
-    key: string,
-    body: Readable | ByteSource,
-    options: PutOptions = {},
-  ): Promise<{ bytes: number }> {
-    const source = isByteSource(body) ? body : sourceOf(body);
+  async putStream(key: string, body: Body, options: PutOptions = {}): Promise<{ bytes: number }> {
+    const source = sourceOf(body);
     try {
       if (!options.replace) await this.refuseExisting(key);
     } catch (error) {

@@ -1,6 +1,6 @@
 import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import type { ByteSource } from './byte-source.js';
+import type { Body } from './byte-source.js';
 
 /** Thaw state of an archived object: S3 `RestoreObject` as people read it. */
 export type ThawState =
@@ -78,11 +78,7 @@ export interface BackupStore {
    * Writes a stream, or a byte source that fills the store's own buffers, to `key`; refuses
    * with ObjectExistsError when the key exists; leaves nothing on failure.
    */
-  putStream(
-    key: string,
-    body: Readable | ByteSource,
-    options?: PutOptions,
-  ): Promise<{ readonly bytes: number }>;
+  putStream(key: string, body: Body, options?: PutOptions): Promise<{ readonly bytes: number }>;
   /**
    * A file another process can write a new object into, for stores on a file system (absent
    * for S3); refuses with ObjectExistsError when the key exists.
