@@ -129,7 +129,11 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
       : undefined;
   // Otherwise the last process of the pipe writes into a socket that the store reads from
   // into its own part buffers.
-  const output = sink ? undefined : await childOutput();
+  const output = sink
+    ? undefined
+    : await childOutput().catch((cause: unknown) => {
+        throw new DumpFailedError((cause as Error).message, { cause });
+      });
   const outputEnd = sink ? sink.handle.fd : output?.childEnd;
 
   // zstd is started first so that pg_dump can write straight into it through an OS pipe: the

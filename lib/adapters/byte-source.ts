@@ -65,6 +65,8 @@ interface PendingFill {
   readonly reject: (error: Error) => void;
 }
 
+const SOCKET_PATH_BYTES = 103;
+
 /** Bytes read while no fill was waiting (or past a full one), kept until the next fill. */
 const SPILL_BYTES = 256 * 1024;
 
@@ -76,6 +78,14 @@ const SPILL_BYTES = 256 * 1024;
  * directory (mode 0700) for the moment it takes to connect, so only this user could connect.
  */
 export async function childOutput(): Promise<{ childEnd: Socket; source: ByteSource }> {
+  // A UNIX socket's path has room for 103 bytes on every system (107 on Linux); a longer one is
+  // cut short where it is bound, which would put the socket outside its private directory.
+  const pattern = join(tmpdir(), 'pgbp-out-XXXXXX', 'out');
+  if (Buffer.byteLength(pattern) > SOCKET_PATH_BYTES) {
+    throw new RangeError(
+      `the temporary directory ${tmpdir()} is too long a path for the dump's output socket (${pattern} is over ${SOCKET_PATH_BYTES} bytes): set TMPDIR to a shorter one`,
+    );
+  }
   const dir = await mkdtemp(join(tmpdir(), 'pgbp-out-'));
   try {
     const server = createServer({ pauseOnConnect: true });

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -52,6 +52,20 @@ describe('childOutput', () => {
     const into = Buffer.alloc(100);
     expect(await source.fill(into)).toBe(12);
     expect(into.subarray(0, 12).toString()).toBe('twelve bytes');
+  });
+
+  it('refuses a temporary directory whose path is too long for a socket, creating nothing', async () => {
+    const long = join(dir, 'd'.repeat(100));
+    mkdirSync(long);
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = long;
+    try {
+      await expect(childOutput()).rejects.toThrow(`the temporary directory ${long} is too long a path`);
+    } finally {
+      process.env.TMPDIR = saved;
+      if (saved === undefined) delete process.env.TMPDIR;
+    }
+    expect(readdirSync(long)).toEqual([]);
   });
 
   it('rejects a waiting fill with the error it is destroyed with', async () => {
