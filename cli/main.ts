@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { redact } from '../lib/domain/redact.js';
+import packageJson from '../package.json' with { type: 'json' };
 import type { CliDeps } from './context.js';
 
 const defaultDeps: CliDeps = {
@@ -35,13 +36,15 @@ const commands: Record<string, () => Promise<Register>> = {
 export async function buildProgram(deps: CliDeps, exit: ExitHolder, only?: string): Promise<Command> {
   const program = new Command('pgbp')
     .description('Backups of PostgreSQL that prove they restore: dump, list, verify, restore.')
+    .version(packageJson.version, '-V, --version', 'print the version of pgbp')
     .showHelpAfterError()
     .exitOverride()
     .configureOutput({
       writeOut: (s) => deps.stdout.write(s),
       writeErr: (s) => deps.stderr.write(s),
     });
-  const names = only && only in commands ? [only] : Object.keys(commands);
+  const version = only === '-V' || only === '--version';
+  const names = only && only in commands ? [only] : version ? [] : Object.keys(commands);
   for (const name of names) (await commands[name]?.())?.(program, deps, exit);
   return program;
 }

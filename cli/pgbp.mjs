@@ -11,7 +11,7 @@ const dir = await freshBundle({
   root,
   name: 'cli',
   entryPoints: ['cli/main.ts'],
-  sources: ['cli', 'lib', 'functions', 'package-lock.json'],
+  sources: ['cli', 'lib', 'functions', 'package.json', 'package-lock.json'],
   splitting: true,
 });
 const { main } = await import(pathToFileURL(join(dir, 'main.mjs')).href);
