@@ -122,19 +122,18 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   // process reads the file back from the page cache to hash it: the dump then never passes
   // through a pipe into Node at all. pg_dump never writes into a file directly: on a seekable
   // output it goes back to rewrite its table of contents, which a reader running behind it
-  // would already have hashed.
-  const sink =
+  // would already have hashed. Otherwise the last process of the pipe writes into a socket
+  // that the store reads from into its own part buffers.
+  const [sink, output] =
     compression.codec === 'zstd' && store.openSink
-      ? await store.openSink(keys.dump, { tags: { tier } })
-      : undefined;
-  // Otherwise the last process of the pipe writes into a socket that the store reads from
-  // into its own part buffers.
-  const output = sink
-    ? undefined
-    : await childOutput().catch((cause: unknown) => {
-        throw new DumpFailedError((cause as Error).message, { cause });
-      });
-  const outputEnd = sink ? sink.handle.fd : output?.childEnd;
+      ? ([await store.openSink(keys.dump, { tags: { tier } }), undefined] as const)
+      : ([
+          undefined,
+          await childOutput().catch((cause: unknown) => {
+            throw new DumpFailedError((cause as Error).message, { cause });
+          }),
+        ] as const);
+  const outputEnd = sink ? sink.handle.fd : output.childEnd;
 
   // zstd is started first so that pg_dump can write straight into it through an OS pipe: the
   // uncompressed dump, several times the size of what is stored, never passes through this
@@ -208,14 +207,12 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
     if (sink) {
       bytes = await readBack(sink.handle, finished, hash, deps.onProgress);
       await sink.commit();
-    } else if (output) {
+    } else {
       ({ bytes } = await store.putStream(keys.dump, gated(output.source, finished, hash), {
         tags: { tier },
         storageClass: request.storageClass,
         ...(deps.onProgress ? { onProgress: deps.onProgress } : {}),
       }));
-    } else {
-      throw new DumpFailedError('the dump has neither a file nor a socket to write to');
     }
     // Both have settled by now: `finished` waited for them.
     ({ server, pgDump } = await checks);

@@ -32,8 +32,7 @@ export async function endsHere(source: ByteSource): Promise<boolean> {
 /** A body as a byte source: a stream's chunks are copied into the buffers given. */
 export function sourceOf(body: Body): ByteSource {
   if (isByteSource(body)) return body;
-  const stream = body;
-  const chunks = stream[Symbol.asyncIterator]();
+  const chunks = body[Symbol.asyncIterator]();
   let rest: Buffer | undefined;
   let ended = false;
   return {
@@ -53,7 +52,7 @@ export function sourceOf(body: Body): ByteSource {
       return filled;
     },
     destroy(error) {
-      stream.destroy(error);
+      body.destroy(error);
     },
   };
 }
@@ -72,8 +71,8 @@ const SPILL_BYTES = 256 * 1024;
 
 /**
  * An output for a child process that this process reads as a {@link ByteSource}: a connected
- * pair of UNIX sockets. `childEnd` goes to `spawn` as the child's stdout, and is closed here once
- * spawned; the other end reads straight into the buffers that fills supply (`onread`), so the
+ * pair of UNIX sockets. `childEnd` goes to `spawn` as the child's stdout, and the caller closes
+ * its own copy once the child is spawned; the other end reads straight into the buffers that fills supply (`onread`), so the
  * child's output is never cut into chunks here. The listening socket lives in a private
  * directory (mode 0700) for the moment it takes to connect, so only this user could connect.
  */
