@@ -16,7 +16,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
-import { outputOf } from '../lib/adapters/pg-tools.js';
+import { outputOf } from '../lib/postgres/pg-tools.js';
 import { BENCH_DB, ensureBenchDatabase } from './support/bench-db.js';
 import { startMoto } from './support/moto.js';
 
@@ -52,7 +52,7 @@ async function main(): Promise<void> {
   const moto = await startMoto();
   const env = { ...process.env, ...moto.env };
   try {
-    const { s3Client } = await import('../lib/adapters/aws-clients/s3.js');
+    const { s3Client } = await import('../lib/platform/aws-clients/s3.js');
     Object.assign(process.env, moto.env);
     await s3Client().send(new CreateBucketCommand({ Bucket: 'pgbp-bench' }));
 

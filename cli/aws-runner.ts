@@ -8,9 +8,9 @@ import {
   type SFNClient,
   StartExecutionCommand,
 } from '@aws-sdk/client-sfn';
-import { sfnClientIn } from '../lib/adapters/aws-clients/sfn.js';
 import type { Config } from '../lib/config.js';
 import { ConfigError } from '../lib/domain/errors.js';
+import { sfnClientIn } from '../lib/platform/aws-clients/sfn.js';
 import { deployedMachineName, type Json, type MachineName } from '../lib/state-machines.js';
 import { databaseOf, type ExecutionError, type ExecutionResult, type StepEvent } from './executions.js';
 

@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { openStore } from '../lib/adapters/open-store.js';
-import type { BackupStore } from '../lib/adapters/store.js';
 import { type Config, loadConfig, parseConfig } from '../lib/config.js';
+import { openStore } from '../lib/storage/open-store.js';
+import type { BackupStore } from '../lib/storage/store.js';
 
 /** What a command may touch: passed in, so tests run commands in-process with no module mocks. */
 export interface CliDeps {

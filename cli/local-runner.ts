@@ -7,13 +7,12 @@ import { createCheckSizeHandler } from '../functions/check-size.js';
 import { createNotifyHandler } from '../functions/notify.js';
 import { createPrepareRestoreHandler } from '../functions/prepare-restore.js';
 import { createThawBackupHandler } from '../functions/thaw-backup.js';
-import type { Alerter } from '../lib/adapters/alerter.js';
-import { type Clock, systemClock } from '../lib/adapters/clock.js';
-import type { LambdaFunction } from '../lib/adapters/lambda.js';
-import { type Logger, silentLogger } from '../lib/adapters/logger.js';
-import type { BackupStore } from '../lib/adapters/store.js';
 import type { Config } from '../lib/config.js';
 import { ConfigError } from '../lib/domain/errors.js';
+import type { Alerter } from '../lib/notify/alerter.js';
+import { type Clock, systemClock } from '../lib/platform/clock.js';
+import type { LambdaFunction } from '../lib/platform/lambda.js';
+import { type Logger, silentLogger } from '../lib/platform/logger.js';
 import {
   allStates,
   deployedMachineName,
@@ -25,6 +24,7 @@ import {
   polyfillWithResolvers,
   projectRoot,
 } from '../lib/state-machines.js';
+import type { BackupStore } from '../lib/storage/store.js';
 import { databaseOf, type ExecutionError, type ExecutionResult, type StepEvent } from './executions.js';
 import { taskBundleDir } from './task-bundle.js';
 

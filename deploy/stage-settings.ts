@@ -26,7 +26,7 @@ export const FUNCTION_KEYS = [
   'thawBackup',
 ] as const;
 
-/** The staleness watchdog's embedded metric (lib/adapters/metrics.ts, lib/staleness-run.ts). */
+/** The staleness watchdog's embedded metric (lib/platform/metrics.ts, lib/monitor/staleness.ts). */
 export const BACKUP_AGE_METRIC = { namespace: 'PgBackupPipeline', name: 'BackupAgeHours' } as const;
 
 /** CloudWatch Logs accepts only these retention periods. */

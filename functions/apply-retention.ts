@@ -1,18 +1,18 @@
 import { z } from 'zod';
-import type { Alerter } from '../lib/adapters/alerter.js';
-import type { Clock } from '../lib/adapters/clock.js';
-import { lambdaHandler, lazyHandler } from '../lib/adapters/lambda.js';
-import type { Logger } from '../lib/adapters/logger.js';
-import { runtimePorts } from '../lib/adapters/runtime.js';
-import type { BackupStore } from '../lib/adapters/store.js';
 import type { Config } from '../lib/config.js';
 import { isKeyableDatabaseName } from '../lib/domain/catalog.js';
+import type { Alerter } from '../lib/notify/alerter.js';
+import type { Clock } from '../lib/platform/clock.js';
+import { lambdaHandler, lazyHandler } from '../lib/platform/lambda.js';
+import type { Logger } from '../lib/platform/logger.js';
 import {
   type RetentionReport,
   retentionAlerts,
   retentionDatabases,
   runRetention,
-} from '../lib/retention-run.js';
+} from '../lib/retention/run.js';
+import { runtimePorts } from '../lib/runtime.js';
+import type { BackupStore } from '../lib/storage/store.js';
 
 /** Strict: a misspelt `dryRun` must fail, not delete. */
 export const applyRetentionEvent = z

@@ -1,11 +1,11 @@
-import { lambdaHandler, lazyHandler } from '../lib/adapters/lambda.js';
-import type { Logger } from '../lib/adapters/logger.js';
-import { runtimePorts } from '../lib/adapters/runtime.js';
-import type { BackupStore } from '../lib/adapters/store.js';
 import type { Config } from '../lib/config.js';
 import { SizeOutOfRangeError } from '../lib/domain/errors.js';
 import { backupReferenceSchema } from '../lib/domain/manifest.js';
-import { checkBackupSize } from '../lib/size-check-run.js';
+import { checkBackupSize } from '../lib/monitor/size-check.js';
+import { lambdaHandler, lazyHandler } from '../lib/platform/lambda.js';
+import type { Logger } from '../lib/platform/logger.js';
+import { runtimePorts } from '../lib/runtime.js';
+import type { BackupStore } from '../lib/storage/store.js';
 
 export const checkSizeEvent = backupReferenceSchema;
 

@@ -1,13 +1,13 @@
 import { z } from 'zod';
-import type { Alerter } from '../lib/adapters/alerter.js';
-import type { Clock } from '../lib/adapters/clock.js';
-import { lambdaHandler, lazyHandler } from '../lib/adapters/lambda.js';
-import type { Logger } from '../lib/adapters/logger.js';
-import { emfSink, type MetricsSink } from '../lib/adapters/metrics.js';
-import { runtimePorts } from '../lib/adapters/runtime.js';
-import type { BackupStore } from '../lib/adapters/store.js';
 import type { Config } from '../lib/config.js';
-import { checkStaleness } from '../lib/staleness-run.js';
+import { checkStaleness } from '../lib/monitor/staleness.js';
+import type { Alerter } from '../lib/notify/alerter.js';
+import type { Clock } from '../lib/platform/clock.js';
+import { lambdaHandler, lazyHandler } from '../lib/platform/lambda.js';
+import type { Logger } from '../lib/platform/logger.js';
+import { emfSink, type MetricsSink } from '../lib/platform/metrics.js';
+import { runtimePorts } from '../lib/runtime.js';
+import type { BackupStore } from '../lib/storage/store.js';
 
 /** EventBridge Scheduler sends whatever input it was given (`{}` by default): any object will do. */
 export const checkStalenessEvent = z.looseObject({});

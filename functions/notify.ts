@@ -1,9 +1,4 @@
 import { z } from 'zod';
-import type { Alerter } from '../lib/adapters/alerter.js';
-import type { Clock } from '../lib/adapters/clock.js';
-import { lambdaHandler, lazyHandler } from '../lib/adapters/lambda.js';
-import type { Logger } from '../lib/adapters/logger.js';
-import { runtimePorts } from '../lib/adapters/runtime.js';
 import {
   ALERT_KINDS,
   type Alert,
@@ -12,6 +7,11 @@ import {
   restoreCompletedAlert,
   sizeAlert,
 } from '../lib/domain/alerts.js';
+import type { Alerter } from '../lib/notify/alerter.js';
+import type { Clock } from '../lib/platform/clock.js';
+import { lambdaHandler, lazyHandler } from '../lib/platform/lambda.js';
+import type { Logger } from '../lib/platform/logger.js';
+import { runtimePorts } from '../lib/runtime.js';
 
 /** A check-size verdict, as CheckSize returned it. */
 const sizeVerdict = z.object({

@@ -1,12 +1,12 @@
 import { z } from 'zod';
-import { lambdaHandler, lazyHandler } from '../lib/adapters/lambda.js';
-import type { Logger } from '../lib/adapters/logger.js';
-import { openStore } from '../lib/adapters/open-store.js';
-import { runtimeConfig } from '../lib/adapters/runtime.js';
-import { type BackupStore, needsThaw } from '../lib/adapters/store.js';
-import { findBackup } from '../lib/backup-catalog.js';
+import { findBackup } from '../lib/catalog/backups.js';
 import { BackupNotFoundError } from '../lib/domain/errors.js';
-import { parseRestoreRequest, type RestoreRequest, selectorOf } from '../lib/restore-request.js';
+import { lambdaHandler, lazyHandler } from '../lib/platform/lambda.js';
+import type { Logger } from '../lib/platform/logger.js';
+import { parseRestoreRequest, type RestoreRequest, selectorOf } from '../lib/restore/request.js';
+import { runtimeConfig } from '../lib/runtime.js';
+import { openStore } from '../lib/storage/open-store.js';
+import { type BackupStore, needsThaw } from '../lib/storage/store.js';
 
 /** Any JSON: parseRestoreRequest validates it and names the bad field (InvalidRestoreRequestError). */
 export const prepareRestoreEvent = z.unknown();

@@ -1,11 +1,11 @@
 import { z } from 'zod';
-import { lambdaHandler, lazyHandler } from '../lib/adapters/lambda.js';
-import type { Logger } from '../lib/adapters/logger.js';
-import { runtimeConfig, slackSecretId } from '../lib/adapters/runtime.js';
-import { getSecret } from '../lib/adapters/secrets.js';
-import { type SlackWebhook, slackWebhook } from '../lib/adapters/slack.js';
 import { slackMessage, slackViewOfNotification } from '../lib/domain/alerts.js';
 import { ConfigError } from '../lib/domain/errors.js';
+import { type SlackWebhook, slackWebhook } from '../lib/notify/slack.js';
+import { lambdaHandler, lazyHandler } from '../lib/platform/lambda.js';
+import type { Logger } from '../lib/platform/logger.js';
+import { getSecret } from '../lib/platform/secrets.js';
+import { runtimeConfig, slackSecretId } from '../lib/runtime.js';
 
 const attribute = z.object({ Type: z.string().optional(), Value: z.string().optional() });
 

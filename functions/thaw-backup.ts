@@ -1,11 +1,11 @@
-import { lambdaHandler, lazyHandler } from '../lib/adapters/lambda.js';
-import type { Logger } from '../lib/adapters/logger.js';
-import { openStore } from '../lib/adapters/open-store.js';
-import { runtimeConfig } from '../lib/adapters/runtime.js';
-import type { BackupStore, ThawState } from '../lib/adapters/store.js';
 import type { RestorePolicy } from '../lib/config.js';
 import { backupReferenceSchema } from '../lib/domain/manifest.js';
-import { thawBackup } from '../lib/restore.js';
+import { lambdaHandler, lazyHandler } from '../lib/platform/lambda.js';
+import type { Logger } from '../lib/platform/logger.js';
+import { thawBackup } from '../lib/restore/restore.js';
+import { runtimeConfig } from '../lib/runtime.js';
+import { openStore } from '../lib/storage/open-store.js';
+import type { BackupStore, ThawState } from '../lib/storage/store.js';
 
 export const thawBackupEvent = backupReferenceSchema;
 

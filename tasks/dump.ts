@@ -1,11 +1,11 @@
 import { fileURLToPath } from 'node:url';
-import { sfnClient } from '../lib/adapters/aws-clients/sfn.js';
-import { createLogger } from '../lib/adapters/logger.js';
-import { openStore } from '../lib/adapters/open-store.js';
+import { compressionFromConfig, runDump } from '../lib/backup/dump.js';
 import { type Config, loadConfig } from '../lib/config.js';
-import { connectionFor } from '../lib/connection.js';
 import type { Manifest } from '../lib/domain/manifest.js';
-import { compressionFromConfig, runDump } from '../lib/dump.js';
+import { sfnClient } from '../lib/platform/aws-clients/sfn.js';
+import { createLogger } from '../lib/platform/logger.js';
+import { connectionFor } from '../lib/postgres/connection.js';
+import { openStore } from '../lib/storage/open-store.js';
 import { runTask, type TaskDeps } from './task-runner.js';
 
 /** The dump task's inputs, from the container's environment (the ECS overrides). */

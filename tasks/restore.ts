@@ -1,12 +1,12 @@
 import { fileURLToPath } from 'node:url';
-import { sfnClient } from '../lib/adapters/aws-clients/sfn.js';
-import { createLogger } from '../lib/adapters/logger.js';
-import { openStore } from '../lib/adapters/open-store.js';
 import { type Config, databaseSettings, loadConfig } from '../lib/config.js';
-import { connectionFor } from '../lib/connection.js';
 import { InvalidRestoreRequestError } from '../lib/domain/errors.js';
-import { type RestoreReport, rowsRestored, runRestore } from '../lib/restore.js';
-import { parseRestoreRequest, type RestoreRequest } from '../lib/restore-request.js';
+import { sfnClient } from '../lib/platform/aws-clients/sfn.js';
+import { createLogger } from '../lib/platform/logger.js';
+import { connectionFor } from '../lib/postgres/connection.js';
+import { parseRestoreRequest, type RestoreRequest } from '../lib/restore/request.js';
+import { type RestoreReport, rowsRestored, runRestore } from '../lib/restore/restore.js';
+import { openStore } from '../lib/storage/open-store.js';
 import { runTask, type TaskDeps } from './task-runner.js';
 
 /** The restore task's inputs, from the container's environment (the ECS overrides). */

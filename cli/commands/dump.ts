@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
-import { createLogger, silentLogger } from '../../lib/adapters/logger.js';
-import { connectionFor } from '../../lib/connection.js';
+import { compressionFromConfig, runDump } from '../../lib/backup/dump.js';
 import { formatBytes } from '../../lib/domain/units.js';
-import { compressionFromConfig, runDump } from '../../lib/dump.js';
+import { createLogger, silentLogger } from '../../lib/platform/logger.js';
+import { connectionFor } from '../../lib/postgres/connection.js';
 import { type CliDeps, out, resolveConfig, resolveStore } from '../context.js';
 import type { ExitHolder } from '../main.js';
 import { progressLine } from '../progress.js';

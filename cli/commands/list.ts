@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import type { BackupStore } from '../../lib/adapters/store.js';
-import { listBackups } from '../../lib/backup-catalog.js';
+import { listBackups } from '../../lib/catalog/backups.js';
 import { formatBytes } from '../../lib/domain/units.js';
+import type { BackupStore } from '../../lib/storage/store.js';
 import { type CliDeps, out, resolveConfig, resolveStore } from '../context.js';
 import type { ExitHolder } from '../main.js';
 

@@ -1,12 +1,17 @@
 import type { Command } from 'commander';
-import { createLogger, silentLogger } from '../../lib/adapters/logger.js';
 import { databaseSettings } from '../../lib/config.js';
-import { connectionFor } from '../../lib/connection.js';
 import { keysFor } from '../../lib/domain/catalog.js';
 import { redact } from '../../lib/domain/redact.js';
 import { formatBytes } from '../../lib/domain/units.js';
-import { RestoreChecksFailed, type RestoreReport, rowsRestored, runRestore } from '../../lib/restore.js';
-import { parseRestoreRequest } from '../../lib/restore-request.js';
+import { createLogger, silentLogger } from '../../lib/platform/logger.js';
+import { connectionFor } from '../../lib/postgres/connection.js';
+import { parseRestoreRequest } from '../../lib/restore/request.js';
+import {
+  RestoreChecksFailed,
+  type RestoreReport,
+  rowsRestored,
+  runRestore,
+} from '../../lib/restore/restore.js';
 import { type CliDeps, type CommonOptions, err, out, resolveConfig, resolveStore } from '../context.js';
 import { finish, type MachineOptions, restoreSummary, runMachine } from '../machine-command.js';
 import type { ExitHolder } from '../main.js';

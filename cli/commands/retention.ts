@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { createLogger, silentLogger } from '../../lib/adapters/logger.js';
-import { type RetentionReport, retentionDatabases, runRetention } from '../../lib/retention-run.js';
+import { createLogger, silentLogger } from '../../lib/platform/logger.js';
+import { type RetentionReport, retentionDatabases, runRetention } from '../../lib/retention/run.js';
 import { type CliDeps, err, out, resolveConfig, resolveStore } from '../context.js';
 import type { ExitHolder } from '../main.js';
 

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { formatBytes } from '../../lib/domain/units.js';
-import { storeStatus } from '../../lib/staleness-run.js';
+import { storeStatus } from '../../lib/monitor/staleness.js';
 import { type CliDeps, out, resolveConfig, resolveStore } from '../context.js';
 import type { ExitHolder } from '../main.js';
 

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { parseSelector } from '../../lib/backup-catalog.js';
+import { parseSelector } from '../../lib/catalog/backups.js';
 import { InvalidRestoreRequestError } from '../../lib/domain/errors.js';
-import { describeThaw, thawBackup } from '../../lib/restore.js';
+import { describeThaw, thawBackup } from '../../lib/restore/restore.js';
 import { type CliDeps, type CommonOptions, out, resolveConfig, resolveStore } from '../context.js';
 import type { ExitHolder } from '../main.js';
 

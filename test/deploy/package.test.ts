@@ -5,8 +5,8 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BACKUP_AGE_METRIC, FUNCTION_KEYS, stageSettings } from '../../deploy/stage-settings.js';
-import { METRIC_NAMESPACE } from '../../lib/adapters/metrics.js';
 import { loadConfig } from '../../lib/config.js';
+import { METRIC_NAMESPACE } from '../../lib/platform/metrics.js';
 import { MACHINE_NAMES, MACHINES } from '../statemachines/asl.js';
 
 /**

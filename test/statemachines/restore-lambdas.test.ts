@@ -6,11 +6,11 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPrepareRestoreHandler } from '../../functions/prepare-restore.js';
 import { createThawBackupHandler } from '../../functions/thaw-backup.js';
-import { FileStore } from '../../lib/adapters/file-store.js';
-import { silentLogger } from '../../lib/adapters/logger.js';
-import { S3Store } from '../../lib/adapters/s3-store.js';
-import type { BackupStore } from '../../lib/adapters/store.js';
 import { keysFor } from '../../lib/domain/catalog.js';
+import { silentLogger } from '../../lib/platform/logger.js';
+import { FileStore } from '../../lib/storage/file-store.js';
+import { S3Store } from '../../lib/storage/s3-store.js';
+import type { BackupStore } from '../../lib/storage/store.js';
 import { makeManifest } from '../support/manifests.js';
 import { createBucket } from '../support/s3.js';
 

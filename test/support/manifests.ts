@@ -3,11 +3,11 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { FileStore } from '../../lib/adapters/file-store.js';
-import type { BackupStore } from '../../lib/adapters/store.js';
 import { type Config, parseConfig } from '../../lib/config.js';
 import { backupIdFor, classifyTier, keysFor } from '../../lib/domain/catalog.js';
 import { MANIFEST_VERSION, type Manifest, parseManifest } from '../../lib/domain/manifest.js';
+import type { FileStore } from '../../lib/storage/file-store.js';
+import type { BackupStore } from '../../lib/storage/store.js';
 
 /** A valid manifest for a backup of `database` taken at `createdAt`, describing `dump`. */
 export function makeManifest(

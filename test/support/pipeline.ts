@@ -3,9 +3,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { join } from 'node:path';
 import { CreateTopicCommand, SubscribeCommand } from '@aws-sdk/client-sns';
 import { stringify } from 'yaml';
-import type { Alerter } from '../../lib/adapters/alerter.js';
-import { snsClient } from '../../lib/adapters/aws-clients/sns.js';
 import type { Alert } from '../../lib/domain/alerts.js';
+import type { Alerter } from '../../lib/notify/alerter.js';
+import { snsClient } from '../../lib/platform/aws-clients/sns.js';
 
 /** An alerter port that keeps what it was given, as a person's inbox would. */
 export function inboxAlerter(): Alerter & { readonly received: Alert[] } {

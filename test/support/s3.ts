@@ -5,7 +5,7 @@ import {
   ListObjectsV2Command,
   PutObjectLockConfigurationCommand,
 } from '@aws-sdk/client-s3';
-import { s3Client } from '../../lib/adapters/aws-clients/s3.js';
+import { s3Client } from '../../lib/platform/aws-clients/s3.js';
 
 /** A fresh bucket on the moto server for one test. */
 export async function createBucket(options: { objectLock?: boolean } = {}): Promise<string> {

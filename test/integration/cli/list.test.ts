@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FileStore } from '../../../lib/adapters/file-store.js';
 import { keysFor } from '../../../lib/domain/catalog.js';
+import { FileStore } from '../../../lib/storage/file-store.js';
 import { runCli } from '../../support/cli.js';
 import { putBackup } from '../../support/manifests.js';
 

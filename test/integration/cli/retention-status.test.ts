@@ -1,10 +1,10 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../../cli/main.js';
-import { FileStore } from '../../../lib/adapters/file-store.js';
-import type { BackupStore } from '../../../lib/adapters/store.js';
-import type { RetentionReport } from '../../../lib/retention-run.js';
-import type { StoreStatus } from '../../../lib/staleness-run.js';
+import type { StoreStatus } from '../../../lib/monitor/staleness.js';
+import type { RetentionReport } from '../../../lib/retention/run.js';
+import { FileStore } from '../../../lib/storage/file-store.js';
+import type { BackupStore } from '../../../lib/storage/store.js';
 import { putBackup, putDebris, withTempDir } from '../../support/manifests.js';
 import { writeConfigFile } from '../../support/pipeline.js';
 

@@ -1,12 +1,12 @@
 import { PutObjectLegalHoldCommand, PutObjectRetentionCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApplyRetentionHandler, handler } from '../../../functions/apply-retention.js';
-import { s3Client } from '../../../lib/adapters/aws-clients/s3.js';
-import { fixedClock } from '../../../lib/adapters/clock.js';
-import { silentLogger } from '../../../lib/adapters/logger.js';
-import { S3Store } from '../../../lib/adapters/s3-store.js';
 import { backupIdFor, classifyTier, keysFor } from '../../../lib/domain/catalog.js';
-import type { RetentionReport } from '../../../lib/retention-run.js';
+import { s3Client } from '../../../lib/platform/aws-clients/s3.js';
+import { fixedClock } from '../../../lib/platform/clock.js';
+import { silentLogger } from '../../../lib/platform/logger.js';
+import type { RetentionReport } from '../../../lib/retention/run.js';
+import { S3Store } from '../../../lib/storage/s3-store.js';
 import { dailyDates, putBackup, putDebris, testConfig, withTempDir } from '../../support/manifests.js';
 import { eachLimit, inboxAlerter, writeConfigFile } from '../../support/pipeline.js';
 import { createBucket, listKeys } from '../../support/s3.js';

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { createCheckSizeHandler } from '../../../functions/check-size.js';
-import { silentLogger } from '../../../lib/adapters/logger.js';
-import { S3Store } from '../../../lib/adapters/s3-store.js';
 import type { Config } from '../../../lib/config.js';
 import { keysFor } from '../../../lib/domain/catalog.js';
 import { BackupNotFoundError, CorruptBackupError, SizeOutOfRangeError } from '../../../lib/domain/errors.js';
+import { silentLogger } from '../../../lib/platform/logger.js';
+import { S3Store } from '../../../lib/storage/s3-store.js';
 import { dailyDates, putBackup, testConfig } from '../../support/manifests.js';
 import { rejection } from '../../support/pipeline.js';
 import { createBucket } from '../../support/s3.js';

@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createCheckStalenessHandler, handler } from '../../../functions/check-staleness.js';
-import { fixedClock } from '../../../lib/adapters/clock.js';
-import { FileStore } from '../../../lib/adapters/file-store.js';
-import { silentLogger } from '../../../lib/adapters/logger.js';
-import { emfSink } from '../../../lib/adapters/metrics.js';
-import { S3Store } from '../../../lib/adapters/s3-store.js';
+import { fixedClock } from '../../../lib/platform/clock.js';
+import { silentLogger } from '../../../lib/platform/logger.js';
+import { emfSink } from '../../../lib/platform/metrics.js';
+import { FileStore } from '../../../lib/storage/file-store.js';
+import { S3Store } from '../../../lib/storage/s3-store.js';
 import { putBackup, testConfig, withTempDir } from '../../support/manifests.js';
 import {
   createTopic,

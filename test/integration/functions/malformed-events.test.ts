@@ -4,10 +4,10 @@ import { createCheckSizeHandler } from '../../../functions/check-size.js';
 import { createCheckStalenessHandler } from '../../../functions/check-staleness.js';
 import { createNotifyHandler } from '../../../functions/notify.js';
 import { createSlackForwarderHandler } from '../../../functions/slack-forwarder.js';
-import { fixedClock } from '../../../lib/adapters/clock.js';
-import { FileStore } from '../../../lib/adapters/file-store.js';
-import { silentLogger } from '../../../lib/adapters/logger.js';
 import { InvalidEventError } from '../../../lib/domain/errors.js';
+import { fixedClock } from '../../../lib/platform/clock.js';
+import { silentLogger } from '../../../lib/platform/logger.js';
+import { FileStore } from '../../../lib/storage/file-store.js';
 import { testConfig } from '../../support/manifests.js';
 import { inboxAlerter, rejection } from '../../support/pipeline.js';
 

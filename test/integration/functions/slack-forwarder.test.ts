@@ -2,12 +2,12 @@ import { CreateSecretCommand } from '@aws-sdk/client-secrets-manager';
 import { PutParameterCommand } from '@aws-sdk/client-ssm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSlackForwarderHandler, handler } from '../../../functions/slack-forwarder.js';
-import { secretsClient, ssmClient } from '../../../lib/adapters/aws-clients/secrets.js';
-import { silentLogger } from '../../../lib/adapters/logger.js';
-import { getSecret } from '../../../lib/adapters/secrets.js';
-import { slackWebhook } from '../../../lib/adapters/slack.js';
 import { type Alert, alertSubject, alertText, failureAlert } from '../../../lib/domain/alerts.js';
 import { AlertDeliveryError } from '../../../lib/domain/errors.js';
+import { slackWebhook } from '../../../lib/notify/slack.js';
+import { secretsClient, ssmClient } from '../../../lib/platform/aws-clients/secrets.js';
+import { silentLogger } from '../../../lib/platform/logger.js';
+import { getSecret } from '../../../lib/platform/secrets.js';
 import { withTempDir } from '../../support/manifests.js';
 import { rejection, startServer, type TestServer, writeConfigFile } from '../../support/pipeline.js';
 

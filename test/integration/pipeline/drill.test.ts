@@ -3,13 +3,13 @@ import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileStore } from '../../../lib/adapters/file-store.js';
 import { keysFor } from '../../../lib/domain/catalog.js';
 import type { Manifest } from '../../../lib/domain/manifest.js';
-import type { RestoreReport } from '../../../lib/restore.js';
+import type { RestoreReport } from '../../../lib/restore/restore.js';
+import { FileStore } from '../../../lib/storage/file-store.js';
 import { createDatabase, dropDatabase, uniqueDbName } from '../../support/pg.js';
 import { writeConfigFile } from '../../support/pipeline.js';
-import { databasesLike, dump } from '../restore-fixture.js';
+import { databasesLike, dump } from '../restore/fixture.js';
 import { alertInbox, type Inbox, parseExecution, pgbp } from './harness.js';
 
 /** The recovery drill (statemachines/restore-drill.asl.yml) run by `pgbp drill` on this machine. */

@@ -4,16 +4,16 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StepEvent } from '../../../cli/executions.js';
 import { runLocalExecution } from '../../../cli/local-runner.js';
-import { consoleAlerter } from '../../../lib/adapters/alerter.js';
-import { FileStore } from '../../../lib/adapters/file-store.js';
-import { S3Store } from '../../../lib/adapters/s3-store.js';
 import { loadConfig } from '../../../lib/config.js';
 import type { Manifest } from '../../../lib/domain/manifest.js';
+import { consoleAlerter } from '../../../lib/notify/alerter.js';
+import { FileStore } from '../../../lib/storage/file-store.js';
+import { S3Store } from '../../../lib/storage/s3-store.js';
 import { snapshot } from '../../support/compare.js';
 import { createDatabase, databaseExists, dropDatabase, uniqueDbName } from '../../support/pg.js';
 import { writeConfigFile } from '../../support/pipeline.js';
 import { createBucket } from '../../support/s3.js';
-import { dump } from '../restore-fixture.js';
+import { dump } from '../restore/fixture.js';
 import { alertInbox, type Inbox, parseExecution, pgbp, ROOT } from './harness.js';
 
 /** A manual restore through statemachines/restore.asl.yml, run on this machine. */

@@ -10,8 +10,8 @@ import {
 } from '@aws-sdk/client-sfn';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileStore } from '../../../lib/adapters/file-store.js';
-import { listBackups } from '../../../lib/backup-catalog.js';
+import { listBackups } from '../../../lib/catalog/backups.js';
+import { FileStore } from '../../../lib/storage/file-store.js';
 import { main } from '../../../tasks/dump.js';
 import { createDatabase, dropDatabase, uniqueDbName } from '../../support/pg.js';
 import { sink } from '../../support/sink.js';

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseRestoreRequest } from '../../../lib/restore-request.js';
+import { parseRestoreRequest } from '../../../lib/restore/request.js';
 import { projectRoot } from '../../../lib/state-machines.js';
 
 /** The state machine inputs docs/RUNBOOK.md tells an operator to paste. */

@@ -1,0 +1,359 @@
+import type { ChildProcess } from 'node:child_process';
+import { createHash, type Hash } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Config } from '../config.js';
+import { backupIdFor, classifyTier, isKeyableDatabaseName, keysFor } from '../domain/catalog.js';
+import { DumpFailedError, PipelineError } from '../domain/errors.js';
+import { type Codec, MANIFEST_VERSION, type Manifest, parseManifest } from '../domain/manifest.js';
+import { redact } from '../domain/redact.js';
+import type { Logger } from '../platform/logger.js';
+import {
+  type Connection,
+  defaultSpawn,
+  describeConnection,
+  libpqEnv,
+  onPath,
+  requireToolAtLeastServer,
+  type Spawn,
+  StderrTail,
+  serverInfo,
+  toolVersion,
+} from '../postgres/pg-tools.js';
+import { type ByteSource, childOutput } from '../storage/byte-source.js';
+import type { BackupStore } from '../storage/store.js';
+
+export interface DumpRequest {
+  readonly database: string;
+  readonly connection: Connection;
+  readonly store: BackupStore;
+  readonly compression: { readonly codec: Codec; readonly level?: number; readonly threads: number };
+  readonly storageClass: string;
+}
+
+export interface DumpDeps {
+  readonly env: NodeJS.ProcessEnv;
+  readonly spawn?: Spawn;
+  readonly clock?: () => Date;
+  readonly logger: Logger;
+  /** Running count of bytes stored, for progress and heartbeats. */
+  readonly onProgress?: (bytes: number) => void;
+}
+
+/** The dump settings of a stage config. */
+export function compressionFromConfig(config: Config): DumpRequest['compression'] {
+  const level = config.dump.level ?? (config.dump.compression === 'zstd' ? 1 : undefined);
+  return {
+    codec: config.dump.compression,
+    ...(level !== undefined ? { level } : {}),
+    threads: config.dump.threads,
+  };
+}
+
+/** A process of the pipe that failed, in the order they were seen. */
+interface ProcessFailure {
+  readonly error: DumpFailedError;
+  /** SIGPIPE: it was writing to a process that had already gone, which is the cause. */
+  readonly brokenPipe: boolean;
+}
+
+function exitOf(
+  child: ChildProcess,
+  what: string,
+  tail: StderrTail,
+  failures: ProcessFailure[],
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const fail = (error: DumpFailedError, brokenPipe = false) => {
+      failures.push({ error, brokenPipe });
+      reject(error);
+    };
+    child.once('error', (e) =>
+      fail(new DumpFailedError(`${what} could not start: ${e.message}`, { cause: e })),
+    );
+    child.once('close', (code, signal) => {
+      if (code === 0) resolve();
+      else {
+        const why = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+        const detail = tail.line();
+        fail(new DumpFailedError(`${what} ${why}${detail ? `: ${detail}` : ''}`), signal === 'SIGPIPE');
+      }
+    });
+  });
+}
+
+/** The failure to report: the first that is not a broken pipe, which only follows another. */
+function causeOf(failures: readonly ProcessFailure[]): DumpFailedError | undefined {
+  return (failures.find((f) => !f.brokenPipe) ?? failures[0])?.error;
+}
+
+/**
+ * Streams pg_dump (custom format) through the chosen codec into the store, hashing as it goes,
+ * and writes the manifest last. The dump object only completes once every process in the
+ * pipe has exited cleanly: a killed pg_dump never leaves an object that looks whole.
+ */
+export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Manifest> {
+  const { database, connection, store, compression } = request;
+  const spawn = deps.spawn ?? defaultSpawn;
+  const clock = deps.clock ?? (() => new Date());
+  const secrets = [connection.password];
+  const log = deps.logger.child({ database });
+  if (!isKeyableDatabaseName(database)) {
+    throw new DumpFailedError(
+      `database name ${JSON.stringify(database)} cannot key a backup: use letters, digits, _ . $ - (at most 63)`,
+    );
+  }
+  const env = libpqEnv(connection, deps.env);
+
+  const createdAt = clock();
+  createdAt.setUTCMilliseconds(0);
+  const id = backupIdFor(database, createdAt);
+  const keys = keysFor(store.prefix, id);
+  const tier = classifyTier(createdAt);
+  const started = Date.now();
+
+  const dumpArgs = ['--format=custom', '--no-password', `--dbname=${database}`];
+  if (compression.codec === 'gzip') {
+    if (compression.level !== undefined) dumpArgs.push(`--compress=${compression.level}`);
+  } else {
+    dumpArgs.push('--compress=0');
+  }
+  // A store on a file system gives zstd the temporary file itself as its output, and this
+  // process reads the file back from the page cache to hash it: the dump then never passes
+  // through a pipe into Node at all. pg_dump never writes into a file directly: on a seekable
+  // output it goes back to rewrite its table of contents, which a reader running behind it
+  // would already have hashed. Otherwise the last process of the pipe writes into a socket
+  // that the store reads from into its own part buffers.
+  const [sink, output] =
+    compression.codec === 'zstd' && store.openSink
+      ? ([await store.openSink(keys.dump, { tags: { tier } }), undefined] as const)
+      : ([
+          undefined,
+          await childOutput().catch((cause: unknown) => {
+            throw new DumpFailedError((cause as Error).message, { cause });
+          }),
+        ] as const);
+  const outputEnd = sink ? sink.handle.fd : output.childEnd;
+
+  // zstd is started first so that pg_dump can write straight into it through an OS pipe: the
+  // uncompressed dump, several times the size of what is stored, never passes through this
+  // process.
+  const children: ChildProcess[] = [];
+  const exits: Promise<void>[] = [];
+  const processFailures: ProcessFailure[] = [];
+  let zstd: ChildProcess | undefined;
+  if (compression.codec === 'zstd') {
+    const zstdTail = new StderrTail(secrets);
+    zstd = spawn(
+      'zstd',
+      [
+        `-${compression.level ?? 1}`,
+        compression.threads === 1 ? '--single-thread' : `-T${compression.threads}`,
+        '-q',
+        '-c',
+        '--no-sparse',
+      ],
+      { env, stdio: ['pipe', outputEnd, 'pipe'] },
+    );
+    zstd.stderr?.on('data', (d: Buffer) => zstdTail.push(d));
+    exits.push(exitOf(zstd, 'zstd', zstdTail, processFailures));
+    children.push(zstd);
+  }
+  const dumpTail = new StderrTail(secrets);
+  // pg_dump writes through stdio, whose buffer on a pipe is one page: 200,000 writes and as
+  // many wake-ups of the reader per gigabyte. stdbuf (coreutils) gives it a 1 MiB buffer
+  // instead, which spares both processes CPU that the server needs on a small machine. Without
+  // stdbuf, pg_dump runs as it is.
+  const [command, args] = onPath('stdbuf', env)
+    ? ['stdbuf', ['-o', '1M', 'pg_dump', ...dumpArgs]]
+    : ['pg_dump', dumpArgs];
+  const dumper = spawn(command, args, { env, stdio: ['ignore', zstd?.stdin ?? outputEnd, 'pipe'] });
+  // Our ends of the pipes close, so each reader sees the end of input exactly when its writer
+  // ends; if zstd dies, pg_dump gets EPIPE. Either failure surfaces through the exit codes.
+  zstd?.stdin?.destroy();
+  output?.childEnd.destroy();
+  dumper.stderr?.on('data', (d: Buffer) => dumpTail.push(d));
+  exits.unshift(exitOf(dumper, 'pg_dump', dumpTail, processFailures));
+  children.unshift(dumper);
+  // The server's version and tables, and pg_dump's version, are asked once the dump has
+  // started rather than before: nothing is stored unless they pass (the object completes only
+  // once they have), and pg_dump itself refuses a server newer than it is.
+  const checks = Promise.all([
+    serverInfo(connection).catch((cause: unknown) => {
+      throw new DumpFailedError(
+        `cannot connect to ${describeConnection(connection)}: ${redact((cause as Error).message, secrets)}`,
+        { cause },
+      );
+    }),
+    toolVersion('pg_dump', env, spawn).catch((cause: unknown) => {
+      throw new DumpFailedError((cause as Error).message, { cause });
+    }),
+  ]).then(([server, pgDump]) => {
+    requireToolAtLeastServer('pg_dump', pgDump, server.version);
+    log.info('dump starting', { backupId: id, tier, codec: compression.codec, server: server.version.text });
+    return { server, pgDump };
+  });
+
+  // What the object waits for before it may complete: every process exited with 0, every check passed.
+  const finished = Promise.all([...exits, checks]).then(() => undefined);
+  finished.catch(() => {}); // its failures are read where it is awaited, and in the catch below
+  const allSettled = Promise.allSettled(exits);
+
+  const hash = createHash('sha256');
+  let bytes: number;
+  let server: Awaited<typeof checks>['server'];
+  let pgDump: Awaited<typeof checks>['pgDump'];
+  try {
+    if (sink) {
+      bytes = await readBack(sink.handle, finished, hash, deps.onProgress);
+      await sink.commit();
+    } else {
+      ({ bytes } = await store.putStream(keys.dump, gated(output.source, finished, hash), {
+        tags: { tier },
+        storageClass: request.storageClass,
+        ...(deps.onProgress ? { onProgress: deps.onProgress } : {}),
+      }));
+    }
+    // Both have settled by now: `finished` waited for them.
+    ({ server, pgDump } = await checks);
+  } catch (error) {
+    // Which failure to report. A failed check comes first: a wrong password fails pg_dump too,
+    // in less plain words and maybe sooner. Then a process that failed on its own, the first in
+    // cause rather than in time: the others end by themselves (a broken pipe, the end of input),
+    // so they get a moment before the rest are stopped. A process we stop because the store
+    // failed is not the cause.
+    if (processFailures.length > 0) await Promise.race([allSettled, delay(2000)]);
+    const ownFailure = causeOf(processFailures);
+    for (const child of children)
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    const [, checkFailure] = await Promise.all([
+      allSettled,
+      checks.then(
+        () => undefined,
+        (failure: unknown) => failure as Error,
+      ),
+    ]);
+    await sink?.abort();
+    output?.source.destroy();
+    if (checkFailure) throw checkFailure;
+    const fromProcess = processFailures.some((f) => f.error === error);
+    if (error instanceof PipelineError && !fromProcess) throw error;
+    if (ownFailure) throw ownFailure;
+    throw new DumpFailedError(
+      `storing ${keys.dump} in ${store.url} failed: ${redact((error as Error).message, secrets)}`,
+      { cause: error },
+    );
+  }
+
+  const finishedAt = new Date();
+  const stored = await store.head(keys.dump);
+  const manifest = parseManifest({
+    manifestVersion: MANIFEST_VERSION,
+    id,
+    database,
+    tier,
+    createdAt: createdAt.toISOString(),
+    finishedAt: finishedAt.toISOString(),
+    durationMs: Date.now() - started,
+    format: 'custom',
+    compression: { codec: compression.codec, level: compression.level ?? null },
+    sizeBytes: bytes,
+    sha256: hash.digest('hex'),
+    serverVersion: server.version.text,
+    pgDumpVersion: pgDump.text,
+    key: keys.dump,
+    storageClass: stored?.storageClass ?? request.storageClass,
+    encryption: stored?.encryption ?? { type: 'none' },
+    tables: server.tables,
+  });
+  if (stored?.size !== bytes) {
+    await store.deleteMany([keys.dump]);
+    throw new DumpFailedError(`stored ${keys.dump} is ${stored?.size ?? 'missing'}, expected ${bytes} bytes`);
+  }
+  try {
+    await store.putBytes(keys.manifest, `${JSON.stringify(manifest, null, 2)}\n`, {
+      // No tier tag: lifecycle rules move tagged objects to archive classes, and manifests
+      // must stay readable so the catalog can be listed without thawing anything.
+      contentType: 'application/json',
+    });
+  } catch (error) {
+    await store.deleteMany([keys.dump]).catch(() => {});
+    throw new DumpFailedError(`writing the manifest ${keys.manifest} failed: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  log.info('dump stored', { backupId: id, sizeBytes: bytes, durationMs: manifest.durationMs });
+  return manifest;
+}
+
+/**
+ * The dump's output as the store reads it: every byte hashed as it is filled in, and the end
+ * held back until `finished` (every process exited with 0, every check passed), so the store
+ * completes the object only for a whole dump. A failure stops it at once, mid-part.
+ */
+function gated(source: ByteSource, finished: Promise<void>, hash: Hash): ByteSource {
+  finished.catch((error: unknown) => source.destroy(error as Error));
+  return {
+    async fill(into) {
+      const filled = await source.fill(into);
+      hash.update(into.subarray(0, filled));
+      if (filled < into.length) await finished;
+      return filled;
+    },
+    destroy: (error) => source.destroy(error),
+  };
+}
+
+/** Read-back buffer, and how much is written before the next flush to disk is started. */
+const READ_BACK_BYTES = 1024 * 1024;
+const FLUSH_EVERY_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Reads back, as it grows, a file that the processes are writing, until `finished` (they all
+ * exited, the checks passed) and its end is reached; hashes every byte. Flushes to disk run
+ * behind the writer every 64 MiB, so that the final sync has only the tail left to wait for.
+ * Rejects as soon as a process or check fails.
+ */
+async function readBack(
+  handle: FileHandle,
+  finished: Promise<void>,
+  hash: Hash,
+  onProgress?: (bytes: number) => void,
+): Promise<number> {
+  let complete = false;
+  let failure: unknown;
+  const settled = finished.then(
+    () => {
+      complete = true;
+    },
+    (error: unknown) => {
+      failure = error;
+    },
+  );
+  const buffer = Buffer.allocUnsafe(READ_BACK_BYTES);
+  let position = 0;
+  let flushedTo = 0;
+  let flushing: Promise<void> = Promise.resolve();
+  for (;;) {
+    if (failure) throw failure;
+    // Checked before the read: once every writer has exited, a read that finds nothing is the end.
+    const writersDone = complete;
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+    if (bytesRead > 0) {
+      hash.update(buffer.subarray(0, bytesRead));
+      position += bytesRead;
+      onProgress?.(position);
+      if (position - flushedTo >= FLUSH_EVERY_BYTES) {
+        await flushing;
+        flushedTo = position;
+        flushing = handle.datasync();
+      }
+    } else if (writersDone) {
+      break;
+    } else {
+      await Promise.race([settled, delay(20)]);
+    }
+  }
+  await flushing;
+  return position;
+}
