@@ -185,7 +185,7 @@ describe('the CLI reports a failed dump in one line and exits non-zero', () => {
   beforeAll(async () => {
     cluster = await startPasswordCluster(password);
   });
-  afterAll(() => cluster?.stop());
+  afterAll(() => cluster?.remove());
 
   it('with a wrong password: says authentication failed, never prints the password, writes nothing', async () => {
     const dir = join(work, 'wrong-pw');
