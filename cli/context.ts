@@ -12,6 +12,11 @@ export interface CliDeps {
   readonly stderr: NodeJS.WritableStream & { isTTY?: boolean };
 }
 
+/** Each command registers itself; a command sets `code` on the holder it is given. */
+export interface ExitHolder {
+  code: number;
+}
+
 export interface CommonOptions {
   readonly config?: string;
   readonly store?: string;

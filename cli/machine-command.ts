@@ -9,10 +9,17 @@ import { createLogger, silentLogger } from '../lib/platform/logger.js';
 import { createAlerter } from '../lib/runtime.js';
 import { type Json, MACHINES, type MachineName } from '../lib/state-machines.js';
 import { runAwsExecution } from './aws-runner.js';
-import { BUILT_IN_CONFIG, type CliDeps, configFileOf, out, resolveConfig, resolveStore } from './context.js';
+import {
+  BUILT_IN_CONFIG,
+  type CliDeps,
+  configFileOf,
+  type ExitHolder,
+  out,
+  resolveConfig,
+  resolveStore,
+} from './context.js';
 import { type ExecutionResult, executionJson, formatEnd, stepPrinter } from './executions.js';
 import { runLocalExecution } from './local-runner.js';
-import type { ExitHolder } from './main.js';
 
 /** The options every state machine command takes. */
 export interface MachineOptions {

@@ -1,7 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { redact } from '../lib/domain/redact.js';
 import packageJson from '../package.json' with { type: 'json' };
-import type { CliDeps } from './context.js';
+import type { CliDeps, ExitHolder } from './context.js';
 
 const defaultDeps: CliDeps = {
   env: process.env,
@@ -9,11 +9,6 @@ const defaultDeps: CliDeps = {
   stdout: process.stdout,
   stderr: process.stderr,
 };
-
-/** Each command registers itself; a command sets `code` on the holder it is given. */
-export interface ExitHolder {
-  code: number;
-}
 
 type Register = (program: Command, deps: CliDeps, exit: ExitHolder) => void;
 

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { type Config, loadConfig } from '../lib/config.js';
 import { ConfigError } from '../lib/domain/errors.js';
+import { METRIC_NAMESPACE } from '../lib/platform/metrics.js';
 import { machineSettings, SERVICE } from '../lib/state-machines.js';
 
 /**
@@ -27,7 +28,7 @@ export const FUNCTION_KEYS = [
 ] as const;
 
 /** The staleness watchdog's embedded metric (lib/platform/metrics.ts, lib/monitor/staleness.ts). */
-export const BACKUP_AGE_METRIC = { namespace: 'PgBackupPipeline', name: 'BackupAgeHours' } as const;
+export const BACKUP_AGE_METRIC = { namespace: METRIC_NAMESPACE, name: 'BackupAgeHours' } as const;
 
 /** CloudWatch Logs accepts only these retention periods. */
 const LOG_RETENTION_DAYS = new Set([

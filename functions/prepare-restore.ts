@@ -1,12 +1,11 @@
 import { z } from 'zod';
-import { findBackup } from '../lib/catalog/backups.js';
-import { BackupNotFoundError } from '../lib/domain/errors.js';
+import { locateBackup } from '../lib/catalog/backups.js';
 import { lambdaHandler, lazyHandler } from '../lib/platform/lambda.js';
 import type { Logger } from '../lib/platform/logger.js';
 import { parseRestoreRequest, type RestoreRequest, selectorOf } from '../lib/restore/request.js';
 import { runtimeConfig } from '../lib/runtime.js';
 import { openStore } from '../lib/storage/open-store.js';
-import { type BackupStore, needsThaw } from '../lib/storage/store.js';
+import type { BackupStore } from '../lib/storage/store.js';
 
 /** Any JSON: parseRestoreRequest validates it and names the bad field (InvalidRestoreRequestError). */
 export const prepareRestoreEvent = z.unknown();
@@ -42,15 +41,15 @@ export function createPrepareRestoreHandler(ports: PrepareRestorePorts) {
     },
     async (event, { logger }): Promise<PreparedRestore> => {
       const request = parseRestoreRequest(event);
-      const backup = await findBackup(ports.store, request.database, selectorOf(request));
-      const key = backup.manifest.key;
       // The manifest records the class at backup time; lifecycle rules may have archived it since.
-      const head = await ports.store.head(key);
-      if (!head)
-        throw new BackupNotFoundError(`backup ${backup.manifest.id}: ${key} is gone from ${ports.store.url}`);
+      const {
+        backup,
+        object: head,
+        archived,
+      } = await locateBackup(ports.store, request.database, selectorOf(request));
+      const key = backup.manifest.key;
       const { before: _resolved, ...rest } = request;
       const pinned: RestoreRequest = { ...rest, backup: backup.manifest.id };
-      const archived = needsThaw(head.storageClass) && head.thaw.state !== 'available';
       logger.info('restore prepared', {
         database: request.database,
         backupId: backup.manifest.id,

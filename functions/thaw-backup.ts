@@ -1,8 +1,8 @@
+import { thawBackup } from '../lib/catalog/thaw.js';
 import type { RestorePolicy } from '../lib/config.js';
 import { backupReferenceSchema } from '../lib/domain/manifest.js';
 import { lambdaHandler, lazyHandler } from '../lib/platform/lambda.js';
 import type { Logger } from '../lib/platform/logger.js';
-import { thawBackup } from '../lib/restore/restore.js';
 import { runtimeConfig } from '../lib/runtime.js';
 import { openStore } from '../lib/storage/open-store.js';
 import type { BackupStore, ThawState } from '../lib/storage/store.js';

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { isKeyableDatabaseName } from './domain/catalog.js';
 import { ConfigError } from './domain/errors.js';
 import { CODECS } from './domain/manifest.js';
+import { describeIssues } from './domain/schema-issues.js';
 import { parseDuration, parseSize } from './domain/units.js';
 
 const size = z.union([z.number(), z.string()]).transform((v, ctx) => {
@@ -265,18 +266,11 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-function formatPath(path: readonly PropertyKey[]): string {
-  return (
-    path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('') ||
-    '(top level)'
-  );
-}
-
 /** Validates a parsed config object; `source` names where it came from in errors. */
 export function parseConfig(raw: unknown, source: string): Config {
   const result = configSchema.safeParse(raw ?? {});
   if (!result.success) {
-    const lines = result.error.issues.map((i) => `${source}: ${formatPath(i.path)}: ${i.message}`);
+    const lines = describeIssues(result.error, '(top level)').map((line) => `${source}: ${line}`);
     throw new ConfigError(lines.join('\n'));
   }
   return deepFreeze(result.data);

@@ -1,11 +1,12 @@
 import { fileURLToPath } from 'node:url';
 import { type Config, databaseSettings, loadConfig } from '../lib/config.js';
 import { InvalidRestoreRequestError } from '../lib/domain/errors.js';
+import { type RestoreReport, rowsRestored } from '../lib/domain/verify-report.js';
 import { sfnClient } from '../lib/platform/aws-clients/sfn.js';
 import { createLogger } from '../lib/platform/logger.js';
 import { connectionFor } from '../lib/postgres/connection.js';
 import { parseRestoreRequest, type RestoreRequest } from '../lib/restore/request.js';
-import { type RestoreReport, rowsRestored, runRestore } from '../lib/restore/restore.js';
+import { runRestore } from '../lib/restore/restore.js';
 import { openStore } from '../lib/storage/open-store.js';
 import { runTask, type TaskDeps } from './task-runner.js';
 

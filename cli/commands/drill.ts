@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
 import type { Json } from '../../lib/state-machines.js';
-import type { CliDeps } from '../context.js';
+import type { CliDeps, ExitHolder } from '../context.js';
 import { drillSummary, finish, type MachineOptions, machineOptions, runMachine } from '../machine-command.js';
-import type { ExitHolder } from '../main.js';
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];

@@ -1,18 +1,15 @@
 import type { Command } from 'commander';
 import { listBackups } from '../../lib/catalog/backups.js';
+import { readVerifyOutcome } from '../../lib/catalog/verify-reports.js';
 import { formatBytes } from '../../lib/domain/units.js';
 import type { BackupStore } from '../../lib/storage/store.js';
-import { type CliDeps, out, resolveConfig, resolveStore } from '../context.js';
-import type { ExitHolder } from '../main.js';
+import { type CliDeps, type ExitHolder, out, resolveConfig, resolveStore } from '../context.js';
 
 /** What the last restore check of a backup found: its report says whether every check passed. */
 async function checkOutcome(store: BackupStore, key: string): Promise<string> {
-  try {
-    const report = JSON.parse((await store.getBytes(key)).toString('utf8')) as { passed?: unknown };
-    return report.passed === true ? 'verified' : 'CHECK FAILED';
-  } catch {
-    return 'check report unreadable';
-  }
+  const outcome = await readVerifyOutcome(store, key);
+  if (!outcome) return 'check report unreadable';
+  return outcome.passed ? 'verified' : 'CHECK FAILED';
 }
 
 export function registerList(program: Command, deps: CliDeps, _exit: ExitHolder): void {

@@ -1,20 +1,24 @@
 import type { Command } from 'commander';
 import { databaseSettings } from '../../lib/config.js';
 import { keysFor } from '../../lib/domain/catalog.js';
+import { RestoreCheckFailedError } from '../../lib/domain/errors.js';
 import { redact } from '../../lib/domain/redact.js';
 import { formatBytes } from '../../lib/domain/units.js';
+import { type RestoreReport, rowsRestored } from '../../lib/domain/verify-report.js';
 import { createLogger, silentLogger } from '../../lib/platform/logger.js';
 import { connectionFor } from '../../lib/postgres/connection.js';
 import { parseRestoreRequest } from '../../lib/restore/request.js';
+import { runRestore } from '../../lib/restore/restore.js';
 import {
-  RestoreChecksFailed,
-  type RestoreReport,
-  rowsRestored,
-  runRestore,
-} from '../../lib/restore/restore.js';
-import { type CliDeps, type CommonOptions, err, out, resolveConfig, resolveStore } from '../context.js';
+  type CliDeps,
+  type CommonOptions,
+  type ExitHolder,
+  err,
+  out,
+  resolveConfig,
+  resolveStore,
+} from '../context.js';
 import { finish, type MachineOptions, restoreSummary, runMachine } from '../machine-command.js';
-import type { ExitHolder } from '../main.js';
 import { progressLine } from '../progress.js';
 
 /** The exit code of a restore that ran but whose checks failed (1 is any other failure). */
@@ -87,7 +91,7 @@ export async function runRestoreCommand(
     });
   } catch (error) {
     progress.done();
-    if (!(error instanceof RestoreChecksFailed)) throw error;
+    if (!(error instanceof RestoreCheckFailedError && error.report)) throw error;
     if (opts.json) out(deps, JSON.stringify(error.report));
     err(deps, `pgbp: ${error.name}: ${redact(error.message, [connection.password])}`);
     exit.code = CHECKS_FAILED_EXIT;

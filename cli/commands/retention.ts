@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
 import { createLogger, silentLogger } from '../../lib/platform/logger.js';
 import { type RetentionReport, retentionDatabases, runRetention } from '../../lib/retention/run.js';
-import { type CliDeps, err, out, resolveConfig, resolveStore } from '../context.js';
-import type { ExitHolder } from '../main.js';
+import { type CliDeps, type ExitHolder, err, out, resolveConfig, resolveStore } from '../context.js';
 
 function printReport(deps: CliDeps, r: RetentionReport): void {
   const verb = r.dryRun ? 'would delete' : 'deleted';

@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
 import { formatBytes } from '../../lib/domain/units.js';
 import { storeStatus } from '../../lib/monitor/staleness.js';
-import { type CliDeps, out, resolveConfig, resolveStore } from '../context.js';
-import type { ExitHolder } from '../main.js';
+import { type CliDeps, type ExitHolder, out, resolveConfig, resolveStore } from '../context.js';
 
 function age(hours: number | null): string {
   if (hours === null) return '-';
@@ -34,8 +33,9 @@ export function registerStatus(program: Command, deps: CliDeps, exit: ExitHolder
           const newest = d.newest
             ? `${d.newest.id}  ${age(d.ageHours)} old  ${formatBytes(d.newest.sizeBytes)}`
             : 'no backup';
-          const check = d.lastRestoreCheck
-            ? `checked ${d.lastRestoreCheck.backupId} at ${d.lastRestoreCheck.at}`
+          const last = d.lastRestoreCheck;
+          const check = last
+            ? `checked ${last.backupId} at ${last.at}: ${last.passed === null ? 'report unreadable' : last.passed ? 'passed' : 'FAILED'}`
             : 'never checked';
           out(
             deps,

@@ -1,9 +1,16 @@
 import type { Command } from 'commander';
 import { parseSelector } from '../../lib/catalog/backups.js';
+import { thawBackup } from '../../lib/catalog/thaw.js';
+import { describeThaw } from '../../lib/catalog/thaw-state.js';
 import { InvalidRestoreRequestError } from '../../lib/domain/errors.js';
-import { describeThaw, thawBackup } from '../../lib/restore/restore.js';
-import { type CliDeps, type CommonOptions, out, resolveConfig, resolveStore } from '../context.js';
-import type { ExitHolder } from '../main.js';
+import {
+  type CliDeps,
+  type CommonOptions,
+  type ExitHolder,
+  out,
+  resolveConfig,
+  resolveStore,
+} from '../context.js';
 
 const TIERS = ['Expedited', 'Standard', 'Bulk'] as const;
 

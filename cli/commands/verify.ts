@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
-import type { CliDeps } from '../context.js';
-import type { ExitHolder } from '../main.js';
+import type { CliDeps, ExitHolder } from '../context.js';
 import { type RestoreCommandOptions, runRestoreCommand } from './restore.js';
 
 export function registerVerify(program: Command, deps: CliDeps, exit: ExitHolder): void {

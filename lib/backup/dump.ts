@@ -14,12 +14,12 @@ import {
   describeConnection,
   libpqEnv,
   onPath,
-  requireToolAtLeastServer,
   type Spawn,
   StderrTail,
   serverInfo,
   toolVersion,
 } from '../postgres/pg-tools.js';
+import { requireToolAtLeastServer } from '../postgres/versions.js';
 import { type ByteSource, childOutput } from '../storage/byte-source.js';
 import type { BackupStore } from '../storage/store.js';
 

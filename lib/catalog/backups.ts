@@ -1,7 +1,9 @@
 import { databasePrefix, keysFor, parseBackupId, parseKey } from '../domain/catalog.js';
 import { BackupNotFoundError, CorruptBackupError, InvalidRestoreRequestError } from '../domain/errors.js';
 import { type Manifest, parseManifest } from '../domain/manifest.js';
-import type { BackupStore, ObjectInfo } from '../storage/store.js';
+import { mapLimit } from '../platform/concurrency.js';
+import type { BackupStore, ObjectDetails, ObjectInfo } from '../storage/store.js';
+import { mustThaw } from './thaw-state.js';
 
 /** One backup as found in a store: its manifest, and the objects beside it. */
 export interface StoredBackup {
@@ -31,19 +33,6 @@ export interface DatabaseScan {
   readonly debris: readonly ObjectInfo[];
   /** Manifests that do not parse or whose dump is missing or of another size: reported, never deleted. */
   readonly broken: readonly BrokenBackup[];
-}
-
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T);
-    }
-  });
-  await Promise.all(workers);
-  return out;
 }
 
 /** Reads one database's folder: backups with their manifests, debris, broken manifests. */
@@ -199,4 +188,29 @@ export async function findBackup(
     );
   }
   return found;
+}
+
+/** A backup resolved to its stored object, as it stands now. */
+export interface LocatedBackup {
+  readonly backup: StoredBackup;
+  /** The dump object's details now: lifecycle rules may have archived it since the manifest was written. */
+  readonly object: ObjectDetails;
+  /** Whether the dump must be thawed before it can be read (archived, and not thawed at present). */
+  readonly archived: boolean;
+}
+
+/**
+ * Resolves a selector to one backup ({@link findBackup}) and looks at its dump as it is now:
+ * BackupNotFoundError when the dump is gone, and whether it must be thawed to be read.
+ */
+export async function locateBackup(
+  store: BackupStore,
+  database: string,
+  selector: BackupSelector,
+): Promise<LocatedBackup> {
+  const backup = await findBackup(store, database, selector);
+  const { id, key } = backup.manifest;
+  const object = await store.head(key);
+  if (!object) throw new BackupNotFoundError(`backup ${id}: ${key} is gone from ${store.url}`);
+  return { backup, object, archived: mustThaw(object) };
 }

@@ -1,3 +1,5 @@
+import type { RestoreReport } from './verify-report.js';
+
 /**
  * Typed errors. Their `name` is the contract with Step Functions: ASL Retry and Catch
  * match on it, so a name here is never renamed without the state machines.
@@ -27,8 +29,17 @@ export class InvalidRestoreRequestError extends typed('InvalidRestoreRequestErro
 export class BackupNotFoundError extends typed('BackupNotFoundError') {}
 /** A backup's size is outside its expected range. */
 export class SizeOutOfRangeError extends typed('SizeOutOfRangeError') {}
-/** A restored backup failed a built-in or configured check. */
-export class RestoreCheckFailedError extends typed('RestoreCheckFailedError') {}
+/**
+ * A restored backup failed a built-in or configured check. Thrown by a restore that ran to its
+ * end, it carries the report that says which (stored first, in verify mode).
+ */
+export class RestoreCheckFailedError extends typed('RestoreCheckFailedError') {
+  readonly report?: RestoreReport;
+  constructor(message: string, options?: ErrorOptions & { readonly report?: RestoreReport }) {
+    super(message, options);
+    if (options?.report) this.report = options.report;
+  }
+}
 /** pg_restore itself failed. */
 export class RestoreFailedError extends typed('RestoreFailedError') {}
 /** Writing would replace an existing object; nothing was written. */

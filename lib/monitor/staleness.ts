@@ -1,4 +1,5 @@
 import { listStoredDatabases, scanDatabase } from '../catalog/backups.js';
+import { readVerifyOutcome } from '../catalog/verify-reports.js';
 import type { Config } from '../config.js';
 import { type Alert, lowFreeSpaceAlert, staleAlert } from '../domain/alerts.js';
 import type { Tier } from '../domain/catalog.js';
@@ -26,8 +27,15 @@ export interface DatabaseStatus extends StalenessVerdict {
     readonly storageClass: string;
   } | null;
   readonly counts: Readonly<Record<Tier, number>> & { readonly total: number };
-  /** The newest backup with a verify report, and when that report was written. */
-  readonly lastRestoreCheck: { readonly backupId: string; readonly at: string } | null;
+  /**
+   * The newest backup with a verify report, when that report was written, and whether every
+   * check passed (null when the report cannot be read).
+   */
+  readonly lastRestoreCheck: {
+    readonly backupId: string;
+    readonly at: string;
+    readonly passed: boolean | null;
+  } | null;
   readonly debris: number;
   readonly broken: number;
 }
@@ -85,7 +93,11 @@ export async function storeStatus(options: {
           : null,
         counts,
         lastRestoreCheck: checked?.verifyObject
-          ? { backupId: checked.manifest.id, at: checked.verifyObject.lastModified.toISOString() }
+          ? {
+              backupId: checked.manifest.id,
+              at: checked.verifyObject.lastModified.toISOString(),
+              passed: (await readVerifyOutcome(store, checked.verifyObject.key))?.passed ?? null,
+            }
           : null,
         debris: scan.debris.length,
         broken: scan.broken.length,

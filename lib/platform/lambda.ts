@@ -2,6 +2,7 @@ import middy from '@middy/core';
 import type { z } from 'zod';
 import { InvalidEventError } from '../domain/errors.js';
 import { redact } from '../domain/redact.js';
+import { describeIssues } from '../domain/schema-issues.js';
 import { createLogger, type Logger } from './logger.js';
 
 /** What a handler body gets besides its parsed event. */
@@ -23,17 +24,11 @@ export interface LambdaSpec<S extends z.ZodType> {
   readonly keys?: (event: z.output<S>) => Record<string, unknown>;
 }
 
-function describePath(path: readonly PropertyKey[]): string {
-  return path.length === 0
-    ? 'the event'
-    : path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('');
-}
-
 /** Parses `event` or throws InvalidEventError naming each bad field (never echoing values: they may hold secrets). */
 export function parseEvent<S extends z.ZodType>(name: string, schema: S, event: unknown): z.output<S> {
   const result = schema.safeParse(event);
   if (result.success) return result.data;
-  const problems = result.error.issues.map((i) => `${describePath(i.path)}: ${i.message}`);
+  const problems = describeIssues(result.error, 'the event');
   throw new InvalidEventError(`${name}: malformed event: ${problems.join('; ')}`);
 }
 

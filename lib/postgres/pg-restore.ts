@@ -3,15 +3,8 @@ import type { Readable, Writable } from 'node:stream';
 import type pg from 'pg';
 import { InvalidRestoreRequestError } from '../domain/errors.js';
 import { redact } from '../domain/redact.js';
-import {
-  type Connection,
-  defaultSpawn,
-  libpqEnv,
-  pgClient,
-  quoteIdent,
-  type Spawn,
-  type Version,
-} from './pg-tools.js';
+import { type Connection, defaultSpawn, libpqEnv, pgClient, quoteIdent, type Spawn } from './pg-tools.js';
+import { serverVersionOf, type Version } from './versions.js';
 
 /** How a child process ended, with the last of what it said on stderr (secrets removed). */
 export interface ToolExit {
@@ -230,8 +223,7 @@ export async function serverVersion(c: Connection, maintenance: string): Promise
     const r = await client.query<{ v: string; num: string }>(
       `select current_setting('server_version') as v, current_setting('server_version_num') as num`,
     );
-    const num = Number(r.rows[0]?.num ?? 0);
-    return { text: (r.rows[0]?.v ?? '').split(' ')[0] ?? '', major: Math.floor(num / 10000) };
+    return serverVersionOf(r.rows[0]?.v ?? '', r.rows[0]?.num ?? '');
   });
 }
 

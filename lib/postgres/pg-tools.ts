@@ -3,8 +3,8 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type pg from 'pg';
 import type { Config } from '../config.js';
-import { VersionMismatchError } from '../domain/errors.js';
 import { redact } from '../domain/redact.js';
+import { parseToolVersion, serverVersionOf, type Version } from './versions.js';
 
 export type Spawn = (command: string, args: readonly string[], options: SpawnOptions) => ChildProcess;
 export const defaultSpawn: Spawn = (command, args, options) => nodeSpawn(command, [...args], options);
@@ -102,20 +102,6 @@ export async function pgClient(c: Connection, database = c.database): Promise<pg
   });
 }
 
-export interface Version {
-  readonly text: string;
-  readonly major: number;
-}
-
-/** `pg_dump (PostgreSQL) 15.20 (Debian …)` → { text: '15.20', major: 15 }. */
-export function parseToolVersion(output: string): Version | undefined {
-  const m = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?(?:\.(\d+))?/.exec(output);
-  if (!m) return undefined;
-  const major = Number(m[1]);
-  const text = [m[1], m[2], major < 10 ? m[3] : undefined].filter((x) => x !== undefined).join('.');
-  return { text, major: major < 10 ? Number(`${m[1]}.${m[2] ?? 0}`) : major };
-}
-
 /** Runs `<tool> --version`. */
 export async function toolVersion(
   tool: string,
@@ -128,15 +114,6 @@ export async function toolVersion(
     throw new Error(`cannot run ${tool} --version: ${(stderr || stdout).trim() || `exit code ${code}`}`);
   }
   return version;
-}
-
-/** Refuses when a client tool is older than the server: its output would miss what it does not know. */
-export function requireToolAtLeastServer(tool: string, toolVersion: Version, server: Version): void {
-  if (toolVersion.major < server.major) {
-    throw new VersionMismatchError(
-      `${tool} ${toolVersion.text} is older than the server's PostgreSQL ${server.text}; install client tools of major version ${server.major} or newer`,
-    );
-  }
 }
 
 export interface TableInfo {
@@ -159,12 +136,7 @@ export async function serverInfo(c: Connection): Promise<ServerInfo> {
     const v = await client.query<{ server_version: string; num: string }>(
       `select current_setting('server_version') as server_version, current_setting('server_version_num') as num`,
     );
-    const row = v.rows[0];
-    const num = Number(row?.num ?? 0);
-    const version: Version = {
-      text: (row?.server_version ?? '').split(' ')[0] ?? '',
-      major: num >= 100000 ? Math.floor(num / 10000) : num / 10000,
-    };
+    const version = serverVersionOf(v.rows[0]?.server_version ?? '', v.rows[0]?.num ?? '');
     const t = await client.query<{ schema: string; name: string; relkind: string; estimate: string }>(
       `select n.nspname as schema, c.relname as name, c.relkind::text as relkind, c.reltuples::bigint::text as estimate
          from pg_class c join pg_namespace n on n.oid = c.relnamespace

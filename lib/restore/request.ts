@@ -2,9 +2,7 @@ import { type BackupSelector, parseSelector } from '../catalog/backups.js';
 import { isKeyableDatabaseName } from '../domain/catalog.js';
 import { InvalidRestoreRequestError } from '../domain/errors.js';
 import { SCRATCH_PREFIX } from '../domain/restore-checks.js';
-
-/** `verify`: into a scratch database that is always dropped; `restore`: into a named target. */
-export type RestoreMode = 'verify' | 'restore';
+import type { RestoreMode } from '../domain/verify-report.js';
 
 /** A validated restore request: what to restore, from which backup, into what. */
 export interface RestoreRequest {

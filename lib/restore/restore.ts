@@ -6,12 +6,11 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { type Readable, Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { type BackupSelector, findBackup, type StoredBackup } from '../catalog/backups.js';
+import { locateBackup } from '../catalog/backups.js';
+import { archivedBackupError } from '../catalog/thaw-state.js';
+import { storeVerifyReport } from '../catalog/verify-reports.js';
 import type { Assertion, RestorePolicy } from '../config.js';
-import { keysFor } from '../domain/catalog.js';
 import {
-  ArchivedBackupError,
-  BackupNotFoundError,
   CorruptBackupError,
   InvalidRestoreRequestError,
   PipelineError,
@@ -36,6 +35,7 @@ import {
   tablesInScope,
 } from '../domain/restore-checks.js';
 import { formatBytes } from '../domain/units.js';
+import { REPORT_VERSION, type RestoreReport } from '../domain/verify-report.js';
 import type { Logger } from '../platform/logger.js';
 import { OffsetCollector, writeOffsets } from '../postgres/custom-archive.js';
 import {
@@ -62,76 +62,12 @@ import {
   libpqEnv,
   pgClient,
   quoteIdent,
-  requireToolAtLeastServer,
   type Spawn,
   toolVersion,
 } from '../postgres/pg-tools.js';
-import { type BackupStore, needsThaw, type ThawState } from '../storage/store.js';
-import { type RestoreMode, type RestoreRequest, selectorOf } from './request.js';
-
-export const REPORT_VERSION = 1;
-
-/** Rows restored: the partitions' rows, not again their partitioned tables'. */
-export function rowsRestored(report: Pick<RestoreReport, 'tables'>): number {
-  return report.tables.reduce((n, t) => n + (t.kind === 'table' ? (t.rows ?? 0) : 0), 0);
-}
-
-/** What a restore did and found; stored as `<backupId>.verify.json` in verify mode. */
-export interface RestoreReport {
-  readonly reportVersion: typeof REPORT_VERSION;
-  readonly backupId: string;
-  readonly database: string;
-  readonly mode: RestoreMode;
-  /** The database restored into (verify: the scratch database, gone by the time anyone reads this). */
-  readonly target: string;
-  /** Whether every check passed. */
-  readonly passed: boolean;
-  readonly startedAt: string;
-  readonly finishedAt: string;
-  /**
-   * Phase durations. Streaming, fetching and restoring overlap (fetch ends when the last byte is
-   * read, restore when pg_restore exits); spooling, the restore starts after the fetch.
-   */
-  readonly timings: {
-    readonly fetchSeconds: number;
-    readonly restoreSeconds: number;
-    readonly checksSeconds: number;
-  };
-  /** The measured recovery time: from the request to the checks done. */
-  readonly recoverySeconds: number;
-  readonly bytesFetched: number;
-  readonly jobs: number;
-  readonly spooled: boolean;
-  readonly schemas: readonly string[];
-  /** Restore mode: an existing target was replaced (after the new one passed its checks). */
-  readonly replaced: boolean;
-  readonly backup: {
-    readonly createdAt: string;
-    readonly sizeBytes: number;
-    readonly sha256: string;
-    readonly codec: string;
-    readonly storageClass: string;
-  };
-  readonly tables: readonly {
-    readonly schema: string;
-    readonly name: string;
-    readonly kind: 'table' | 'partitioned table';
-    /** Counted after the restore; a partitioned table's are its partitions' (also listed). */
-    readonly rows: number | null;
-    readonly estimate: number;
-  }[];
-  readonly checks: readonly CheckResult[];
-  readonly warnings: readonly string[];
-}
-
-/** A restore whose checks failed; the report says which, and was stored (verify) before this was thrown. */
-export class RestoreChecksFailed extends RestoreCheckFailedError {
-  readonly report: RestoreReport;
-  constructor(message: string, report: RestoreReport) {
-    super(message);
-    this.report = report;
-  }
-}
+import { parseVersion, requireToolAtLeastServer } from '../postgres/versions.js';
+import type { BackupStore } from '../storage/store.js';
+import { type RestoreRequest, selectorOf } from './request.js';
 
 export type RestorePhase = 'find' | 'fetch' | 'restore' | 'checks' | 'cleanup';
 
@@ -161,20 +97,6 @@ const ASSERTION_TIMEOUT = '10min';
 
 function seconds(ms: number): number {
   return Math.round(ms) / 1000;
-}
-
-function thawAdvice(backup: StoredBackup, database: string, state: ThawState, storageClass: string): string {
-  const id = backup.manifest.id;
-  const where = `backup ${id} is in ${storageClass}`;
-  if (state.state === 'in-progress' || state.state === 'requested') {
-    return `${where} and its thaw is still in progress; retry once \`pgbp thaw ${id} --database ${database}\` reports it available`;
-  }
-  return `${where} and cannot be read until it is thawed: run \`pgbp thaw ${id} --database ${database}\` (tier and days from the config), then retry once it reports available (hours for GLACIER, up to 48 h for DEEP_ARCHIVE)`;
-}
-
-function majorOf(version: string): number {
-  const [a, b] = version.split('.').map(Number);
-  return (a ?? 0) < 10 ? Number(`${a}.${b ?? 0}`) : (a ?? 0);
 }
 
 /** Waits until a writable can take more, or is gone. */
@@ -666,16 +588,10 @@ export async function runRestore(request: RestoreRequest, deps: RestoreDeps): Pr
   const onBytes = (n: number) => deps.onProgress?.(n);
 
   phase('find');
-  const selector: BackupSelector = selectorOf(request);
-  const backup = await findBackup(deps.store, request.database, selector);
+  const { backup, object, archived } = await locateBackup(deps.store, request.database, selectorOf(request));
   const { manifest } = backup;
   const log = deps.logger.child({ database: request.database, backupId: manifest.id, mode: request.mode });
-  const object = await deps.store.head(manifest.key);
-  if (!object)
-    throw new BackupNotFoundError(`backup ${manifest.id}: ${manifest.key} is gone from ${deps.store.url}`);
-  if (needsThaw(object.storageClass) && object.thaw.state !== 'available') {
-    throw new ArchivedBackupError(thawAdvice(backup, request.database, object.thaw, object.storageClass));
-  }
+  if (archived) throw archivedBackupError(manifest.id, request.database, object);
 
   const env = libpqEnv(deps.connection, deps.env);
   let tool: Awaited<ReturnType<typeof toolVersion>>;
@@ -694,9 +610,10 @@ export async function runRestore(request: RestoreRequest, deps: RestoreDeps): Pr
     );
   }
   requireToolAtLeastServer('pg_restore', tool, server);
-  if (tool.major < majorOf(manifest.pgDumpVersion)) {
+  const madeBy = parseVersion(manifest.pgDumpVersion);
+  if (madeBy && tool.major < madeBy.major) {
     throw new VersionMismatchError(
-      `pg_restore ${tool.text} cannot read an archive made by pg_dump ${manifest.pgDumpVersion}; install client tools of major version ${majorOf(manifest.pgDumpVersion)} or newer`,
+      `pg_restore ${tool.text} cannot read an archive made by pg_dump ${manifest.pgDumpVersion}; install client tools of major version ${madeBy.major} or newer`,
     );
   }
 
@@ -829,14 +746,7 @@ export async function runRestore(request: RestoreRequest, deps: RestoreDeps): Pr
       checks,
       warnings: [...new Set(warnings)],
     };
-    if (request.mode === 'verify') {
-      const key = keysFor(deps.store.prefix, manifest.id).verify;
-      // The one overwrite in the project: the latest verification replaces the previous one.
-      await deps.store.putBytes(key, `${JSON.stringify(report, null, 2)}\n`, {
-        replace: true,
-        contentType: 'application/json',
-      });
-    }
+    if (request.mode === 'verify') await storeVerifyReport(deps.store, report);
     log.info('checks done', { passed, recoverySeconds: report.recoverySeconds });
     if (!passed) {
       const kept =
@@ -845,16 +755,17 @@ export async function runRestore(request: RestoreRequest, deps: RestoreDeps): Pr
           : request.mode === 'restore'
             ? `; ${target} was left as it was`
             : '';
-      throw new RestoreChecksFailed(
+      throw new RestoreCheckFailedError(
         `backup ${manifest.id} restored into ${target} but failed its checks: ${describeFailedChecks(checks)}${kept}`,
-        report,
+        { report },
       );
     }
     return report;
   } catch (error) {
     // Keep a restored target whose checks failed: it holds what the backup holds. Drop anything
     // else this run created: a half-restored or unverified database must not pass for a restore.
-    const keep = error instanceof RestoreChecksFailed && request.mode === 'restore' && restoreInto === target;
+    const keep =
+      error instanceof RestoreCheckFailedError && request.mode === 'restore' && restoreInto === target;
     if (created && !swapping && !keep && request.mode === 'restore') {
       phase('cleanup');
       await dropDatabase(deps.connection, maintenance, restoreInto).catch((e: Error) =>
@@ -873,43 +784,5 @@ export async function runRestore(request: RestoreRequest, deps: RestoreDeps): Pr
         log.error('could not drop the scratch database', { database: restoreInto, error: e.message }),
       );
     }
-  }
-}
-
-export interface ThawResult {
-  readonly backupId: string;
-  readonly key: string;
-  readonly storageClass: string;
-  readonly thaw: ThawState;
-}
-
-/** Asks the store to make an archived backup readable, and says where that stands. */
-export async function thawBackup(
-  store: BackupStore,
-  database: string,
-  selector: BackupSelector,
-  options: { readonly tier: string; readonly days: number },
-): Promise<ThawResult> {
-  const backup = await findBackup(store, database, selector);
-  const key = backup.manifest.key;
-  const head = await store.head(key);
-  if (!head) throw new BackupNotFoundError(`backup ${backup.manifest.id}: ${key} is gone from ${store.url}`);
-  const thaw = needsThaw(head.storageClass) ? await store.thaw(key, options) : head.thaw;
-  return { backupId: backup.manifest.id, key, storageClass: head.storageClass, thaw };
-}
-
-/** `available until 2026-07-01T…`, as people read a thaw state. */
-export function describeThaw(state: ThawState): string {
-  switch (state.state) {
-    case 'not-archived':
-      return 'not archived: readable now';
-    case 'archived':
-      return 'archived: not thawed';
-    case 'requested':
-      return 'thaw requested';
-    case 'in-progress':
-      return 'thaw in progress';
-    case 'available':
-      return state.until ? `available until ${state.until.toISOString()}` : 'available';
   }
 }

@@ -11,6 +11,7 @@ import {
   type RetainableBackup,
 } from '../domain/retention.js';
 import { watchedDatabases } from '../domain/staleness.js';
+import { mapLimit } from '../platform/concurrency.js';
 import type { Logger } from '../platform/logger.js';
 import { silentLogger } from '../platform/logger.js';
 import { objectLockPossible } from '../storage/object-lock.js';
@@ -77,19 +78,6 @@ export interface RetentionRunOptions {
 
 interface Candidate extends RetainableBackup {
   readonly stored: StoredBackup;
-}
-
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }
 
 function keysOf(b: StoredBackup): string[] {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../../../lib/domain/manifest.js';
-import type { RestoreReport } from '../../../lib/restore/restore.js';
+import type { RestoreReport } from '../../../lib/domain/verify-report.js';
 import { FileStore } from '../../../lib/storage/file-store.js';
 import { S3Store } from '../../../lib/storage/s3-store.js';
 import { runCli } from '../../support/cli.js';

@@ -1,6 +1,7 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../../cli/main.js';
+import { keysFor } from '../../../lib/domain/catalog.js';
 import type { StoreStatus } from '../../../lib/monitor/staleness.js';
 import type { RetentionReport } from '../../../lib/retention/run.js';
 import { FileStore } from '../../../lib/storage/file-store.js';
@@ -113,6 +114,30 @@ describe('pgbp status', () => {
       const text = await pgbp(dir, 'status', '--store', `file://${dir}/store`);
       expect(text.stdout).toContain(`app: ok  ${manifests[0]?.id}  3.0 h old  64 B`);
       expect(text.stdout).toContain(`checked ${manifests[2]?.id}`);
+    });
+  });
+
+  it('shows whether the last restore check passed or failed', async () => {
+    await withTempDir(async (dir) => {
+      const store = new FileStore(`${dir}/store`);
+      const now = Date.now();
+      const older = await putBackup(store, 'app', new Date(now - 27 * HOUR));
+      const newer = await putBackup(store, 'app', new Date(now - 3 * HOUR));
+      const report = (id: string, passed: boolean) => JSON.stringify({ backupId: id, passed });
+      await store.putBytes(keysFor('', older.id).verify, report(older.id, true));
+      await store.putBytes(keysFor('', newer.id).verify, report(newer.id, false));
+
+      const failed = await pgbp(dir, 'status', '--store', `file://${dir}/store`);
+      expect(failed.stdout).toMatch(new RegExp(`checked ${newer.id} at \\S+: FAILED`));
+      const json = JSON.parse((await pgbp(dir, 'status', '--json', '--store', `file://${dir}/store`)).stdout);
+      expect((json as StoreStatus).databases[0]?.lastRestoreCheck).toMatchObject({
+        backupId: newer.id,
+        passed: false,
+      });
+
+      await store.putBytes(keysFor('', newer.id).verify, report(newer.id, true), { replace: true });
+      const passed = await pgbp(dir, 'status', '--store', `file://${dir}/store`);
+      expect(passed.stdout).toMatch(new RegExp(`checked ${newer.id} at \\S+: passed`));
     });
   });
 

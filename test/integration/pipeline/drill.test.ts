@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keysFor } from '../../../lib/domain/catalog.js';
 import type { Manifest } from '../../../lib/domain/manifest.js';
-import type { RestoreReport } from '../../../lib/restore/restore.js';
+import type { RestoreReport } from '../../../lib/domain/verify-report.js';
 import { FileStore } from '../../../lib/storage/file-store.js';
 import { createDatabase, dropDatabase, uniqueDbName } from '../../support/pg.js';
 import { writeConfigFile } from '../../support/pipeline.js';

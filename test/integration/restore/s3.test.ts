@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { thawBackup } from '../../../lib/catalog/thaw.js';
 import { keysFor } from '../../../lib/domain/catalog.js';
 import { ArchivedBackupError } from '../../../lib/domain/errors.js';
 import type { Manifest } from '../../../lib/domain/manifest.js';
+import type { RestoreReport } from '../../../lib/domain/verify-report.js';
 import { parseRestoreRequest } from '../../../lib/restore/request.js';
-import { type RestoreReport, runRestore, thawBackup } from '../../../lib/restore/restore.js';
+import { runRestore } from '../../../lib/restore/restore.js';
 import { S3Store } from '../../../lib/storage/s3-store.js';
 import { type DatabaseSnapshot, snapshot } from '../../support/compare.js';
 import { databaseExists, dropDatabase, uniqueDbName } from '../../support/pg.js';
