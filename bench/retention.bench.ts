@@ -9,7 +9,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { build } from 'esbuild';
-import { backupIdFor, classifyTier } from '../lib/domain/catalog.js';
+import { backupIdFor, classifyTier } from '../lib/domain/backup-layout.js';
 import { planRetention, type RetainableBackup } from '../lib/domain/retention.js';
 
 const BACKUPS = 100_000;

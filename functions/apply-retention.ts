@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Config } from '../lib/config.js';
-import { isKeyableDatabaseName } from '../lib/domain/catalog.js';
+import { isKeyableDatabaseName } from '../lib/domain/backup-layout.js';
 import type { Alerter } from '../lib/notify/alerter.js';
 import type { Clock } from '../lib/platform/clock.js';
 import { lambdaHandler, lazyHandler } from '../lib/platform/lambda.js';

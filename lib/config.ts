@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { isKeyableDatabaseName } from './domain/catalog.js';
+import { isKeyableDatabaseName } from './domain/backup-layout.js';
 import { ConfigError } from './domain/errors.js';
 import { CODECS } from './domain/manifest.js';
 import { describeIssues } from './domain/schema-issues.js';

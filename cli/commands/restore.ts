@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { databaseSettings } from '../../lib/config.js';
-import { keysFor } from '../../lib/domain/catalog.js';
+import { keysFor } from '../../lib/domain/backup-layout.js';
 import { RestoreCheckFailedError } from '../../lib/domain/errors.js';
 import { redact } from '../../lib/domain/redact.js';
 import { formatBytes } from '../../lib/domain/units.js';

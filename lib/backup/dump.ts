@@ -3,7 +3,7 @@ import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Config } from '../config.js';
-import { backupIdFor, classifyTier, isKeyableDatabaseName, keysFor } from '../domain/catalog.js';
+import { backupIdFor, classifyTier, isKeyableDatabaseName, keysFor } from '../domain/backup-layout.js';
 import { DumpFailedError, PipelineError } from '../domain/errors.js';
 import { type Codec, MANIFEST_VERSION, type Manifest, parseManifest } from '../domain/manifest.js';
 import { redact } from '../domain/redact.js';

@@ -1,4 +1,4 @@
-import { databasePrefix, keysFor, parseBackupId, parseKey } from '../domain/catalog.js';
+import { databasePrefix, keysFor, parseBackupId, parseKey } from '../domain/backup-layout.js';
 import { BackupNotFoundError, CorruptBackupError, InvalidRestoreRequestError } from '../domain/errors.js';
 import { type Manifest, parseManifest } from '../domain/manifest.js';
 import { mapLimit } from '../platform/concurrency.js';

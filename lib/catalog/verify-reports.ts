@@ -1,4 +1,4 @@
-import { keysFor } from '../domain/catalog.js';
+import { keysFor } from '../domain/backup-layout.js';
 import {
   formatRestoreReport,
   type RestoreReport,

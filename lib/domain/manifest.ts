@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isKeyableDatabaseName, parseBackupId, TIERS, type Tier } from './catalog.js';
+import { isKeyableDatabaseName, parseBackupId, TIERS, type Tier } from './backup-layout.js';
 
 export const CODECS = ['zstd', 'gzip', 'none'] as const;
 export type Codec = (typeof CODECS)[number];

@@ -6,7 +6,7 @@
  * - a backup or debris object under S3 Object Lock is kept and reported ({@link holdLocked});
  * - debris (a dump with no manifest) is removed only once older than `debrisGrace`.
  */
-import type { Tier } from './catalog.js';
+import type { Tier } from './backup-layout.js';
 
 /** The counts of the guide: 7 daily, 12 monthly, 7 yearly; `minKeep` good backups at least. */
 export interface RetentionRules {

@@ -1,6 +1,6 @@
 import { scanDatabase } from '../catalog/backups.js';
 import { type Config, databaseSettings } from '../config.js';
-import { keysFor } from '../domain/catalog.js';
+import { keysFor } from '../domain/backup-layout.js';
 import { BackupNotFoundError, CorruptBackupError } from '../domain/errors.js';
 import { judgeSize, type SizeVerdict } from '../domain/size-check.js';
 import type { BackupStore } from '../storage/store.js';

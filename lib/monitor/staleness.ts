@@ -2,7 +2,7 @@ import { listStoredDatabases, scanDatabase } from '../catalog/backups.js';
 import { readVerifyOutcome } from '../catalog/verify-reports.js';
 import type { Config } from '../config.js';
 import { type Alert, lowFreeSpaceAlert, staleAlert } from '../domain/alerts.js';
-import type { Tier } from '../domain/catalog.js';
+import type { Tier } from '../domain/backup-layout.js';
 import {
   assessFreeSpace,
   assessStaleness,

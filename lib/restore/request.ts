@@ -1,5 +1,5 @@
 import { type BackupSelector, parseSelector } from '../catalog/backups.js';
-import { isKeyableDatabaseName } from '../domain/catalog.js';
+import { isKeyableDatabaseName } from '../domain/backup-layout.js';
 import { InvalidRestoreRequestError } from '../domain/errors.js';
 import { SCRATCH_PREFIX } from '../domain/restore-checks.js';
 import type { RestoreMode } from '../domain/verify-report.js';

@@ -1,7 +1,7 @@
 import { listStoredDatabases, type StoredBackup, scanDatabase } from '../catalog/backups.js';
 import { type Config, databaseSettings } from '../config.js';
 import { type Alert, retentionBlockedAlert } from '../domain/alerts.js';
-import type { Tier } from '../domain/catalog.js';
+import type { Tier } from '../domain/backup-layout.js';
 import {
   type DebrisKeepReason,
   holdLocked,

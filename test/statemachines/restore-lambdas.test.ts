@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPrepareRestoreHandler } from '../../functions/prepare-restore.js';
 import { createThawBackupHandler } from '../../functions/thaw-backup.js';
-import { keysFor } from '../../lib/domain/catalog.js';
+import { keysFor } from '../../lib/domain/backup-layout.js';
 import { silentLogger } from '../../lib/platform/logger.js';
 import { FileStore } from '../../lib/storage/file-store.js';
 import { S3Store } from '../../lib/storage/s3-store.js';

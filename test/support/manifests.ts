@@ -4,7 +4,7 @@ import { mkdtemp, rm, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Config, parseConfig } from '../../lib/config.js';
-import { backupIdFor, classifyTier, keysFor } from '../../lib/domain/catalog.js';
+import { backupIdFor, classifyTier, keysFor } from '../../lib/domain/backup-layout.js';
 import { MANIFEST_VERSION, type Manifest, parseManifest } from '../../lib/domain/manifest.js';
 import type { FileStore } from '../../lib/storage/file-store.js';
 import type { BackupStore } from '../../lib/storage/store.js';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { classifyTier, parseBackupId } from '../../../lib/domain/catalog.js';
+import { classifyTier, parseBackupId } from '../../../lib/domain/backup-layout.js';
 import { type Manifest, parseManifest } from '../../../lib/domain/manifest.js';
 import { S3Store } from '../../../lib/storage/s3-store.js';
 import { PGBP, runCli, sh } from '../../support/cli.js';

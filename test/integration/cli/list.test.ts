@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { keysFor } from '../../../lib/domain/catalog.js';
+import { keysFor } from '../../../lib/domain/backup-layout.js';
 import { FileStore } from '../../../lib/storage/file-store.js';
 import { runCli } from '../../support/cli.js';
 import { putBackup } from '../../support/manifests.js';

@@ -1,7 +1,7 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../../cli/main.js';
-import { keysFor } from '../../../lib/domain/catalog.js';
+import { keysFor } from '../../../lib/domain/backup-layout.js';
 import type { StoreStatus } from '../../../lib/monitor/staleness.js';
 import type { RetentionReport } from '../../../lib/retention/run.js';
 import { FileStore } from '../../../lib/storage/file-store.js';

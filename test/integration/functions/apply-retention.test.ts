@@ -1,7 +1,7 @@
 import { PutObjectLegalHoldCommand, PutObjectRetentionCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApplyRetentionHandler, handler } from '../../../functions/apply-retention.js';
-import { backupIdFor, classifyTier, keysFor } from '../../../lib/domain/catalog.js';
+import { backupIdFor, classifyTier, keysFor } from '../../../lib/domain/backup-layout.js';
 import { s3Client } from '../../../lib/platform/aws-clients/s3.js';
 import { fixedClock } from '../../../lib/platform/clock.js';
 import { silentLogger } from '../../../lib/platform/logger.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createCheckSizeHandler } from '../../../functions/check-size.js';
 import type { Config } from '../../../lib/config.js';
-import { keysFor } from '../../../lib/domain/catalog.js';
+import { keysFor } from '../../../lib/domain/backup-layout.js';
 import { BackupNotFoundError, CorruptBackupError, SizeOutOfRangeError } from '../../../lib/domain/errors.js';
 import { silentLogger } from '../../../lib/platform/logger.js';
 import { S3Store } from '../../../lib/storage/s3-store.js';

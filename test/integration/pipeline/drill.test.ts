@@ -3,7 +3,7 @@ import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { keysFor } from '../../../lib/domain/catalog.js';
+import { keysFor } from '../../../lib/domain/backup-layout.js';
 import type { Manifest } from '../../../lib/domain/manifest.js';
 import type { RestoreReport } from '../../../lib/domain/verify-report.js';
 import { FileStore } from '../../../lib/storage/file-store.js';

@@ -12,7 +12,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { keysFor } from '../../../lib/domain/catalog.js';
+import { keysFor } from '../../../lib/domain/backup-layout.js';
 import {
   BackupNotFoundError,
   CorruptBackupError,

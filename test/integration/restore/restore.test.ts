@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { keysFor } from '../../../lib/domain/catalog.js';
+import { keysFor } from '../../../lib/domain/backup-layout.js';
 import { RestoreCheckFailedError, RestoreFailedError } from '../../../lib/domain/errors.js';
 import type { Manifest } from '../../../lib/domain/manifest.js';
 import { scratchDatabaseName, scratchSuffix } from '../../../lib/domain/restore-checks.js';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { thawBackup } from '../../../lib/catalog/thaw.js';
-import { keysFor } from '../../../lib/domain/catalog.js';
+import { keysFor } from '../../../lib/domain/backup-layout.js';
 import { ArchivedBackupError } from '../../../lib/domain/errors.js';
 import type { Manifest } from '../../../lib/domain/manifest.js';
 import type { RestoreReport } from '../../../lib/domain/verify-report.js';

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { scanDatabase } from '../../../lib/catalog/backups.js';
-import { keysFor } from '../../../lib/domain/catalog.js';
+import { keysFor } from '../../../lib/domain/backup-layout.js';
 import { runRetention } from '../../../lib/retention/run.js';
 import { FileStore } from '../../../lib/storage/file-store.js';
 import type { BackupStore } from '../../../lib/storage/store.js';

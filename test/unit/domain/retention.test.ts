@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { backupIdFor, classifyTier } from '../../../lib/domain/catalog.js';
+import { backupIdFor, classifyTier } from '../../../lib/domain/backup-layout.js';
 import {
   type DebrisObject,
   holdLocked,

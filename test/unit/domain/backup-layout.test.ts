@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { backupIdFor, classifyTier, keysFor, parseBackupId, parseKey } from '../../../lib/domain/catalog.js';
+import {
+  backupIdFor,
+  classifyTier,
+  keysFor,
+  parseBackupId,
+  parseKey,
+} from '../../../lib/domain/backup-layout.js';
 
 describe('classifyTier', () => {
   it('makes 1 January yearly, the 1st of other months monthly, any other day daily', () => {

@@ -1,6 +1,7 @@
 /**
- * Backup identity and storage layout: `<prefix>/<database>/<YYYY>/<MM>/<DD>/<backupId>.dump`,
- * with `<backupId>.manifest.json` beside it and `<backupId>.verify.json` once checked.
+ * The logical backups' identity and layout (pure; reading a store is lib/catalog/):
+ * `<prefix>/<database>/<YYYY>/<MM>/<DD>/<backupId>.dump`, with `<backupId>.manifest.json` beside it
+ * and `<backupId>.verify.json` once checked; backup ids and tiers.
  */
 
 export type Tier = 'daily' | 'monthly' | 'yearly';
