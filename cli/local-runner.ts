@@ -63,6 +63,9 @@ export interface LocalRunOptions {
 
 /** The Resource of the Fargate task states. */
 const RUN_TASK = 'arn:aws:states:::ecs:runTask.waitForTaskToken';
+/** The states that find and stop what a task state started (its StartedBy), on every way out of it. */
+const LIST_TASKS = 'arn:aws:states:::aws-sdk:ecs:listTasks';
+const STOP_TASK = 'arn:aws:states:::aws-sdk:ecs:stopTask';
 
 /** The account in local ARNs. */
 const LOCAL_ACCOUNT = '000000000000';
@@ -81,8 +84,15 @@ interface ContainerOverride {
 /** `ErrorName: message`, the one line a task writes on stderr when it fails (tasks/task-runner.ts). */
 const ERROR_LINE = /^([A-Za-z][\w.]*(?:Error|Exception)|States\.[A-Za-z]+): (.*)$/;
 
+/** A task process started by a runTask state, as ECS would list it. */
+interface LocalTask {
+  readonly arn: string;
+  readonly startedBy: string | undefined;
+}
+
 interface TaskRun {
-  readonly children: Set<ChildProcess>;
+  /** The running task processes; a process leaves when it exits. */
+  readonly children: Map<ChildProcess, LocalTask>;
   readonly bundleDir: () => Promise<string>;
   readonly options: LocalRunOptions;
 }
@@ -116,7 +126,12 @@ async function runContainer(parameters: Json, run: TaskRun): Promise<Json> {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    run.children.add(child);
+    const startedBy = (parameters as { StartedBy?: string } | null)?.StartedBy;
+    const cluster = String((parameters as { Cluster?: string } | null)?.Cluster ?? '');
+    run.children.set(child, {
+      arn: `${cluster.replace(':cluster/', ':task/')}/${randomUUID().replace(/-/g, '')}`,
+      startedBy,
+    });
     let stdout = '';
     let pending = '';
     let lastError: RegExpExecArray | undefined;
@@ -179,6 +194,20 @@ function lambdas(options: LocalRunOptions): Record<string, LambdaFunction<unknow
   };
 }
 
+/** ecs:ListTasks here: the task processes of this run still running, by StartedBy. */
+function listTasks(parameters: Json, run: TaskRun): Json {
+  const startedBy = (parameters as { StartedBy?: string } | null)?.StartedBy;
+  const TaskArns = [...run.children.values()].filter((t) => t.startedBy === startedBy).map((t) => t.arn);
+  return { TaskArns };
+}
+
+/** ecs:StopTask here: SIGTERM to the task process, as ECS sends the container. */
+function stopTask(parameters: Json, run: TaskRun): Json {
+  const arn = (parameters as { Task?: string } | null)?.Task;
+  for (const [child, task] of run.children) if (task.arn === arn) child.kill('SIGTERM');
+  return { Task: { TaskArn: arn ?? null, DesiredStatus: 'STOPPED' } };
+}
+
 /** Every Task state of a machine bound to local code by its Resource, as written in the ASL file. */
 function bindTasks(machine: MachineName, root: string, run: TaskRun): Record<string, Handler> {
   const functions = lambdas(run.options);
@@ -195,6 +224,14 @@ function bindTasks(machine: MachineName, root: string, run: TaskRun): Record<str
     resources.set(name, resource);
     if (resource === RUN_TASK) {
       handlers[name] = (input) => runContainer(input, run);
+      continue;
+    }
+    if (resource === LIST_TASKS) {
+      handlers[name] = async (input) => listTasks(input, run);
+      continue;
+    }
+    if (resource === STOP_TASK) {
+      handlers[name] = async (input) => stopTask(input, run);
       continue;
     }
     const key = functionKeyOf(resource);
@@ -225,7 +262,7 @@ export async function runLocalExecution(options: LocalRunOptions): Promise<Execu
 
   let bundle: Promise<string> | undefined;
   const run: TaskRun = {
-    children: new Set(),
+    children: new Map(),
     bundleDir: () => {
       bundle ??= taskBundleDir(root);
       return bundle;
@@ -319,8 +356,9 @@ export async function runLocalExecution(options: LocalRunOptions): Promise<Execu
   } catch (e) {
     error = errorOf(e);
   } finally {
-    // A timed-out task's process is still running: nothing waits for it any more.
-    for (const child of run.children) child.kill('SIGTERM');
+    // The machine stops what it started on its own paths; this covers an execution that ended
+    // some other way (a runtime error) with a task process still running.
+    for (const child of run.children.keys()) child.kill('SIGTERM');
   }
   await followed;
   if (followFailure) throw followFailure;

@@ -13,7 +13,15 @@ export interface TaskDeps {
   readonly stderr: NodeJS.WritableStream;
   /** Step Functions client, for the task token; built only when a token is present. */
   readonly sfn?: () => Pick<SFNClient, 'send'>;
+  /**
+   * Ends the task when Step Functions no longer waits for it (the state timed out, the execution
+   * was aborted): by default the SIGTERM that ECS StopTask would send.
+   */
+  readonly stop?: () => void;
 }
+
+/** Heartbeat answers meaning nothing waits for this task any more: it must not run on unobserved. */
+const TOKEN_GONE = new Set(['TaskTimedOut', 'TaskDoesNotExist', 'InvalidToken']);
 
 export interface TaskContext {
   /** Secrets known to the task, removed from anything it reports. */
@@ -40,9 +48,15 @@ export async function runTask<T>(
   let timer: NodeJS.Timeout | undefined;
   if (token && sfn) {
     const every = Number(deps.env.PGBP_HEARTBEAT_SECONDS ?? 60) * 1000;
+    const stop = deps.stop ?? (() => process.kill(process.pid, 'SIGTERM'));
     timer = setInterval(() => {
       sfn.send(new SendTaskHeartbeatCommand({ taskToken: token })).catch((e: Error) => {
-        deps.stderr.write(`heartbeat failed: ${e.message}\n`);
+        deps.stderr.write(`heartbeat failed: ${e.name}: ${e.message}\n`);
+        if (TOKEN_GONE.has(e.name)) {
+          // An aborted execution runs no state that could stop this task: it stops itself.
+          clearInterval(timer);
+          stop();
+        }
       });
     }, every);
     timer.unref();

@@ -105,20 +105,13 @@ export class S3Store implements BackupStore {
       : { ServerSideEncryption: 'AES256' };
   }
 
-  private async refuseExisting(key: string): Promise<void> {
-    if (await this.head(key)) {
-      throw new ObjectExistsError(`${key} already exists in ${this.url}; refusing to overwrite it`);
-    }
-  }
-
+  /**
+   * No HeadObject first: the conditional write (`If-None-Match: *` on PutObject and
+   * CompleteMultipartUpload) is what refuses an existing key. A HEAD of a missing key answers 403,
+   * not 404, to a role without an unconditioned s3:ListBucket, which would fail every new dump.
+   */
   async putStream(key: string, body: Body, options: PutOptions = {}): Promise<{ bytes: number }> {
     const source = sourceOf(body);
-    try {
-      if (!options.replace) await this.refuseExisting(key);
-    } catch (error) {
-      source.destroy();
-      throw error;
-    }
     const common = {
       Bucket: this.bucket,
       Key: key,

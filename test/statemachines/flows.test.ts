@@ -23,7 +23,26 @@ interface Run {
   readonly error?: { readonly name: string; readonly message: string };
   /** Task states entered, in order. */
   readonly calls: { readonly state: string; readonly input: Record<string, unknown> }[];
+  /** The Fargate tasks the run started, as ECS would see them. */
+  readonly tasks: EcsTask[];
 }
+
+interface EcsTask {
+  readonly arn: string;
+  readonly database: string;
+  readonly startedBy: string;
+  running: boolean;
+  stopped: boolean;
+  /** Tasks of the same database still running when this one started. */
+  readonly besides: number;
+}
+
+/** The runTask states and the states that find and stop what they started. */
+const RUN_TASK_STATES = new Set(['Dump', 'VerifyRestore', 'Restore']);
+const LIST_STATES = new Set(['FindDumpTasks', 'FindVerifyTasks', 'FindRestoreTasks']);
+const STOP_STATES = new Set(['StopDumpTask', 'StopVerifyTask', 'StopRestoreTask']);
+/** How Step Functions fails a state whose container went silent or ran too long: the container runs on. */
+const CONTAINER_STILL_RUNNING = new Set(['States.HeartbeatTimeout', 'States.Timeout']);
 
 beforeAll(() => polyfillWithResolvers());
 
@@ -46,12 +65,51 @@ async function run(
     30,
   );
   const calls: { state: string; input: Record<string, unknown> }[] = [];
+  const tasks: EcsTask[] = [];
+  // ECS, as far as these machines use it: RunTask starts a task that runs until its work ends,
+  // or on when Step Functions gave up on it; ListTasks by StartedBy; StopTask.
+  const ecs: Record<string, Handler> = {};
+  for (const state of LIST_STATES) {
+    ecs[state] = async (input) => ({
+      TaskArns: tasks.filter((t) => t.running && t.startedBy === input.StartedBy).map((t) => t.arn),
+    });
+  }
+  for (const state of STOP_STATES) {
+    ecs[state] = async (input) => {
+      const task = tasks.find((t) => t.arn === input.Task);
+      if (task) Object.assign(task, { running: false, stopped: true });
+      return { Task: { TaskArn: input.Task } };
+    };
+  }
+  const withEcs = (state: string, fn: Handler): Handler =>
+    RUN_TASK_STATES.has(state)
+      ? async (input) => {
+          const database = taskEnv(input).PGBP_DATABASE as string;
+          const task: EcsTask = {
+            arn: `arn:aws:ecs:eu-west-1:123456789012:task/pgbp/${tasks.length + 1}`,
+            database,
+            startedBy: String(input.StartedBy),
+            running: true,
+            stopped: false,
+            besides: tasks.filter((t) => t.running && t.database === database).length,
+          };
+          tasks.push(task);
+          try {
+            const result = await fn(input);
+            task.running = false;
+            return result;
+          } catch (error) {
+            if (!CONTAINER_STILL_RUNNING.has((error as Error).name)) task.running = false;
+            throw error;
+          }
+        }
+      : fn;
   const bound = Object.fromEntries(
-    Object.entries(handlers).map(([state, fn]) => [
+    Object.entries({ ...ecs, ...handlers }).map(([state, fn]) => [
       state,
       async (stateInput: Record<string, unknown>) => {
         calls.push({ state, input: stateInput });
-        return fn(stateInput);
+        return withEcs(state, fn)(stateInput);
       },
     ]),
   );
@@ -61,17 +119,17 @@ async function run(
       taskResourceLocalHandlers: bound as unknown as NonNullable<
         RunOptions['overrides']
       >['taskResourceLocalHandlers'],
-      waitTimeOverrides: { WaitForThaw: 0 },
-      retryIntervalOverrides: Object.fromEntries(Object.keys(handlers).map((s) => [s, 0])),
+      waitTimeOverrides: { WaitForThaw: 0, WaitForStoppedDump: 0, WaitForStoppedVerify: 0 },
+      retryIntervalOverrides: Object.fromEntries(Object.keys(bound).map((s) => [s, 0])),
     },
     context: { Execution: { Id: EXECUTION_ARN }, Task: { Token: 'task-token' } },
   };
   const execution = localMachine(definition).run(input, options);
   try {
-    return { output: await execution.result, calls };
+    return { output: await execution.result, calls, tasks };
   } catch (error) {
     const cause = (error as Error & { cause?: Error }).cause ?? (error as Error);
-    return { error: { name: cause.name, message: cause.message }, calls };
+    return { error: { name: cause.name, message: cause.message }, calls, tasks };
   }
 }
 
@@ -179,6 +237,78 @@ describe('the backup state machine', () => {
         error: { Error: 'DumpFailedError', Cause: 'pg_dump: password authentication failed' },
       },
     ]);
+    expect(result.error?.name).toBe('BackupFailed');
+  });
+
+  it('stops a dump whose container went silent, then dumps once more with no second pg_dump beside it', async () => {
+    let silent = true;
+    const result = await run(
+      'backup',
+      { databases: ['alpha'] },
+      {
+        ...healthy,
+        Dump: async (input) => {
+          if (silent) {
+            silent = false;
+            // Step Functions gives up after HeartbeatSeconds without a heartbeat; the container runs on.
+            throw typedError('States.HeartbeatTimeout', 'no heartbeat for 300 s');
+          }
+          return manifestFor(taskEnv(input).PGBP_DATABASE as string);
+        },
+      },
+    );
+    expect(result.error).toBeUndefined();
+    const [first, second] = result.tasks;
+    expect(result.tasks).toHaveLength(2);
+    expect(first).toMatchObject({ database: 'alpha', stopped: true, running: false });
+    expect(second).toMatchObject({ database: 'alpha', stopped: false, besides: 0 });
+    expect(first?.startedBy).not.toBe(second?.startedBy);
+    // Stopped before the second attempt started.
+    const order = result.calls.map((c) => c.state);
+    expect(order.indexOf('StopDumpTask')).toBeLessThan(order.lastIndexOf('Dump'));
+    expect(callsTo(result, 'StopDumpTask')).toEqual([
+      expect.objectContaining({ Cluster: LOCAL_SUBSTITUTIONS.EcsClusterArn, Task: first?.arn }),
+    ]);
+    expect(callsTo(result, 'NotifyFailure')).toEqual([]);
+  });
+
+  it('stops a dump that ran past its timeout, alerts it and does not start another', async () => {
+    const result = await run(
+      'backup',
+      { databases: ['alpha'] },
+      {
+        ...healthy,
+        Dump: async () => {
+          throw typedError('States.Timeout', 'the dump ran past 21600 s');
+        },
+      },
+    );
+    expect(result.tasks).toEqual([expect.objectContaining({ stopped: true, running: false })]);
+    expect(callsTo(result, 'NotifyFailure')).toEqual([
+      expect.objectContaining({
+        database: 'alpha',
+        error: expect.objectContaining({ Error: 'States.Timeout' }),
+      }),
+    ]);
+    expect(result.error?.name).toBe('BackupFailed');
+  });
+
+  it('stops a container that stays silent twice, and alerts it', async () => {
+    const result = await run(
+      'backup',
+      { databases: ['alpha'] },
+      {
+        ...healthy,
+        Dump: async () => {
+          throw typedError('States.HeartbeatTimeout', 'no heartbeat for 300 s');
+        },
+      },
+    );
+    expect(result.tasks.map((t) => [t.stopped, t.besides])).toEqual([
+      [true, 0],
+      [true, 0],
+    ]);
+    expect(callsTo(result, 'NotifyFailure')).toHaveLength(1);
     expect(result.error?.name).toBe('BackupFailed');
   });
 
@@ -305,6 +435,29 @@ describe('the restore-drill state machine', () => {
         { database: 'beta', status: 'verified', backupId: 'beta-20260620T020000Z', recoverySeconds: 7 },
       ],
     });
+  });
+
+  it('stops a drill restore whose container went silent before restoring again', async () => {
+    let silent = true;
+    const result = await run(
+      'restore-drill',
+      { databases: ['alpha'] },
+      {
+        VerifyRestore: async (input) => {
+          if (silent) {
+            silent = false;
+            throw typedError('States.HeartbeatTimeout', 'no heartbeat for 300 s');
+          }
+          return report(taskEnv(input).PGBP_DATABASE as string, 4);
+        },
+        NotifyFailure: async () => ({}),
+      },
+    );
+    expect(result.error).toBeUndefined();
+    expect(result.tasks.map((t) => [t.stopped, t.besides])).toEqual([
+      [true, 0],
+      [false, 0],
+    ]);
   });
 
   it('alerts a backup that does not restore, drills the others, and fails', async () => {
@@ -454,6 +607,21 @@ describe('the restore state machine', () => {
     ]);
     expect(result.error?.name).toBe('ArchivedBackupError');
     expect(result.error?.message).toMatch(/still archived after 4 thaw checks/);
+  });
+
+  it('stops a restore whose container went silent, alerts it and does not restore again', async () => {
+    const result = await run('restore', request, {
+      Prepare: async () => prepared(false),
+      Restore: async () => {
+        throw typedError('States.HeartbeatTimeout', 'no heartbeat for 300 s');
+      },
+      NotifyRestoreFailure: async () => ({}),
+    });
+    expect(result.tasks).toEqual([expect.objectContaining({ database: 'alpha', stopped: true })]);
+    expect(callsTo(result, 'NotifyRestoreFailure')).toEqual([
+      expect.objectContaining({ error: expect.objectContaining({ Error: 'States.HeartbeatTimeout' }) }),
+    ]);
+    expect(result.error?.name).toBe('States.HeartbeatTimeout');
   });
 
   it('alerts a failed restore with the database and the backup, and fails with the task error', async () => {

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { S3Client } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { ObjectExistsError } from '../../../lib/domain/errors.js';
 import { S3Store } from '../../../lib/storage/s3-store.js';
@@ -62,6 +63,31 @@ describe('S3Store', () => {
       ObjectExistsError,
     );
     expect((await store.getBytes('k.json')).toString()).toBe('{"a":1}');
+    expect(await inProgressUploads(bucket)).toBe(0);
+  });
+
+  it('writes new objects without asking whether the key exists, which IAM can answer 403', async () => {
+    const bucket = await createBucket();
+    const commands: string[] = [];
+    const client = new S3Client({ forcePathStyle: true });
+    client.middlewareStack.add(
+      (next, context) => (args) => {
+        commands.push(String(context.commandName));
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    const store = new S3Store(bucket, '', { client });
+    await store.putStream('small.dump', chunks(1024));
+    await store.putStream('large.dump', chunks(10 * 1024 * 1024));
+    await store.putBytes('m.json', '{}');
+    expect(commands).not.toContain('HeadObjectCommand');
+    expect(commands.filter((c) => c === 'ListObjectsV2Command')).toEqual([]);
+    // The refusal stays with the conditional write.
+    await expect(store.putStream('large.dump', chunks(10 * 1024 * 1024))).rejects.toBeInstanceOf(
+      ObjectExistsError,
+    );
+    expect(commands).not.toContain('HeadObjectCommand');
     expect(await inProgressUploads(bucket)).toBe(0);
   });
 
