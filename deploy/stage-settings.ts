@@ -1,4 +1,6 @@
 import { resolve } from 'node:path';
+import { ALERTED_ERRORS_METRIC } from '../lib/adapters/lambda.js';
+import { METRIC_NAMESPACE } from '../lib/adapters/metrics.js';
 import { type Config, loadConfig } from '../lib/config.js';
 import { ConfigError } from '../lib/domain/errors.js';
 import { METRIC_NAMESPACE } from '../lib/platform/metrics.js';
@@ -92,6 +94,8 @@ export interface StageSettings {
     readonly heartbeatIntervalSeconds: string;
     /** Image pulls are allowed from this ECR repository only. */
     readonly ecrRepositoryArn: string;
+    /** RuntimePlatform.CpuArchitecture of the task definitions; the image is built for it. */
+    readonly cpuArchitecture: 'ARM64' | 'X86_64';
   };
   readonly logRetentionDays: number;
   readonly lifecycle: {
@@ -104,7 +108,7 @@ export interface StageSettings {
   readonly staleAfterHours: number;
   /** Object Lock default retention; `enabled` is a string for a CloudFormation condition. */
   readonly objectLock: { readonly enabled: 'true' | 'false'; readonly mode: string; readonly days: number };
-  /** The database password: how ECS injects it as PGPASSWORD, and the statement that may read it. */
+  /** The database password: how ECS injects it as PGPASSWORD, and the statement that lets ECS read it. */
   readonly dbPassword: { readonly valueFrom: Cfn | string; readonly readStatement: Cfn };
   /** The statement that lets the Slack forwarder read its webhook URL. */
   readonly slackWebhook: { readonly readStatement: Cfn };
@@ -135,13 +139,17 @@ export function ecrRepositoryArn(image: string): string | undefined {
   return `arn:${partition}:ecr:${region}:${account}:repository/${repository}`;
 }
 
-/** The IAM statement that lets a role read one secret: Secrets Manager by name or ARN, or SSM (`ssm:/name`). */
-export function secretReadStatement(id: string): Cfn {
+/**
+ * The IAM statement that lets a role read one secret: Secrets Manager by name or ARN, or SSM
+ * (`ssm:/name`). `reader` is who reads an SSM parameter: the code calls GetParameter, ECS
+ * injecting a container secret calls GetParameters.
+ */
+export function secretReadStatement(id: string, reader: 'code' | 'ecs' = 'code'): Cfn {
   if (id.startsWith('ssm:')) {
     const name = id.slice(4).replace(/^\//, '');
     return {
       Effect: 'Allow',
-      Action: ['ssm:GetParameter'],
+      Action: [reader === 'ecs' ? 'ssm:GetParameters' : 'ssm:GetParameter'],
       Resource: {
         'Fn::Sub': `arn:\${AWS::Partition}:ssm:\${AWS::Region}:\${AWS::AccountId}:parameter/${name}`,
       },
@@ -159,16 +167,21 @@ export function secretReadStatement(id: string): Cfn {
   };
 }
 
-/** The ECS `valueFrom` of a Secrets Manager secret (a partial ARN is enough for a name). */
-function secretValueFrom(id: string): Cfn | string {
-  if (id.startsWith('arn:')) return id;
+/**
+ * The ECS `valueFrom` of the password secret: a parameter ARN for SSM (injected whole); for
+ * Secrets Manager a (partial) secret ARN, with `:password::` for a JSON secret, so PGPASSWORD
+ * gets the field and not the whole JSON document.
+ */
+export function secretValueFrom(id: string, format: 'json' | 'plain'): Cfn | string {
   if (id.startsWith('ssm:')) {
     return {
       'Fn::Sub': `arn:\${AWS::Partition}:ssm:\${AWS::Region}:\${AWS::AccountId}:parameter/${id.slice(4).replace(/^\//, '')}`,
     };
   }
+  const field = format === 'json' ? ':password::' : '';
+  if (id.startsWith('arn:')) return `${id}${field}`;
   return {
-    'Fn::Sub': `arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${id}`,
+    'Fn::Sub': `arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${id}${field}`,
   };
 }
 
@@ -203,25 +216,127 @@ function ageAlarms(config: Config, staleAfterHours: number): Record<string, Cfn>
   return out;
 }
 
+/**
+ * One alarm per function on its unexpected failures: Lambda's Errors (which also counts
+ * timeouts, crashes and failed cold starts) minus the typed verdicts the handler counted as
+ * AlertedErrors (lib/adapters/lambda.ts), which their state machine has already alerted.
+ */
 function lambdaErrorAlarms(stage: string): Record<string, Cfn> {
   const out: Record<string, Cfn> = {};
   for (const key of FUNCTION_KEYS) {
     const logical = `${key.charAt(0).toUpperCase()}${key.slice(1)}`;
+    const functionName = { Ref: `${logical}LambdaFunction` };
     out[`${logical}ErrorsAlarm`] = {
       Type: 'AWS::CloudWatch::Alarm',
       Properties: {
         AlarmName: `${SERVICE}-${stage}-${key}-errors`,
-        AlarmDescription: `The ${key} Lambda function failed.`,
-        Namespace: 'AWS/Lambda',
-        MetricName: 'Errors',
-        Dimensions: [{ Name: 'FunctionName', Value: { Ref: `${logical}LambdaFunction` } }],
-        Statistic: 'Sum',
-        Period: 300,
+        AlarmDescription: `The ${key} Lambda function failed unexpectedly (its typed verdicts are alerted by the state machine).`,
+        Metrics: [
+          {
+            Id: 'errors',
+            MetricStat: {
+              Metric: {
+                Namespace: 'AWS/Lambda',
+                MetricName: 'Errors',
+                Dimensions: [{ Name: 'FunctionName', Value: functionName }],
+              },
+              Period: 300,
+              Stat: 'Sum',
+            },
+            ReturnData: false,
+          },
+          {
+            Id: 'alerted',
+            MetricStat: {
+              Metric: {
+                Namespace: METRIC_NAMESPACE,
+                MetricName: ALERTED_ERRORS_METRIC,
+                Dimensions: [{ Name: 'Function', Value: functionName }],
+              },
+              Period: 300,
+              Stat: 'Sum',
+            },
+            ReturnData: false,
+          },
+          {
+            Id: 'unexpected',
+            Expression: 'errors - FILL(alerted, 0)',
+            Label: 'Unexpected errors',
+            ReturnData: true,
+          },
+        ],
         EvaluationPeriods: 1,
         Threshold: 1,
         ComparisonOperator: 'GreaterThanOrEqualToThreshold',
         TreatMissingData: 'notBreaching',
         AlarmActions: [{ Ref: 'AlertsTopic' }],
+      },
+    };
+  }
+  return out;
+}
+
+/** `…/repository@sha256:<digest>`: an image that cannot change under the stack. */
+const IMAGE_DIGEST = /@sha256:[0-9a-f]{64}$/;
+
+/**
+ * What the tasks reach in AWS, for private subnets without NAT: image pulls (ECR api and dkr,
+ * layers from S3), logs, the password, the task token, SSE-KMS. SSM is there for a password
+ * kept in Parameter Store.
+ */
+export const INTERFACE_ENDPOINTS = [
+  'ecr.api',
+  'ecr.dkr',
+  'logs',
+  'secretsmanager',
+  'ssm',
+  'states',
+  'kms',
+] as const;
+
+function vpcEndpoints(
+  endpoints: { readonly vpcId: string; readonly routeTableIds: readonly string[] },
+  subnets: readonly string[],
+  securityGroups: readonly string[],
+): Record<string, Cfn> {
+  const out: Record<string, Cfn> = {
+    VpcEndpointSecurityGroup: {
+      Type: 'AWS::EC2::SecurityGroup',
+      Properties: {
+        GroupDescription: `${SERVICE}: HTTPS from the Fargate tasks to the VPC endpoints`,
+        VpcId: endpoints.vpcId,
+        SecurityGroupIngress: securityGroups.map((id) => ({
+          IpProtocol: 'tcp',
+          FromPort: 443,
+          ToPort: 443,
+          SourceSecurityGroupId: id,
+        })),
+      },
+    },
+    S3GatewayEndpoint: {
+      Type: 'AWS::EC2::VPCEndpoint',
+      Properties: {
+        VpcEndpointType: 'Gateway',
+        VpcId: endpoints.vpcId,
+        ServiceName: { 'Fn::Sub': `com.amazonaws.\${AWS::Region}.s3` },
+        RouteTableIds: [...endpoints.routeTableIds],
+      },
+    },
+  };
+  for (const service of INTERFACE_ENDPOINTS) {
+    const logical = service
+      .split('.')
+      .map((p) => `${p.charAt(0).toUpperCase()}${p.slice(1)}`)
+      .join('');
+    out[`${logical}InterfaceEndpoint`] = {
+      Type: 'AWS::EC2::VPCEndpoint',
+      Properties: {
+        VpcEndpointType: 'Interface',
+        VpcId: endpoints.vpcId,
+        ServiceName: { 'Fn::Sub': `com.amazonaws.\${AWS::Region}.${service}` },
+        SubnetIds: [...subnets],
+        SecurityGroupIds: [{ Ref: 'VpcEndpointSecurityGroup' }],
+        PrivateDnsEnabled: true,
       },
     };
   }
@@ -315,8 +430,21 @@ export function stageSettings(stage: string, options: { readonly root: string })
   );
   const staleAfterHours = config.defaults.staleAfter / 3_600_000;
 
-  const objectLock = aws.objectLock
-    ? { enabled: 'true' as const, mode: aws.objectLock.mode, days: aws.objectLock.days }
+  // Object Lock: a locked version outlives any delete until its retention ends. The default
+  // retention stays within the shortest daily retention, so the plan's own deletes of dailies
+  // find their versions unlocked (deleting the current version only adds a delete marker).
+  const shortestDaily = Math.min(...policies.map((p) => p.daily));
+  const lockOn = aws.objectLock?.enabled ?? stage === 'prod';
+  const lockDays = aws.objectLock?.days ?? Math.max(1, shortestDaily);
+  if (lockOn && lockDays > Math.max(1, shortestDaily)) {
+    fail(
+      configFile,
+      'aws.objectLock.days',
+      `${lockDays} days outlives the shortest daily retention (${shortestDaily}); retention could not remove what it plans to`,
+    );
+  }
+  const objectLock = lockOn
+    ? { enabled: 'true' as const, mode: aws.objectLock?.mode ?? 'GOVERNANCE', days: lockDays }
     : // Unused when disabled; present so the template resolves.
       { enabled: 'false' as const, mode: 'GOVERNANCE', days: 1 };
 
@@ -332,12 +460,19 @@ export function stageSettings(stage: string, options: { readonly root: string })
   if (!slackSecret)
     fail(configFile, 'alerts.slackWebhookSecretId', 'is required: the alerts topic forwards to Slack');
   const ecrArn = ecrRepositoryArn(aws.taskImage);
-  if (!ecrArn)
+  if (!ecrArn || !IMAGE_DIGEST.test(aws.taskImage))
     fail(
       configFile,
       'aws.taskImage',
-      'must be an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag>)',
+      'must be an ECR image pinned by digest (<account>.dkr.ecr.<region>.amazonaws.com/<repository>@sha256:<64 hex>): a tag can move under a running stack',
     );
+  if (passwordSecret.startsWith('ssm:') && config.connection.passwordSecretFormat === 'json') {
+    fail(
+      configFile,
+      'connection.passwordSecretFormat',
+      'must be plain for an SSM parameter: ECS injects a parameter whole, it cannot pick a JSON field',
+    );
+  }
 
   return {
     stage,
@@ -369,6 +504,7 @@ export function stageSettings(stage: string, options: { readonly root: string })
       ephemeralStorageGiB: aws.taskEphemeralStorageGiB,
       heartbeatIntervalSeconds: String(machines.heartbeatIntervalSeconds),
       ecrRepositoryArn: ecrArn,
+      cpuArchitecture: aws.taskArchitecture,
     },
     logRetentionDays: aws.logRetentionDays,
     lifecycle: {
@@ -381,8 +517,8 @@ export function stageSettings(stage: string, options: { readonly root: string })
     staleAfterHours,
     objectLock,
     dbPassword: {
-      valueFrom: secretValueFrom(passwordSecret),
-      readStatement: secretReadStatement(passwordSecret),
+      valueFrom: secretValueFrom(passwordSecret, config.connection.passwordSecretFormat),
+      readStatement: secretReadStatement(passwordSecret, 'ecs'),
     },
     slackWebhook: { readStatement: secretReadStatement(slackSecret) },
     resources: {
@@ -390,6 +526,9 @@ export function stageSettings(stage: string, options: { readonly root: string })
         ...emailSubscriptions(config),
         ...ageAlarms(config, staleAfterHours),
         ...lambdaErrorAlarms(stage),
+        ...(aws.network.endpoints
+          ? vpcEndpoints(aws.network.endpoints, aws.network.subnets, aws.network.securityGroups)
+          : {}),
       },
     },
   };

@@ -59,6 +59,8 @@ export function createApplyRetentionHandler(ports: ApplyRetentionPorts) {
   return lambdaHandler(
     {
       name: 'apply-retention',
+      // A verdict, not a fault: the state machine catches it and alerts it.
+      alertedErrors: ['RetentionBlockedError'],
       event: applyRetentionEvent,
       ...(ports.logger ? { logger: ports.logger } : {}),
       keys: (e) => (e.database ? { database: e.database } : {}),

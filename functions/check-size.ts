@@ -24,6 +24,8 @@ export function createCheckSizeHandler(ports: CheckSizePorts) {
   return lambdaHandler(
     {
       name: 'check-size',
+      // A verdict, not a fault: the state machine catches it and alerts it.
+      alertedErrors: ['SizeOutOfRangeError'],
       event: checkSizeEvent,
       ...(ports.logger ? { logger: ports.logger } : {}),
       keys: (e) => ({ database: e.database, backupId: e.backupId }),

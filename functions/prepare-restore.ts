@@ -36,6 +36,8 @@ export function createPrepareRestoreHandler(ports: PrepareRestorePorts) {
   return lambdaHandler(
     {
       name: 'prepare-restore',
+      // A verdict, not a fault: the state machine catches it and alerts it.
+      alertedErrors: ['InvalidRestoreRequestError', 'BackupNotFoundError'],
       event: prepareRestoreEvent,
       ...(ports.logger ? { logger: ports.logger } : {}),
     },

@@ -147,6 +147,11 @@ export const configSchema = z
         sslmode: z.enum(['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full']).optional(),
         /** Secrets Manager secret holding the password (a plain string or JSON with `password`). */
         passwordSecretId: z.string().optional(),
+        /**
+         * How the secret holds the password: JSON with a `password` field (what RDS and the
+         * Secrets Manager console write) or the password alone. ECS injects PGPASSWORD by it.
+         */
+        passwordSecretFormat: z.enum(['json', 'plain']).default('json'),
       })
       .strict()
       .prefault({}),
@@ -197,21 +202,68 @@ export const configSchema = z
       .prefault({}),
     aws: z
       .object({
+        /**
+         * S3 Object Lock default retention on the bucket (on for prod unless `enabled: false`);
+         * `days` defaults to the shortest daily retention, so a lock never outlives what GFS keeps.
+         */
         objectLock: z
-          .object({ mode: z.enum(['GOVERNANCE', 'COMPLIANCE']), days: z.number().int().min(1) })
+          .object({
+            enabled: z.boolean().optional(),
+            mode: z.enum(['GOVERNANCE', 'COMPLIANCE']).default('GOVERNANCE'),
+            days: z.number().int().min(1).optional(),
+          })
           .strict()
           .optional(),
+        /** The task image, pinned by digest: `<account>.dkr.ecr.<region>.amazonaws.com/<repo>@sha256:<hex>`. */
         taskImage: z.string().optional(),
+        /** The CPU architecture the image is built for and Fargate runs (ARM64 costs less). */
+        taskArchitecture: z.enum(['ARM64', 'X86_64']).default('ARM64'),
         /** Where the Fargate tasks run: subnets (and security groups) that can reach the database. */
         network: z
           .object({
             subnets: z
-              .array(z.string().regex(/^subnet-[0-9a-f]+$/, 'a subnet id such as subnet-0abc123'))
+              .array(
+                z
+                  .string()
+                  .regex(
+                    /^subnet-(?:[0-9a-f]{8}|[0-9a-f]{17})$/,
+                    'a subnet id such as subnet-0a1b2c3d4e5f60001',
+                  ),
+              )
               .min(1),
             securityGroups: z
-              .array(z.string().regex(/^sg-[0-9a-f]+$/, 'a security group id such as sg-0abc123'))
+              .array(
+                z
+                  .string()
+                  .regex(
+                    /^sg-(?:[0-9a-f]{8}|[0-9a-f]{17})$/,
+                    'a security group id such as sg-0a1b2c3d4e5f60001',
+                  ),
+              )
               .min(1),
             assignPublicIp: z.boolean().default(false),
+            /**
+             * VPC endpoints the stack creates so tasks in private subnets without NAT reach AWS:
+             * interface endpoints in the task subnets, the S3 gateway on these route tables.
+             */
+            endpoints: z
+              .object({
+                vpcId: z
+                  .string()
+                  .regex(/^vpc-(?:[0-9a-f]{8}|[0-9a-f]{17})$/, 'a VPC id such as vpc-0a1b2c3d4e5f60001'),
+                routeTableIds: z
+                  .array(
+                    z
+                      .string()
+                      .regex(
+                        /^rtb-(?:[0-9a-f]{8}|[0-9a-f]{17})$/,
+                        'a route table id such as rtb-0a1b2c3d4e5f60001',
+                      ),
+                  )
+                  .min(1),
+              })
+              .strict()
+              .optional(),
           })
           .strict()
           .optional(),

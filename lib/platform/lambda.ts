@@ -4,6 +4,14 @@ import { InvalidEventError } from '../domain/errors.js';
 import { redact } from '../domain/redact.js';
 import { describeIssues } from '../domain/schema-issues.js';
 import { createLogger, type Logger } from './logger.js';
+import { emfSink, type MetricsSink } from './metrics.js';
+
+/**
+ * Counted per function (dimension `Function`, the Lambda function's name) for each failure the
+ * function raises on purpose and its state machine already alerts. The Errors alarm subtracts
+ * it: what remains (bugs, timeouts, crashes) is unexpected.
+ */
+export const ALERTED_ERRORS_METRIC = 'AlertedErrors';
 
 /** What a handler body gets besides its parsed event. */
 export interface Invocation {
@@ -22,6 +30,10 @@ export interface LambdaSpec<S extends z.ZodType> {
   readonly logger?: Logger;
   /** Persistent log keys taken from the parsed event (database, backupId, execution). */
   readonly keys?: (event: z.output<S>) => Record<string, unknown>;
+  /** Typed errors this function raises as its verdict, which the state machine catches and alerts. */
+  readonly alertedErrors?: readonly string[];
+  /** Where the AlertedErrors count goes: EMF on stdout by default. */
+  readonly metrics?: MetricsSink;
 }
 
 /** Parses `event` or throws InvalidEventError naming each bad field (never echoing values: they may hold secrets). */
@@ -43,6 +55,7 @@ export function lambdaHandler<S extends z.ZodType, R>(
   body: (event: z.output<S>, invocation: Invocation) => Promise<R>,
 ): LambdaFunction<R> {
   const logger = (spec.logger ?? rootLogger).child({ function: spec.name });
+  const metrics = spec.metrics ?? emfSink();
   const handler = middy<unknown, R>()
     .use({
       before: (request) => {
@@ -50,10 +63,21 @@ export function lambdaHandler<S extends z.ZodType, R>(
       },
       onError: (request) => {
         const error = request.error as Error | null;
+        const name = error?.name ?? 'Error';
+        const alerted = spec.alertedErrors?.includes(name) ?? false;
         logger.error('invocation failed', {
-          error: error?.name ?? 'Error',
+          error: name,
           message: redact(error?.message ?? ''),
+          ...(alerted ? { alerted: true } : {}),
         });
+        const functionName = (request.context as { functionName?: string } | undefined)?.functionName;
+        if (alerted && functionName) {
+          metrics.emit(
+            { Function: functionName },
+            [{ name: ALERTED_ERRORS_METRIC, value: 1, unit: 'Count' }],
+            new Date(),
+          );
+        }
       },
     })
     .handler(async (event, context) => {

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -27,7 +27,7 @@ let template: {
   Outputs: Record<string, Cfn>;
   Conditions?: Record<string, Cfn>;
 };
-const workFolder = `.esbuild/test-${process.pid}`;
+let packageDir: string;
 
 function resources(type: string): [string, Cfn][] {
   return Object.entries(template.Resources).filter(([, r]) => r.Type === type);
@@ -56,37 +56,65 @@ for key in sys.argv[2:]:
     out[key] = {"entries": names, "bundleBytes": len(code.encode()), "sdkImports": sorted(set(re.findall(r'from\\s*"(@aws-sdk/[^"]+)"', code)))}
 print(json.dumps(out))
 `;
-  const { stdout } = await run('python3', ['-c', script, out, ...keys]);
+  const { stdout } = await run('python3', ['-c', script, packageDir, ...keys]);
   return JSON.parse(stdout);
 }
 
+/** What `serverless package` reads, copied: it empties the service's .serverless and writes work folders beside it. */
+const SERVICE_FILES = [
+  'serverless.yml',
+  'package.json',
+  'tsconfig.json',
+  'config',
+  'deploy',
+  'functions',
+  'lib',
+  'statemachines',
+];
+
 beforeAll(async () => {
   out = await mkdtemp(join(tmpdir(), 'pgbp-package-'));
+  const service = join(out, 'service');
+  const tmp = join(out, 'tmp');
+  packageDir = join(out, 'package');
+  await mkdir(service);
+  await mkdir(tmp);
+  for (const f of SERVICE_FILES) await cp(join(ROOT, f), join(service, f), { recursive: true });
+  await symlink(join(ROOT, 'node_modules'), join(service, 'node_modules'));
   const env = {
     PATH: process.env.PATH,
     HOME: out,
+    // The framework leaves per-function folders in the temporary directory: this run's own.
+    TMPDIR: tmp,
     AWS_ACCESS_KEY_ID: 'offline',
     AWS_SECRET_ACCESS_KEY: 'offline',
     AWS_REGION: 'eu-west-1',
     AWS_EC2_METADATA_DISABLED: 'true',
-    PGBP_ESBUILD_WORK_FOLDER: workFolder,
   };
   await run(
     process.execPath,
-    ['node_modules/serverless/bin/serverless.js', 'package', '--stage', 'prod', '--package', out],
+    [
+      join(ROOT, 'node_modules/serverless/bin/serverless.js'),
+      'package',
+      '--stage',
+      'prod',
+      '--package',
+      packageDir,
+    ],
     {
-      cwd: ROOT,
+      cwd: service,
       env,
       timeout: 110_000,
       maxBuffer: 16 * 1024 * 1024,
     },
   );
-  template = JSON.parse(await readFile(join(out, 'cloudformation-template-update-stack.json'), 'utf8'));
+  template = JSON.parse(
+    await readFile(join(packageDir, 'cloudformation-template-update-stack.json'), 'utf8'),
+  );
 }, 120_000);
 
 afterAll(async () => {
   if (out) await rm(out, { recursive: true, force: true });
-  await rm(join(ROOT, workFolder), { recursive: true, force: true });
 });
 
 describe('the packaged prod stack: functions and roles', () => {

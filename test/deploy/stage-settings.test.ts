@@ -3,7 +3,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { DEPLOY_STAGES, ecrRepositoryArn, stageSettings } from '../../deploy/stage-settings.js';
+import {
+  DEPLOY_STAGES,
+  ecrRepositoryArn,
+  INTERFACE_ENDPOINTS,
+  secretValueFrom,
+  stageSettings,
+} from '../../deploy/stage-settings.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -17,10 +23,16 @@ afterEach(async () => {
 interface ConfigYaml {
   store: string;
   kmsKeyId?: string;
-  connection: { passwordSecretId?: string };
+  connection: { passwordSecretId?: string; passwordSecretFormat?: string };
   defaults: { restore?: Record<string, unknown> };
   databases: Record<string, unknown>[];
-  aws: { network?: unknown; taskImage?: string; logRetentionDays: number; taskMemory: number };
+  aws: {
+    network?: { subnets: string[]; securityGroups: string[]; endpoints?: unknown };
+    taskImage?: string;
+    logRetentionDays: number;
+    taskMemory: number;
+    objectLock?: Record<string, unknown>;
+  };
 }
 
 /** A project root whose config/prod.yml is the real one with `change` applied. */
@@ -97,6 +109,25 @@ describe('stage settings', () => {
     ['kmsKeyId', (c: ConfigYaml) => (c.kmsKeyId = 'arn:aws:kms:eu-west-1:123456789012:key/abc')],
     ['connection.passwordSecretId', (c: ConfigYaml) => delete c.connection.passwordSecretId],
     ['store', (c: ConfigYaml) => (c.store = 'file:///srv/backups')],
+    [
+      'aws.taskImage',
+      (c: ConfigYaml) =>
+        (c.aws.taskImage = '123456789012.dkr.ecr.eu-west-1.amazonaws.com/pg-backup-pipeline:prod'),
+    ],
+    ['aws.objectLock.days', (c: ConfigYaml) => (c.aws.objectLock = { days: 30 })],
+    [
+      'connection.passwordSecretFormat',
+      (c: ConfigYaml) => (c.connection.passwordSecretId = 'ssm:/pgbp/prod/db-password'),
+    ],
+    [
+      'aws.network.subnets[0]',
+      (c: ConfigYaml) =>
+        (c.aws.network = { subnets: ['subnet-placeholder'], securityGroups: ['sg-0a1b2c3d4e5f60001'] }),
+    ],
+    [
+      'aws.network.securityGroups[0]',
+      (c: ConfigYaml) => (c.aws.network = { subnets: ['subnet-0a1b2c3d'], securityGroups: ['sg-12'] }),
+    ],
   ])('fails loudly, naming the file and %s, when the config cannot deploy', async (path, change) => {
     const root = await rootWith(change);
     expect(() => stageSettings('prod', { root })).toThrow(
@@ -112,5 +143,86 @@ describe('stage settings', () => {
       'arn:aws:ecr:eu-west-1:123456789012:repository/pg-backup-pipeline',
     );
     expect(ecrRepositoryArn('ghcr.io/acme/pgbp:1')).toBeUndefined();
+  });
+
+  it('injects the password field of a JSON secret, or a plain secret whole, and reads SSM with GetParameters', async () => {
+    const prod = stageSettings('prod', { root: ROOT });
+    expect(prod.dbPassword.valueFrom).toEqual({
+      'Fn::Sub':
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: CloudFormation's Fn::Sub syntax
+        'arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:pg-backup-pipeline/prod/db-password:password::',
+    });
+    expect(secretValueFrom('arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf', 'plain')).toBe(
+      'arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf',
+    );
+    const root = await rootWith((c) => {
+      c.connection.passwordSecretId = 'ssm:/pgbp/prod/db-password';
+      c.connection.passwordSecretFormat = 'plain';
+    });
+    const ssm = stageSettings('prod', { root });
+    expect(ssm.dbPassword.readStatement).toMatchObject({ Action: ['ssm:GetParameters'] });
+    expect(ssm.slackWebhook.readStatement).toMatchObject({ Action: ['secretsmanager:GetSecretValue'] });
+  });
+
+  it('turns Object Lock on for prod by default, in governance mode, for the shortest daily retention', async () => {
+    expect(stageSettings('prod', { root: ROOT }).objectLock).toEqual({
+      enabled: 'true',
+      mode: 'GOVERNANCE',
+      days: 7,
+    });
+    expect(stageSettings('dev', { root: ROOT }).objectLock.enabled).toBe('false');
+    const root = await rootWith((c) => {
+      delete c.aws.objectLock;
+      c.databases.push({ name: 'short_lived', retention: { daily: 3 } });
+    });
+    expect(stageSettings('prod', { root }).objectLock).toEqual({
+      enabled: 'true',
+      mode: 'GOVERNANCE',
+      days: 3,
+    });
+    const off = await rootWith((c) => {
+      c.aws.objectLock = { enabled: false };
+    });
+    expect(stageSettings('prod', { root: off }).objectLock.enabled).toBe('false');
+  });
+
+  it('creates the VPC endpoints private task subnets need only when the config asks for them', async () => {
+    expect(
+      Object.keys(stageSettings('prod', { root: ROOT }).resources.Resources).filter((k) =>
+        k.includes('Endpoint'),
+      ),
+    ).toEqual([]);
+    const root = await rootWith((c) => {
+      if (c.aws.network)
+        c.aws.network.endpoints = {
+          vpcId: 'vpc-0a1b2c3d4e5f60001',
+          routeTableIds: ['rtb-0a1b2c3d4e5f60001'],
+        };
+    });
+    const { Resources } = stageSettings('prod', { root }).resources;
+    const endpoints = Object.values(Resources).filter((r) => r.Type === 'AWS::EC2::VPCEndpoint') as {
+      Properties: Record<string, unknown>;
+    }[];
+    const services = endpoints.map(
+      (e) => (e.Properties.ServiceName as { 'Fn::Sub': string })['Fn::Sub'].split('}.')[1],
+    );
+    expect(services.sort()).toEqual([...INTERFACE_ENDPOINTS, 's3'].sort());
+    for (const e of endpoints) {
+      if (e.Properties.VpcEndpointType === 'Gateway') {
+        expect(e.Properties.RouteTableIds).toEqual(['rtb-0a1b2c3d4e5f60001']);
+      } else {
+        expect(e.Properties).toMatchObject({
+          SubnetIds: ['subnet-0a1b2c3d4e5f60001', 'subnet-0a1b2c3d4e5f60002'],
+          PrivateDnsEnabled: true,
+          SecurityGroupIds: [{ Ref: 'VpcEndpointSecurityGroup' }],
+        });
+      }
+    }
+    expect(Resources.VpcEndpointSecurityGroup?.Properties).toMatchObject({
+      VpcId: 'vpc-0a1b2c3d4e5f60001',
+      SecurityGroupIngress: [
+        { IpProtocol: 'tcp', FromPort: 443, ToPort: 443, SourceSecurityGroupId: 'sg-0a1b2c3d4e5f60001' },
+      ],
+    });
   });
 });

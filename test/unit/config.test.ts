@@ -1,12 +1,18 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { databaseSettings, loadConfig } from '../../lib/config.js';
 import { ConfigError } from '../../lib/domain/errors.js';
 
+/** One folder for the file's configs, removed when it is done. */
+const scratch = mkdtempSync(join(tmpdir(), 'pgbp-config-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+let files = 0;
+
 function file(text: string): string {
-  const path = join(mkdtempSync(join(tmpdir(), 'pgbp-config-')), 'stage.yml');
+  files += 1;
+  const path = join(scratch, `stage-${files}.yml`);
   writeFileSync(path, text);
   return path;
 }

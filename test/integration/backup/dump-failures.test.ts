@@ -106,12 +106,12 @@ describe('a dump that fails leaves nothing that looks like a backup', () => {
 
   it('an S3 error mid-upload aborts the upload and leaves no object', async () => {
     const bucket = await createBucket();
-    let aborted = false;
+    let aborted: Promise<unknown> | undefined;
     const onProgress = (stored: number) => {
       if (stored < 12 * 1024 * 1024 || aborted) return;
-      aborted = true;
-      // Someone else aborts our upload: the next part fails with NoSuchUpload.
-      void s3Client()
+      // Someone else aborts our upload: the next part fails with NoSuchUpload. Awaited below, so
+      // the checks never race the abort itself.
+      aborted = s3Client()
         .send(new ListMultipartUploadsCommand({ Bucket: bucket }))
         .then((out) =>
           Promise.all(
@@ -124,6 +124,8 @@ describe('a dump that fails leaves nothing that looks like a backup', () => {
         );
     };
     const error = await dumpOf(bulky, new S3Store(bucket, 'b'), { onProgress }).catch((e: unknown) => e);
+    expect(aborted, 'the upload was aborted from outside').toBeDefined();
+    await aborted;
     expect(error).toBeInstanceOf(DumpFailedError);
     expect((error as Error).message).toMatch(/storing .* failed/);
     expect(await listKeys(bucket)).toEqual([]);

@@ -37,55 +37,65 @@ afterAll(async () => {
 describe('the dump task under Step Functions', () => {
   it('heartbeats while running and sends the manifest through the task token', async () => {
     const sfn = mockClient(SFNClient);
-    sfn.onAnyCommand().resolves({});
-    const stdout = sink();
-    const code = await main({
-      env: {
-        ...process.env,
-        PGBP_DATABASE: database,
-        PGBP_CONFIG: configFile,
-        TASK_TOKEN: 'token-1',
-        PGBP_HEARTBEAT_SECONDS: '0.01',
-      },
-      stdout: stdout.stream,
-      stderr: sink().stream,
-      sfn: () => new SFNClient({}),
-    });
-    expect(code).toBe(0);
-    const [stored] = await listBackups(new FileStore(join(work, 'store')), database);
-    const success = sfn.commandCalls(SendTaskSuccessCommand);
-    expect(success).toHaveLength(1);
-    const output = JSON.parse(success[0]?.args[0].input.output ?? '{}');
-    expect(output).toMatchObject({ id: stored?.manifest.id, sha256: stored?.manifest.sha256, tableCount: 1 });
-    expect(output.tables).toBeUndefined();
-    expect(sfn.commandCalls(SendTaskHeartbeatCommand).length).toBeGreaterThan(0);
-    expect(stdout.text()).toBe('');
-    sfn.restore();
+    try {
+      sfn.onAnyCommand().resolves({});
+      const stdout = sink();
+      const code = await main({
+        env: {
+          ...process.env,
+          PGBP_DATABASE: database,
+          PGBP_CONFIG: configFile,
+          TASK_TOKEN: 'token-1',
+          PGBP_HEARTBEAT_SECONDS: '0.01',
+        },
+        stdout: stdout.stream,
+        stderr: sink().stream,
+        sfn: () => new SFNClient({}),
+      });
+      expect(code).toBe(0);
+      const [stored] = await listBackups(new FileStore(join(work, 'store')), database);
+      const success = sfn.commandCalls(SendTaskSuccessCommand);
+      expect(success).toHaveLength(1);
+      const output = JSON.parse(success[0]?.args[0].input.output ?? '{}');
+      expect(output).toMatchObject({
+        id: stored?.manifest.id,
+        sha256: stored?.manifest.sha256,
+        tableCount: 1,
+      });
+      expect(output.tables).toBeUndefined();
+      expect(sfn.commandCalls(SendTaskHeartbeatCommand).length).toBeGreaterThan(0);
+      expect(stdout.text()).toBe('');
+    } finally {
+      sfn.restore();
+    }
   });
 
   it('sends the typed error name and a cause without the password when the dump fails', async () => {
     const sfn = mockClient(SFNClient);
-    sfn.onAnyCommand().resolves({});
-    const stderr = sink();
-    const code = await main({
-      env: {
-        ...process.env,
-        PGBP_DATABASE: 'pgbp_no_such_database',
-        PGBP_CONFIG: configFile,
-        PGPASSWORD: 'Hunter2-secret',
-        TASK_TOKEN: 'token-2',
-      },
-      stdout: sink().stream,
-      stderr: stderr.stream,
-      sfn: () => new SFNClient({}),
-    });
-    expect(code).toBe(1);
-    const failure = sfn.commandCalls(SendTaskFailureCommand)[0]?.args[0].input;
-    expect(failure?.error).toBe('DumpFailedError');
-    expect(failure?.cause).toMatch(/database "pgbp_no_such_database" does not exist/);
-    expect(`${failure?.cause}${stderr.text()}`).not.toContain('Hunter2-secret');
-    expect(sfn.commandCalls(SendTaskSuccessCommand)).toHaveLength(0);
-    sfn.restore();
+    try {
+      sfn.onAnyCommand().resolves({});
+      const stderr = sink();
+      const code = await main({
+        env: {
+          ...process.env,
+          PGBP_DATABASE: 'pgbp_no_such_database',
+          PGBP_CONFIG: configFile,
+          PGPASSWORD: 'Hunter2-secret',
+          TASK_TOKEN: 'token-2',
+        },
+        stdout: sink().stream,
+        stderr: stderr.stream,
+        sfn: () => new SFNClient({}),
+      });
+      expect(code).toBe(1);
+      const failure = sfn.commandCalls(SendTaskFailureCommand)[0]?.args[0].input;
+      expect(failure?.error).toBe('DumpFailedError');
+      expect(failure?.cause).toMatch(/database "pgbp_no_such_database" does not exist/);
+      expect(`${failure?.cause}${stderr.text()}`).not.toContain('Hunter2-secret');
+      expect(sfn.commandCalls(SendTaskSuccessCommand)).toHaveLength(0);
+    } finally {
+      sfn.restore();
+    }
   });
 });
 

@@ -13,7 +13,25 @@ describe('the task image Dockerfile', () => {
     expect(base).toMatch(/^node:24\.\d+\.\d+-[a-z]+-slim$/);
     const froms = instructions.filter((l) => l.startsWith('FROM'));
     expect(froms.length).toBeGreaterThan(0);
-    for (const from of froms) expect(from).toMatch(/^FROM \$\{NODE_IMAGE\}/);
+    for (const from of froms) expect(from).toMatch(/^FROM (--platform=\$BUILDPLATFORM )?\$\{NODE_IMAGE\}/);
+  });
+
+  it('builds the runtime stage for the target platform and refuses a base image of another architecture', () => {
+    const froms = instructions.filter((l) => l.startsWith('FROM'));
+    // The last stage is the image: no --platform of its own, so buildx's --platform decides it.
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the Dockerfile's own variable syntax
+    expect(froms.at(-1)).toBe('FROM ${NODE_IMAGE}');
+    expect(dockerfile).toMatch(/^ARG TARGETARCH$/m);
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the Dockerfile's own variable syntax
+    expect(dockerfile).toContain('"$(dpkg --print-architecture)" != "${TARGETARCH}"');
+  });
+
+  it('is built for the architecture the task definitions declare', () => {
+    const settings = readFileSync('serverless.yml', 'utf8');
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a serverless.yml variable
+    const fromSettings = 'CpuArchitecture: ${self:custom.settings.task.cpuArchitecture}';
+    expect(settings.match(/CpuArchitecture: (.*)$/gm)).toEqual([fromSettings, fromSettings]);
+    expect(dockerfile).toContain('docker buildx build --platform linux/arm64');
   });
 
   it('installs the PostgreSQL client tools of the major version given as a build argument, zstd and stdbuf', () => {
