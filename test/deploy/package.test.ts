@@ -2,14 +2,31 @@ import { execFile } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
+import {
+  CreateAccessKeyCommand,
+  CreateUserCommand,
+  IAMClient,
+  PutUserPolicyCommand,
+} from '@aws-sdk/client-iam';
+import {
+  CreateAliasCommand,
+  CreateKeyCommand,
+  DecryptCommand,
+  GenerateDataKeyCommand,
+  KMSClient,
+} from '@aws-sdk/client-kms';
+import { CreateBucketCommand, GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BACKUP_AGE_METRIC, FUNCTION_KEYS, stageSettings } from '../../deploy/stage-settings.js';
 import { ALERTED_ERRORS_METRIC } from '../../lib/platform/lambda.js';
 import { METRIC_NAMESPACE } from '../../lib/platform/metrics.js';
+import { S3Store } from '../../lib/storage/s3-store.js';
 import { loadConfig } from '../../lib/config.js';
 import { allStates, type Definition, MACHINE_NAMES, MACHINES } from '../statemachines/asl.js';
+import { type EnforcingMoto, resolvePolicy, startEnforcingMoto } from '../support/moto-iam.js';
 import { aslActions, COMMAND_ACTIONS, grantsOf, sdkCommands } from './iam-coverage.js';
 
 /**
@@ -629,5 +646,119 @@ describe('the packaged prod stack: every AWS call its code and state machines ma
       }
     }
     expect(problems).toEqual([]);
+  });
+});
+
+describe('the packaged task roles, enforced by IAM', () => {
+  // Created unauthenticated: the bucket, the key and its alias, then a user, its policy and an
+  // access key for each role. Every request after these is checked against the caller's policy.
+  const ROLES = ['DumpTaskRole', 'RestoreTaskRole'] as const;
+  const SETUP_REQUESTS = 3 + 3 * ROLES.length;
+  const bucket = settings.bucketName;
+  const region = 'us-east-1';
+  let moto: EnforcingMoto;
+  let keyArn: string;
+  const credentials: Record<string, { accessKeyId: string; secretAccessKey: string }> = {};
+
+  const clientConfig = (role?: (typeof ROLES)[number]) => ({
+    endpoint: moto.url,
+    region,
+    credentials: role
+      ? (credentials[role] ?? { accessKeyId: '-', secretAccessKey: '-' })
+      : { accessKeyId: 'testing', secretAccessKey: 'testing' },
+    maxAttempts: 1,
+  });
+  const storeAs = (role: (typeof ROLES)[number]) =>
+    new S3Store(bucket, 'backups', {
+      kmsKeyId: settings.kmsAlias,
+      client: new S3Client({ ...clientConfig(role), forcePathStyle: true }),
+    });
+
+  beforeAll(async () => {
+    moto = await startEnforcingMoto(SETUP_REQUESTS);
+    const setup = clientConfig();
+    await new S3Client({ ...setup, forcePathStyle: true }).send(new CreateBucketCommand({ Bucket: bucket }));
+    const kms = new KMSClient(setup);
+    const key = await kms.send(new CreateKeyCommand({ Description: 'stage key' }));
+    keyArn = key.KeyMetadata?.Arn ?? '';
+    await kms.send(
+      new CreateAliasCommand({ AliasName: settings.kmsAlias, TargetKeyId: key.KeyMetadata?.KeyId }),
+    );
+    const iam = new IAMClient(setup);
+    for (const role of ROLES) {
+      const statements = resource(role).Properties.Policies.flatMap((p: Cfn) => p.PolicyDocument.Statement);
+      const resolved = resolvePolicy(statements, {
+        'BackupBucket.Arn': `arn:aws:s3:::${bucket}`,
+        'BackupKey.Arn': keyArn,
+        'AWS::Partition': 'aws',
+        'AWS::Region': region,
+        'AWS::AccountId': '123456789012',
+      }).map((statement: Cfn) =>
+        // moto checks actions other than S3's against the resource "*" only: the key's ARN is
+        // widened for it, so what is checked for KMS is the actions the role grants.
+        JSON.stringify(statement.Action).includes('kms:') ? { ...statement, Resource: '*' } : statement,
+      );
+      await iam.send(new CreateUserCommand({ UserName: role }));
+      await iam.send(
+        new PutUserPolicyCommand({
+          UserName: role,
+          PolicyName: 'role',
+          PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: resolved }),
+        }),
+      );
+      const created = await iam.send(new CreateAccessKeyCommand({ UserName: role }));
+      credentials[role] = {
+        accessKeyId: created.AccessKey?.AccessKeyId ?? '',
+        secretAccessKey: created.AccessKey?.SecretAccessKey ?? '',
+      };
+    }
+  }, 60_000);
+
+  afterAll(async () => {
+    await moto?.stop();
+  });
+
+  const dumpKey = 'backups/global_remit/2026/06/01/global_remit-20260601T020000Z.dump';
+  const manifestKey = 'backups/global_remit/2026/06/01/global_remit-20260601T020000Z.manifest.json';
+
+  it('refuses a caller it does not know: the policies below are what lets the roles through', async () => {
+    const anonymous = new S3Client({ ...clientConfig(), forcePathStyle: true });
+    await expect(
+      anonymous.send(new GetObjectCommand({ Bucket: bucket, Key: dumpKey })),
+    ).rejects.toMatchObject({
+      name: 'InvalidAccessKeyId',
+    });
+  });
+
+  it('lets the dump task store a multi-part dump and its tagged manifest, encrypted with the stage key', async () => {
+    const store = storeAs('DumpTaskRole');
+    const dump = Buffer.alloc(10 * 1024 * 1024, 7);
+    await store.putStream(dumpKey, Readable.from([dump]), { tags: { tier: 'monthly' } });
+    await store.putBytes(manifestKey, '{"id":"global_remit-20260601T020000Z"}', {
+      tags: { tier: 'monthly' },
+    });
+    expect((await store.getBytes(dumpKey)).equals(dump)).toBe(true);
+    const kms = new KMSClient(clientConfig('DumpTaskRole'));
+    const data = await kms.send(new GenerateDataKeyCommand({ KeyId: keyArn, KeySpec: 'AES_256' }));
+    await expect(
+      kms.send(new DecryptCommand({ CiphertextBlob: data.CiphertextBlob })),
+    ).resolves.toBeDefined();
+    // Nothing outside the store's prefix.
+    await expect(store.putBytes('elsewhere/x.json', '{}')).rejects.toMatchObject({ name: 'AccessDenied' });
+  });
+
+  it('lets the restore task read the dump and write its verify report, and nothing more', async () => {
+    const store = storeAs('RestoreTaskRole');
+    expect((await store.getBytes(dumpKey)).length).toBe(10 * 1024 * 1024);
+    await store.putBytes(dumpKey.replace(/\.dump$/, '.verify.json'), '{"passed":true}');
+    const kms = new KMSClient(clientConfig('RestoreTaskRole'));
+    const data = await kms.send(new GenerateDataKeyCommand({ KeyId: keyArn, KeySpec: 'AES_256' }));
+    await expect(
+      kms.send(new DecryptCommand({ CiphertextBlob: data.CiphertextBlob })),
+    ).resolves.toBeDefined();
+    // A restore never deletes a backup.
+    const deleted = await store.deleteMany([dumpKey]).catch((e: Error) => ({ deleted: [], error: e.name }));
+    expect(deleted.deleted).toEqual([]);
+    expect((await storeAs('DumpTaskRole').getBytes(dumpKey)).length).toBe(10 * 1024 * 1024);
   });
 });
