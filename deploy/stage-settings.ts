@@ -1,8 +1,7 @@
 import { resolve } from 'node:path';
-import { ALERTED_ERRORS_METRIC } from '../lib/adapters/lambda.js';
-import { METRIC_NAMESPACE } from '../lib/adapters/metrics.js';
 import { type Config, loadConfig } from '../lib/config.js';
 import { ConfigError } from '../lib/domain/errors.js';
+import { ALERTED_ERRORS_METRIC } from '../lib/platform/lambda.js';
 import { METRIC_NAMESPACE } from '../lib/platform/metrics.js';
 import { machineSettings, SERVICE } from '../lib/state-machines.js';
 
@@ -219,7 +218,7 @@ function ageAlarms(config: Config, staleAfterHours: number): Record<string, Cfn>
 /**
  * One alarm per function on its unexpected failures: Lambda's Errors (which also counts
  * timeouts, crashes and failed cold starts) minus the typed verdicts the handler counted as
- * AlertedErrors (lib/adapters/lambda.ts), which their state machine has already alerted.
+ * AlertedErrors (lib/platform/lambda.ts), which their state machine has already alerted.
  */
 function lambdaErrorAlarms(stage: string): Record<string, Cfn> {
   const out: Record<string, Cfn> = {};

@@ -21,10 +21,10 @@ import { CreateBucketCommand, GetObjectCommand, S3Client } from '@aws-sdk/client
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BACKUP_AGE_METRIC, FUNCTION_KEYS, stageSettings } from '../../deploy/stage-settings.js';
+import { loadConfig } from '../../lib/config.js';
 import { ALERTED_ERRORS_METRIC } from '../../lib/platform/lambda.js';
 import { METRIC_NAMESPACE } from '../../lib/platform/metrics.js';
 import { S3Store } from '../../lib/storage/s3-store.js';
-import { loadConfig } from '../../lib/config.js';
 import { allStates, type Definition, MACHINE_NAMES, MACHINES } from '../statemachines/asl.js';
 import { type EnforcingMoto, resolvePolicy, startEnforcingMoto } from '../support/moto-iam.js';
 import { aslActions, COMMAND_ACTIONS, grantsOf, sdkCommands } from './iam-coverage.js';
