@@ -16,7 +16,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
-import { outputOf } from '../lib/postgres/pg-tools.js';
+import { outputOf } from '../lib/platform/processes.js';
 import { BENCH_DB, ensureBenchDatabase } from './support/bench-db.js';
 import { startMoto } from './support/moto.js';
 

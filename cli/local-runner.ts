@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { type RunOptions, StateMachine, type StateMachineDefinition } from 'aws-local-stepfunctions';
@@ -13,6 +12,7 @@ import type { Alerter } from '../lib/notify/alerter.js';
 import { type Clock, systemClock } from '../lib/platform/clock.js';
 import type { LambdaFunction } from '../lib/platform/lambda.js';
 import { type Logger, silentLogger } from '../lib/platform/logger.js';
+import { type Child, startChild } from '../lib/platform/processes.js';
 import {
   allStates,
   deployedMachineName,
@@ -92,7 +92,7 @@ interface LocalTask {
 
 interface TaskRun {
   /** The running task processes; a process leaves when it exits. */
-  readonly children: Map<ChildProcess, LocalTask>;
+  readonly children: Map<Child, LocalTask>;
   readonly bundleDir: () => Promise<string>;
   readonly options: LocalRunOptions;
 }
@@ -120,63 +120,45 @@ async function runContainer(parameters: Json, run: TaskRun): Promise<Json> {
   delete env.TASK_TOKEN;
   for (const { Name, Value } of override?.Environment ?? []) if (Name !== 'TASK_TOKEN') env[Name] = Value;
 
-  return new Promise<Json>((resolve, reject) => {
-    const child = spawn(process.execPath, [script], {
-      cwd: options.cwd,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const startedBy = (parameters as { StartedBy?: string } | null)?.StartedBy;
-    const cluster = String((parameters as { Cluster?: string } | null)?.Cluster ?? '');
-    run.children.set(child, {
-      arn: `${cluster.replace(':cluster/', ':task/')}/${randomUUID().replace(/-/g, '')}`,
-      startedBy,
-    });
-    let stdout = '';
-    let pending = '';
-    let lastError: RegExpExecArray | undefined;
-    const lastLines: string[] = [];
-    const onLine = (line: string) => {
-      if (!line) return;
+  let lastError: RegExpExecArray | undefined;
+  const lastLines: string[] = [];
+  const child = startChild(process.execPath, [script], {
+    tool: `the ${entry[1]} task`,
+    cwd: options.cwd,
+    env,
+    stdout: 'pipe',
+    onStderrLine: (line) => {
       const error = ERROR_LINE.exec(line);
       if (error) lastError = error;
       else options.taskLog?.(line);
       lastLines.push(line);
       if (lastLines.length > 5) lastLines.shift();
-    };
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
-      pending += d;
-      const lines = pending.split('\n');
-      pending = lines.pop() ?? '';
-      for (const line of lines) onLine(line);
-    });
-    child.once('error', (error) => {
-      run.children.delete(child);
-      reject(error);
-    });
-    child.once('close', (code, signal) => {
-      run.children.delete(child);
-      onLine(pending);
-      if (code === 0) {
-        const result = stdout.trim().split('\n').at(-1) ?? '';
-        try {
-          resolve(JSON.parse(result) as Json);
-        } catch {
-          reject(typedError('TaskFailedError', `the ${entry[1]} task printed no JSON result`));
-        }
-        return;
-      }
-      if (lastError) {
-        reject(typedError(lastError[1] as string, lastError[2] as string));
-        return;
-      }
-      const how = signal ? `was stopped by ${signal}` : `exited with ${code}`;
-      reject(typedError('TaskFailedError', `the ${entry[1]} task ${how}: ${lastLines.join(' | ')}`));
-    });
+    },
   });
+  const startedBy = (parameters as { StartedBy?: string } | null)?.StartedBy;
+  const cluster = String((parameters as { Cluster?: string } | null)?.Cluster ?? '');
+  run.children.set(child, {
+    arn: `${cluster.replace(':cluster/', ':task/')}/${randomUUID().replace(/-/g, '')}`,
+    startedBy,
+  });
+  let stdout = '';
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+    stdout += d;
+  });
+  const exit = await child.exited;
+  run.children.delete(child);
+  if (exit.spawnError) throw exit.spawnError;
+  if (exit.code === 0) {
+    const result = stdout.trim().split('\n').at(-1) ?? '';
+    try {
+      return JSON.parse(result) as Json;
+    } catch {
+      throw typedError('TaskFailedError', `the ${entry[1]} task printed no JSON result`);
+    }
+  }
+  if (lastError) throw typedError(lastError[1] as string, lastError[2] as string);
+  const how = exit.signal ? `was stopped by ${exit.signal}` : `exited with ${exit.code}`;
+  throw typedError('TaskFailedError', `the ${entry[1]} task ${how}: ${lastLines.join(' | ')}`);
 }
 
 type Handler = (input: Json) => Promise<Json>;
@@ -204,7 +186,7 @@ function listTasks(parameters: Json, run: TaskRun): Json {
 /** ecs:StopTask here: SIGTERM to the task process, as ECS sends the container. */
 function stopTask(parameters: Json, run: TaskRun): Json {
   const arn = (parameters as { Task?: string } | null)?.Task;
-  for (const [child, task] of run.children) if (task.arn === arn) child.kill('SIGTERM');
+  for (const [child, task] of run.children) if (task.arn === arn) child.stop();
   return { Task: { TaskArn: arn ?? null, DesiredStatus: 'STOPPED' } };
 }
 
@@ -358,7 +340,7 @@ export async function runLocalExecution(options: LocalRunOptions): Promise<Execu
   } finally {
     // The machine stops what it started on its own paths; this covers an execution that ended
     // some other way (a runtime error) with a task process still running.
-    for (const child of run.children.keys()) child.kill('SIGTERM');
+    for (const child of run.children.keys()) child.stop();
   }
   await followed;
   if (followFailure) throw followFailure;

@@ -1,4 +1,3 @@
-import type { ChildProcess } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -9,19 +8,27 @@ import { type Codec, MANIFEST_VERSION, type Manifest, parseManifest } from '../d
 import { redact } from '../domain/redact.js';
 import type { Logger } from '../platform/logger.js';
 import {
-  type Connection,
+  type Child,
+  ChildFailedError,
+  cutOffByReader,
   defaultSpawn,
+  describeExit,
+  exitedCleanly,
+  type Spawn,
+  startChild,
+} from '../platform/processes.js';
+import {
+  type Connection,
   describeConnection,
   libpqEnv,
   onPath,
-  type Spawn,
-  StderrTail,
   serverInfo,
   toolVersion,
 } from '../postgres/pg-tools.js';
 import { requireToolAtLeastServer } from '../postgres/versions.js';
 import { type ByteSource, childOutput } from '../storage/byte-source.js';
 import type { BackupStore } from '../storage/store.js';
+import { startZstd } from '../storage/zstd.js';
 
 export interface DumpRequest {
   readonly database: string;
@@ -57,28 +64,13 @@ interface ProcessFailure {
   readonly brokenPipe: boolean;
 }
 
-function exitOf(
-  child: ChildProcess,
-  what: string,
-  tail: StderrTail,
-  failures: ProcessFailure[],
-): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const fail = (error: DumpFailedError, brokenPipe = false) => {
-      failures.push({ error, brokenPipe });
-      reject(error);
-    };
-    child.once('error', (e) =>
-      fail(new DumpFailedError(`${what} could not start: ${e.message}`, { cause: e })),
-    );
-    child.once('close', (code, signal) => {
-      if (code === 0) resolve();
-      else {
-        const why = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-        const detail = tail.line();
-        fail(new DumpFailedError(`${what} ${why}${detail ? `: ${detail}` : ''}`), signal === 'SIGPIPE');
-      }
-    });
+/** Resolves once the child has exited cleanly; otherwise records its failure and rejects with it. */
+function exitOf(child: Child, failures: ProcessFailure[]): Promise<void> {
+  return child.exited.then((exit) => {
+    if (exitedCleanly(exit)) return;
+    const error = new DumpFailedError(describeExit(exit), { cause: new ChildFailedError(exit) });
+    failures.push({ error, brokenPipe: cutOffByReader(exit) });
+    throw error;
   });
 }
 
@@ -138,28 +130,20 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   // zstd is started first so that pg_dump can write straight into it through an OS pipe: the
   // uncompressed dump, several times the size of what is stored, never passes through this
   // process.
-  const children: ChildProcess[] = [];
+  const children: Child[] = [];
   const exits: Promise<void>[] = [];
   const processFailures: ProcessFailure[] = [];
-  let zstd: ChildProcess | undefined;
-  if (compression.codec === 'zstd') {
-    const zstdTail = new StderrTail(secrets);
-    zstd = spawn(
-      'zstd',
-      [
-        `-${compression.level ?? 1}`,
-        compression.threads === 1 ? '--single-thread' : `-T${compression.threads}`,
-        '-q',
-        '-c',
-        '--no-sparse',
-      ],
-      { env, stdio: ['pipe', outputEnd, 'pipe'] },
-    );
-    zstd.stderr?.on('data', (d: Buffer) => zstdTail.push(d));
-    exits.push(exitOf(zstd, 'zstd', zstdTail, processFailures));
+  const zstd =
+    compression.codec === 'zstd'
+      ? startZstd(
+          { level: compression.level ?? 1, threads: compression.threads },
+          { env, spawn, stdout: outputEnd },
+        )
+      : undefined;
+  if (zstd) {
+    exits.push(exitOf(zstd, processFailures));
     children.push(zstd);
   }
-  const dumpTail = new StderrTail(secrets);
   // pg_dump writes through stdio, whose buffer on a pipe is one page: 200,000 writes and as
   // many wake-ups of the reader per gigabyte. stdbuf (coreutils) gives it a 1 MiB buffer
   // instead, which spares both processes CPU that the server needs on a small machine. Without
@@ -167,13 +151,18 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   const [command, args] = onPath('stdbuf', env)
     ? ['stdbuf', ['-o', '1M', 'pg_dump', ...dumpArgs]]
     : ['pg_dump', dumpArgs];
-  const dumper = spawn(command, args, { env, stdio: ['ignore', zstd?.stdin ?? outputEnd, 'pipe'] });
+  const dumper = startChild(command, args, {
+    tool: 'pg_dump',
+    env,
+    spawn,
+    stdout: zstd?.stdin ?? outputEnd,
+    secrets,
+  });
   // Our ends of the pipes close, so each reader sees the end of input exactly when its writer
   // ends; if zstd dies, pg_dump gets EPIPE. Either failure surfaces through the exit codes.
   zstd?.stdin?.destroy();
   output?.childEnd.destroy();
-  dumper.stderr?.on('data', (d: Buffer) => dumpTail.push(d));
-  exits.unshift(exitOf(dumper, 'pg_dump', dumpTail, processFailures));
+  exits.unshift(exitOf(dumper, processFailures));
   children.unshift(dumper);
   // The server's version and tables, and pg_dump's version, are asked once the dump has
   // started rather than before: nothing is stored unless they pass (the object completes only
@@ -224,8 +213,7 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
     // failed is not the cause.
     if (processFailures.length > 0) await Promise.race([allSettled, delay(2000)]);
     const ownFailure = causeOf(processFailures);
-    for (const child of children)
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    for (const child of children) child.stop();
     const [, checkFailure] = await Promise.all([
       allSettled,
       checks.then(

@@ -1,110 +1,9 @@
-import type { ChildProcess } from 'node:child_process';
-import type { Readable, Writable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type pg from 'pg';
 import { InvalidRestoreRequestError } from '../domain/errors.js';
-import { redact } from '../domain/redact.js';
-import { type Connection, defaultSpawn, libpqEnv, pgClient, quoteIdent, type Spawn } from './pg-tools.js';
+import { type Child, type Spawn, startChild } from '../platform/processes.js';
+import { type Connection, libpqEnv, pgClient, quoteIdent } from './pg-tools.js';
 import { serverVersionOf, type Version } from './versions.js';
-
-/** How a child process ended, with the last of what it said on stderr (secrets removed). */
-export interface ToolExit {
-  readonly tool: string;
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  /** Set when the process could not start at all (not installed, not executable). */
-  readonly spawnError?: Error;
-  /** The child's stderr as one line, redacted. */
-  readonly stderr: string;
-}
-
-export function exitedCleanly(exit: ToolExit): boolean {
-  return exit.code === 0 && !exit.spawnError;
-}
-
-/** Whether a filter stopped only because the process reading its output had gone (SIGPIPE, EPIPE). */
-export function cutOffByReader(exit: ToolExit): boolean {
-  return !exit.spawnError && (exit.signal === 'SIGPIPE' || /broken pipe/i.test(exit.stderr));
-}
-
-/** `pg_restore exited with code 1: …` for error messages. */
-export function describeExit(exit: ToolExit): string {
-  const why = exit.spawnError
-    ? `could not start (${exit.spawnError.message})`
-    : exit.signal
-      ? `was killed by ${exit.signal}`
-      : `exited with code ${exit.code}`;
-  return `${exit.tool} ${why}${exit.stderr ? `: ${exit.stderr}` : ''}`;
-}
-
-/** Collects a child's stderr: every warning line, and a short tail for errors. */
-class StderrLines {
-  private partial = '';
-  private tail: string[] = [];
-  readonly warnings: string[] = [];
-  constructor(
-    private readonly secrets: readonly (string | undefined)[],
-    private readonly warningPrefix?: RegExp,
-  ) {}
-  push(chunk: Buffer | string): void {
-    const lines = (this.partial + chunk.toString()).split('\n');
-    this.partial = lines.pop() ?? '';
-    for (const line of lines) this.line(line);
-  }
-  end(): void {
-    if (this.partial) this.line(this.partial);
-    this.partial = '';
-  }
-  private line(raw: string): void {
-    const line = redact(raw.trim(), this.secrets);
-    if (!line) return;
-    this.tail = [...this.tail, line].slice(-8);
-    const m = this.warningPrefix?.exec(line);
-    // A runaway stream of warnings is summarised by its first hundred.
-    if (m && this.warnings.length < 100) this.warnings.push(line.slice(m[0].length).trim());
-  }
-  summary(): string {
-    return this.tail.join('; ').slice(-2000);
-  }
-}
-
-interface Started {
-  readonly child: ChildProcess;
-  readonly exited: Promise<ToolExit>;
-  readonly lines: StderrLines;
-}
-
-function start(
-  spawn: Spawn,
-  tool: string,
-  args: readonly string[],
-  env: NodeJS.ProcessEnv,
-  stdin: 'pipe' | 'ignore' | Readable,
-  stdout: 'pipe' | 'ignore',
-  secrets: readonly (string | undefined)[],
-  warningPrefix?: RegExp,
-): Started {
-  const lines = new StderrLines(secrets, warningPrefix);
-  const child = spawn(tool, args, { env, stdio: [stdin, stdout, 'pipe'] });
-  child.stderr?.on('data', (d: Buffer) => lines.push(d));
-  // A child that dies early makes writes to its stdin fail with EPIPE; its exit says why.
-  child.stdin?.on('error', () => {});
-  const exited = new Promise<ToolExit>((resolve) => {
-    let spawnError: Error | undefined;
-    child.once('error', (e) => {
-      spawnError = e;
-      // 'close' may never follow a failed spawn.
-      if (child.pid === undefined) {
-        lines.end();
-        resolve({ tool, code: null, signal: null, spawnError: e, stderr: lines.summary() });
-      }
-    });
-    child.once('close', (code, signal) => {
-      lines.end();
-      resolve({ tool, code, signal, ...(spawnError ? { spawnError } : {}), stderr: lines.summary() });
-    });
-  });
-  return { child, exited, lines };
-}
 
 export interface PgRestoreOptions {
   /** The server to restore into; `database` is the target. */
@@ -151,54 +50,18 @@ export function pgRestoreArgs(o: Omit<PgRestoreOptions, 'env' | 'spawn' | 'stdin
   return args;
 }
 
-export interface PgRestoreRun {
-  readonly child: ChildProcess;
-  /** Where the archive goes when pg_restore reads it from stdin. */
-  readonly stdin: Writable | null;
-  readonly exited: Promise<ToolExit>;
-  /** `pg_restore: warning: …` lines, without the prefix, secrets removed. */
-  warnings(): readonly string[];
-}
-
-/** Starts pg_restore into `connection.database`, from a file or from its stdin. */
-export function startPgRestore(o: PgRestoreOptions): PgRestoreRun {
-  const env = libpqEnv(o.connection, o.env);
-  const run = start(
-    o.spawn ?? defaultSpawn,
-    'pg_restore',
-    pgRestoreArgs(o),
-    env,
-    o.file ? 'ignore' : (o.stdinFrom ?? 'pipe'),
-    'ignore',
-    [o.connection.password],
-    /^pg_restore: warning:/,
-  );
-  return {
-    child: run.child,
-    stdin: run.child.stdin,
-    exited: run.exited,
-    warnings: () => [...run.lines.warnings],
-  };
-}
-
-export interface DecompressRun {
-  readonly child: ChildProcess;
-  readonly stdin: Writable;
-  readonly stdout: Readable;
-  readonly exited: Promise<ToolExit>;
-}
-
-/** Starts `zstd -d`, a filter from stdin to stdout. */
-export function startZstdDecompress(env: NodeJS.ProcessEnv, spawn: Spawn = defaultSpawn): DecompressRun {
-  const run = start(spawn, 'zstd', ['-d', '-q', '-c'], env, 'pipe', 'pipe', []);
-  const { stdin, stdout } = run.child;
-  if (!stdin || !stdout) throw new Error('zstd started without pipes');
-  return { child: run.child, stdin, stdout, exited: run.exited };
-}
-
-/** Stops a child that is still running; its `exited` promise then settles. */
-export function stopChild(child: ChildProcess): void {
-  if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) child.kill('SIGTERM');
+/**
+ * Starts pg_restore into `connection.database`, from a file or from its stdin (`stdin` of the
+ * child is then where the archive goes); its `warnings()` are the `pg_restore: warning: …` lines.
+ */
+export function startPgRestore(o: PgRestoreOptions): Child {
+  return startChild('pg_restore', pgRestoreArgs(o), {
+    env: libpqEnv(o.connection, o.env),
+    stdin: o.file ? 'ignore' : (o.stdinFrom ?? 'pipe'),
+    secrets: [o.connection.password],
+    warningPrefix: /^pg_restore: warning:/,
+    ...(o.spawn ? { spawn: o.spawn } : {}),
+  });
 }
 
 // The databases a restore creates, checks and drops, through a maintenance database.

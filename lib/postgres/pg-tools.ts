@@ -1,13 +1,9 @@
-import { type ChildProcess, spawn as nodeSpawn, type SpawnOptions } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type pg from 'pg';
 import type { Config } from '../config.js';
-import { redact } from '../domain/redact.js';
+import { capture, defaultSpawn, type Spawn } from '../platform/processes.js';
 import { parseToolVersion, serverVersionOf, type Version } from './versions.js';
-
-export type Spawn = (command: string, args: readonly string[], options: SpawnOptions) => ChildProcess;
-export const defaultSpawn: Spawn = (command, args, options) => nodeSpawn(command, [...args], options);
 
 const found = new Map<string, boolean>();
 /** Whether `command` is an executable on the PATH of `env` (looked up once per PATH). */
@@ -159,59 +155,4 @@ export async function serverInfo(c: Connection): Promise<ServerInfo> {
 /** Quotes an identifier for SQL. */
 export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
-}
-
-export interface ProcessOutput {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** Runs a short command to completion, capturing its output. */
-export async function capture(
-  spawn: Spawn,
-  command: string,
-  args: readonly string[],
-  env: NodeJS.ProcessEnv,
-): Promise<ProcessOutput> {
-  return outputOf(spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] }));
-}
-
-/** Everything a child wrote to stdout and stderr, and its exit code, once it has ended. */
-export function outputOf(child: ChildProcess): Promise<ProcessOutput> {
-  return new Promise((resolve, reject) => {
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr?.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-/** The last lines a child wrote to stderr, kept small and free of secrets, for one-line errors. */
-export class StderrTail {
-  private text = '';
-  constructor(private readonly secrets: readonly (string | undefined)[] = []) {}
-  push(chunk: Buffer | string): void {
-    this.text = (this.text + chunk.toString()).slice(-4000);
-  }
-  /** One line: the child's messages joined, secrets removed. */
-  line(): string {
-    return redact(
-      this.text
-        .split('\n')
-        .map((l) => l.trim())
-        .filter(Boolean)
-        .join('; '),
-      this.secrets,
-    );
-  }
-  all(): string {
-    return redact(this.text, this.secrets);
-  }
 }

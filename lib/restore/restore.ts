@@ -37,36 +37,37 @@ import {
 import { formatBytes } from '../domain/units.js';
 import { REPORT_VERSION, type RestoreReport } from '../domain/verify-report.js';
 import type { Logger } from '../platform/logger.js';
+import {
+  type ChildExit,
+  cutOffByReader,
+  defaultSpawn,
+  describeExit,
+  exitedCleanly,
+  type Spawn,
+} from '../platform/processes.js';
 import { OffsetCollector, writeOffsets } from '../postgres/custom-archive.js';
 import {
   createEmptyDatabase,
   createSchemas,
-  cutOffByReader,
   databaseExists,
   databasesStartingWith,
-  describeExit,
   dropDatabase,
-  exitedCleanly,
   type PgRestoreOptions,
   serverVersion,
   startPgRestore,
-  startZstdDecompress,
-  stopChild,
   swapDatabase,
-  type ToolExit,
 } from '../postgres/pg-restore.js';
 import {
   type Connection,
-  defaultSpawn,
   describeConnection,
   libpqEnv,
   pgClient,
   quoteIdent,
-  type Spawn,
   toolVersion,
 } from '../postgres/pg-tools.js';
 import { parseVersion, requireToolAtLeastServer } from '../postgres/versions.js';
 import type { BackupStore } from '../storage/store.js';
+import { startZstd } from '../storage/zstd.js';
 import { type RestoreRequest, selectorOf } from './request.js';
 
 export type RestorePhase = 'find' | 'fetch' | 'restore' | 'checks' | 'cleanup';
@@ -262,20 +263,21 @@ async function spool(ctx: RestoreContext, onBytes: (bytes: number) => void): Pro
       return e;
     },
   );
-  let zstd: ReturnType<typeof startZstdDecompress> | undefined;
+  let zstd: ReturnType<typeof startZstd> | undefined;
   let source: Readable | undefined;
   try {
     source = await deps.store.getStream(manifest.key);
     let sink: Writable = meter;
     if (manifest.compression.codec === 'zstd') {
-      const z = startZstdDecompress(libpqEnv(deps.connection, deps.env), ctx.spawn);
+      const z = startZstd('decompress', { env: libpqEnv(deps.connection, deps.env), spawn: ctx.spawn });
       zstd = z;
-      z.stdout.pipe(meter);
-      z.stdout.on('error', (e) => meter.destroy(e));
+      const out = z.stdout as Readable;
+      out.pipe(meter);
+      out.on('error', (e) => meter.destroy(e));
       // Once the file side stops taking data, zstd would block on its output and the fetch on
       // zstd: stop it, the spool is lost anyway.
-      stop.signal.addEventListener('abort', () => stopChild(z.child));
-      sink = z.stdin;
+      stop.signal.addEventListener('abort', () => z.stop());
+      sink = z.stdin as Writable;
     }
     const pumped = await pump(source, sink, onBytes, stop.signal).catch((e: unknown) => fetchFailed(ctx, e));
     const zstdExit = zstd ? await zstd.exited : undefined;
@@ -295,7 +297,7 @@ async function spool(ctx: RestoreContext, onBytes: (bytes: number) => void): Pro
   } catch (error) {
     source?.destroy();
     if (zstd) {
-      stopChild(zstd.child);
+      zstd.stop();
       await zstd.exited;
     }
     file.destroy();
@@ -351,7 +353,7 @@ function pgRestoreOptions(
   };
 }
 
-function restoreFailed(ctx: RestoreContext, exit: ToolExit, target: string): RestoreFailedError {
+function restoreFailed(ctx: RestoreContext, exit: ChildExit, target: string): RestoreFailedError {
   return new RestoreFailedError(`restoring ${ctx.manifest.id} into ${target} failed: ${describeExit(exit)}`);
 }
 
@@ -371,16 +373,17 @@ async function streamRestore(
   }
   let restore: ReturnType<typeof startPgRestore>;
   let sink: Writable;
-  let zstd: ReturnType<typeof startZstdDecompress> | undefined;
+  let zstd: ReturnType<typeof startZstd> | undefined;
   if (manifest.compression.codec === 'zstd') {
-    const z = startZstdDecompress(libpqEnv(deps.connection, deps.env), ctx.spawn);
+    const z = startZstd('decompress', { env: libpqEnv(deps.connection, deps.env), spawn: ctx.spawn });
     zstd = z;
     // zstd's output goes straight into pg_restore through an OS pipe: a gigabyte less to copy
     // through this process. Closing our end of that pipe leaves it to the two of them, so zstd
     // learns (SIGPIPE) when pg_restore stops reading.
-    restore = startPgRestore({ ...pgRestoreOptions(ctx, target, 1), stdinFrom: z.stdout });
-    z.stdout.destroy();
-    sink = z.stdin;
+    const out = z.stdout as Readable;
+    restore = startPgRestore({ ...pgRestoreOptions(ctx, target, 1), stdinFrom: out });
+    out.destroy();
+    sink = z.stdin as Writable;
   } else {
     restore = startPgRestore(pgRestoreOptions(ctx, target, 1));
     sink = restore.stdin as Writable;
@@ -389,8 +392,8 @@ async function streamRestore(
   try {
     pumped = await pump(source, sink, onBytes);
   } catch (error) {
-    if (zstd) stopChild(zstd.child);
-    stopChild(restore.child);
+    zstd?.stop();
+    restore.stop();
     await Promise.all([zstd?.exited, restore.exited]);
     fetchFailed(ctx, error);
   }

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
-import { outputOf, type ProcessOutput } from '../../lib/postgres/pg-tools.js';
+import { outputOf, type ProcessOutput } from '../../lib/platform/processes.js';
 
 export const PGBP = resolve(import.meta.dirname, '../../cli/pgbp.mjs');
 const ROOT = resolve(import.meta.dirname, '../..');

@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compressionFromConfig, runDump } from '../../../lib/backup/dump.js';
 import { loadConfig, parseConfig } from '../../../lib/config.js';
 import { silentLogger } from '../../../lib/platform/logger.js';
-import { defaultSpawn, resolveConnection, type Spawn } from '../../../lib/postgres/pg-tools.js';
+import { defaultSpawn, type Spawn } from '../../../lib/platform/processes.js';
+import { resolveConnection } from '../../../lib/postgres/pg-tools.js';
 import { FileStore } from '../../../lib/storage/file-store.js';
 import { createDatabase, dropDatabase, uniqueDbName } from '../../support/pg.js';
 

@@ -1,0 +1,40 @@
+import { type Child, type Spawn, type StdioEntry, startChild } from '../platform/processes.js';
+
+/** How a dump is compressed: zstd's level and threads (0: one per core). */
+export interface ZstdCompression {
+  readonly level: number;
+  readonly threads: number;
+}
+
+export interface ZstdOptions {
+  readonly env: NodeJS.ProcessEnv;
+  readonly spawn?: Spawn;
+  /** Where the input comes from; a pipe from this process unless told. */
+  readonly stdin?: StdioEntry;
+  /** Where the output goes: a descriptor (a file, a socket), or a pipe to this process. */
+  readonly stdout?: StdioEntry;
+}
+
+/**
+ * zstd as a filter from stdin to stdout, compressing (with the given level and threads) or
+ * decompressing: the one place it is started, for the dump and for the restore. `--no-sparse`:
+ * the output may be a file that a reader follows as it grows, which holes would confuse.
+ */
+export function startZstd(mode: ZstdCompression | 'decompress', options: ZstdOptions): Child {
+  const args =
+    mode === 'decompress'
+      ? ['-d', '-q', '-c']
+      : [
+          `-${mode.level}`,
+          mode.threads === 1 ? '--single-thread' : `-T${mode.threads}`,
+          '-q',
+          '-c',
+          '--no-sparse',
+        ];
+  return startChild('zstd', args, {
+    env: options.env,
+    stdin: options.stdin ?? 'pipe',
+    stdout: options.stdout ?? 'pipe',
+    ...(options.spawn ? { spawn: options.spawn } : {}),
+  });
+}
