@@ -1,23 +1,26 @@
-// One esbuild setting for every Node bundle of the project (the CLI, the Fargate tasks), and
-// the rule that keeps a bundle fresh. esbuild loads only when something must be built.
-import {
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
-import { join } from 'node:path';
+// The project's Node bundles and the one esbuild setting they share. Built at install time
+// (`npm ci` runs the `prepare` script, `node cli/bundle.mjs`) into dist/, so that running pgbp
+// writes nothing into its install directory and reads no source file; the tests build first
+// (test/support/build-setup.ts), so they always run the current sources.
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-/** Bundles TypeScript entry points into self-contained ESM files for Node 20+. */
-export async function bundle({ entryPoints, outdir, outfile, sourcemap = 'linked', splitting = false }) {
-  const { build } = await import('esbuild');
-  await build({
+/** The Fargate entrypoints: the image runs them, and the local runner starts them as children. */
+export const TASK_ENTRIES = ['tasks/dump.ts', 'tasks/restore.ts'];
+
+/**
+ * What an install holds under dist/: the CLI (split, so a command loads only its own modules)
+ * and the task entrypoints (one self-contained file each, as in the image).
+ */
+export const BUNDLES = {
+  cli: { entryPoints: ['cli/main.ts'], splitting: true },
+  tasks: { entryPoints: TASK_ENTRIES, splitting: false },
+};
+
+function options({ entryPoints, sourcemap, splitting }) {
+  return {
     entryPoints,
-    ...(outdir ? { outdir, outExtension: { '.js': '.mjs' } } : { outfile }),
     bundle: true,
     platform: 'node',
     target: 'node20',
@@ -31,55 +34,76 @@ export async function bundle({ entryPoints, outdir, outfile, sourcemap = 'linked
     // pg's optional native binding is not used.
     external: ['pg-native'],
     logLevel: 'warning',
+  };
+}
+
+/** Bundles TypeScript entry points into self-contained ESM files for Node 20+. */
+export async function bundle({ entryPoints, outdir, outfile, sourcemap = 'linked', splitting = false }) {
+  const { build } = await import('esbuild');
+  await build({
+    ...options({ entryPoints, sourcemap, splitting }),
+    ...(outdir ? { outdir, outExtension: { '.js': '.mjs' } } : { outfile }),
   });
 }
 
-function newest(path) {
-  if (!existsSync(path)) return 0;
-  const s = statSync(path);
-  if (!s.isDirectory()) return s.mtimeMs;
-  let latest = 0;
-  for (const name of readdirSync(path)) latest = Math.max(latest, newest(join(path, name)));
-  return latest;
+function filesUnder(dir) {
+  try {
+    return readdirSync(dir, { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile())
+      .map((e) => join(e.parentPath ?? e.path, e.name));
+  } catch (error) {
+    if (error.code === 'ENOENT') return [];
+    throw error;
+  }
+}
+
+function sameContents(path, contents) {
+  try {
+    return readFileSync(path).equals(contents);
+  } catch {
+    return false;
+  }
 }
 
 /**
- * The folder of an up-to-date bundle of `entryPoints`, built first when it is missing or any
- * of `sources` is newer. Each build goes to its own folder under `<root>/.build`, named in
- * `.build/<name>-current`, so concurrent runs never see a half-written bundle; older builds are
- * kept a minute for runs that may still be loading them.
+ * Builds every bundle of {@link BUNDLES} into `<outRoot>/<name>/`. Each file is written only
+ * when it changed, to a temporary name renamed into place, so a pgbp already running from
+ * dist/ never reads a half-written file; files the new build no longer has are removed.
  */
-export async function freshBundle({ root, name, entryPoints, sources, splitting = false }) {
-  const buildRoot = join(root, '.build');
-  const pointer = join(buildRoot, `${name}-current`);
-  const outputs = entryPoints.map((e) => `${e.split('/').at(-1).replace(/\.ts$/, '')}.mjs`);
-  if (existsSync(pointer)) {
-    const dir = join(buildRoot, readFileSync(pointer, 'utf8').trim());
-    const complete = outputs.every((o) => existsSync(join(dir, o)));
-    const stale = statSync(pointer).mtimeMs < Math.max(...sources.map((s) => newest(join(root, s))));
-    if (complete && !stale) return dir;
-  }
-  const folder = `${name}-${Date.now()}-${process.pid}`;
-  mkdirSync(buildRoot, { recursive: true });
-  await bundle({
-    entryPoints: entryPoints.map((e) => join(root, e)),
-    outdir: join(buildRoot, folder),
-    splitting,
-    sourcemap: false,
-  });
-  const temp = `${pointer}.${process.pid}`;
-  writeFileSync(temp, folder);
-  renameSync(temp, pointer);
-  for (const old of readdirSync(buildRoot)) {
-    const path = join(buildRoot, old);
-    if (
-      old.startsWith(`${name}-`) &&
-      !old.endsWith('-current') &&
-      old !== folder &&
-      Date.now() - statSync(path).mtimeMs > 60_000
-    ) {
-      rmSync(path, { recursive: true, force: true });
+export async function buildAll(root, outRoot = join(root, 'dist')) {
+  const { build } = await import('esbuild');
+  for (const [name, spec] of Object.entries(BUNDLES)) {
+    const outdir = join(outRoot, name);
+    const result = await build({
+      ...options({
+        entryPoints: spec.entryPoints.map((e) => join(root, e)),
+        sourcemap: false,
+        splitting: spec.splitting,
+      }),
+      outdir,
+      outExtension: { '.js': '.mjs' },
+      write: false,
+    });
+    const wanted = new Set();
+    for (const file of result.outputFiles) {
+      const path = resolve(file.path);
+      wanted.add(path);
+      if (sameContents(path, file.contents)) continue;
+      mkdirSync(dirname(path), { recursive: true });
+      const temp = `${path}.${process.pid}.tmp`;
+      writeFileSync(temp, file.contents);
+      renameSync(temp, path);
+    }
+    for (const path of filesUnder(outdir)) {
+      if (!wanted.has(resolve(path))) rmSync(path, { force: true });
     }
   }
-  return join(buildRoot, folder);
+  return outRoot;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+  const out = await buildAll(root);
+  const built = Object.keys(BUNDLES).map((name) => relative(root, join(out, name)));
+  process.stdout.write(`pgbp: built ${built.join(', ')}\n`);
 }

@@ -1,18 +1,23 @@
 #!/usr/bin/env node
-// The `pgbp` command. Runs a bundle of the TypeScript sources, rebuilt on first use and whenever
-// a source is newer: no build step to forget, and a process a fraction the size of a transpiling
-// one.
+// The `pgbp` command: runs the CLI bundle that the install built (`npm ci` runs `prepare`, see
+// cli/bundle.mjs). It reads no source and writes nothing here, so it runs from a read-only
+// install as any OS user, and starts in little more than Node's own start-up.
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { freshBundle } from './bundle.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const dir = await freshBundle({
-  root,
-  name: 'cli',
-  entryPoints: ['cli/main.ts'],
-  sources: ['cli', 'lib', 'functions', 'package.json', 'package-lock.json'],
-  splitting: true,
-});
-const { main } = await import(pathToFileURL(join(dir, 'main.mjs')).href);
-process.exitCode = await main(process.argv.slice(2));
+const entry = join(root, 'dist', 'cli', 'main.mjs');
+let cli;
+try {
+  cli = await import(pathToFileURL(entry).href);
+} catch (error) {
+  if (error?.code !== 'ERR_MODULE_NOT_FOUND' || !String(error.message).includes(join(root, 'dist')))
+    throw error;
+  process.stderr.write(
+    `pgbp: the built CLI in ${join(root, 'dist')} is missing or incomplete: run \`npm ci\` (or \`npm run build\`) in ${root}\n`,
+  );
+  // As a shell reports a command it cannot find: PostgreSQL, which will run pgbp for its WAL,
+  // aborts recovery on a status above 125 instead of taking it as "no such file".
+  process.exit(127);
+}
+process.exitCode = await cli.main(process.argv.slice(2));

@@ -1,31 +1,17 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 
 /**
- * The Fargate entrypoints (tasks/dump.ts, tasks/restore.ts) bundled for `node` the way
- * tasks/build.mjs bundles them for the image, so a local run starts the very program a
- * container runs, kept fresh by the same rule as the CLI's own bundle (cli/bundle.mjs).
+ * The directory holding the Fargate entrypoints (tasks/dump.ts, tasks/restore.ts) as the
+ * install built them (cli/bundle.mjs, the same bundles as the image's), so a local run starts
+ * the very program a container runs and writes nothing into the install.
  */
-
-const TASK_ENTRIES = ['tasks/dump.ts', 'tasks/restore.ts'];
-
-type FreshBundle = (options: {
-  root: string;
-  name: string;
-  entryPoints: string[];
-  sources: string[];
-}) => Promise<string>;
-
-/** The directory holding dump.mjs and restore.mjs, built first when missing or stale. */
 export async function taskBundleDir(root: string): Promise<string> {
-  // Loaded from the checkout at run time: the CLI is itself a bundle, and esbuild must not be bundled.
-  const { freshBundle } = (await import(pathToFileURL(join(root, 'cli/bundle.mjs')).href)) as {
-    freshBundle: FreshBundle;
-  };
-  return freshBundle({
-    root,
-    name: 'tasks',
-    entryPoints: TASK_ENTRIES,
-    sources: ['tasks', 'lib', 'package-lock.json'],
-  });
+  const dir = join(root, 'dist', 'tasks');
+  for (const file of ['dump.mjs', 'restore.mjs']) {
+    if (!existsSync(join(dir, file))) {
+      throw new Error(`${join(dir, file)} is missing: run \`npm ci\` (or \`npm run build\`) in ${root}`);
+    }
+  }
+  return dir;
 }

@@ -1,4 +1,4 @@
 // Bundles the Fargate entrypoints into single files for the container image (dist/tasks/*.mjs).
-import { bundle } from '../cli/bundle.mjs';
+import { bundle, TASK_ENTRIES } from '../cli/bundle.mjs';
 
-await bundle({ entryPoints: ['tasks/dump.ts', 'tasks/restore.ts'], outdir: process.argv[2] ?? 'dist/tasks' });
+await bundle({ entryPoints: TASK_ENTRIES, outdir: process.argv[2] ?? 'dist/tasks' });

@@ -52,11 +52,29 @@ describe('the task image Dockerfile', () => {
   it('starts an entrypoint that the build produces from sources that exist', () => {
     const cmd = instructions.filter((l) => l.startsWith('CMD')).at(-1);
     expect(cmd).toBe('CMD ["node", "dist/tasks/dump.mjs"]');
-    const build = readFileSync('tasks/build.mjs', 'utf8');
+    // tasks/build.mjs bundles the entries that cli/bundle.mjs names, with its esbuild settings.
+    const bundles = readFileSync('cli/bundle.mjs', 'utf8');
     for (const entry of ['tasks/dump.ts', 'tasks/restore.ts']) {
-      expect(build).toContain(`'${entry}'`);
+      expect(bundles).toContain(`'${entry}'`);
       expect(existsSync(entry)).toBe(true);
     }
+    expect(readFileSync('tasks/build.mjs', 'utf8')).toContain("from '../cli/bundle.mjs'");
     expect(dockerfile).toContain('RUN node tasks/build.mjs dist/tasks');
+  });
+
+  it('copies into the build stage every file that the build reads', () => {
+    const copied = instructions
+      .filter((l) => l.startsWith('COPY ') && !l.includes('--from='))
+      .flatMap((l) => l.split(/\s+/).slice(1, -1));
+    for (const path of [
+      'package.json',
+      'package-lock.json',
+      'tsconfig.json',
+      'lib',
+      'tasks',
+      'cli/bundle.mjs',
+    ]) {
+      expect(copied).toContain(path);
+    }
   });
 });
