@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Config } from '../lib/config.js';
 import { checkStaleness } from '../lib/monitor/staleness.js';
 import type { Alerter } from '../lib/notify/alerter.js';

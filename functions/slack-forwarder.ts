@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { slackMessage, slackViewOfNotification } from '../lib/domain/alerts.js';
 import { ConfigError } from '../lib/domain/errors.js';
 import { type SlackWebhook, slackWebhook } from '../lib/notify/slack.js';

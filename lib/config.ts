@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import { isKeyableDatabaseName } from './domain/backup-layout.js';
 import { ConfigError } from './domain/errors.js';
 import { CODECS } from './domain/manifest.js';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { isKeyableDatabaseName, parseBackupId, TIERS, type Tier } from './backup-layout.js';
 
 export const CODECS = ['zstd', 'gzip', 'none'] as const;

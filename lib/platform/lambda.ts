@@ -1,5 +1,5 @@
 import middy from '@middy/core';
-import type { z } from 'zod';
+import type * as z from 'zod';
 import { InvalidEventError } from '../domain/errors.js';
 import { redact } from '../domain/redact.js';
 import { describeIssues } from '../domain/schema-issues.js';
