@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import type * as z from 'zod';
 
 /** `databases[0].size.minBytes`, as the key path of a YAML file or an event reads; `top` for the whole. */
 export function issuePath(path: readonly PropertyKey[], top: string): string {
