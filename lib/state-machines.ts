@@ -38,7 +38,7 @@ export interface Definition {
 
 /**
  * The project's root: the nearest directory above this module holding statemachines/. Found
- * by walking up, so it holds from lib/ (tests, tsx) and from a bundle under .build/ alike.
+ * by walking up, so it holds from lib/ (tests, tsx) and from a bundle under dist/ alike.
  */
 export function projectRoot(from: string = import.meta.dirname): string {
   let dir = from;
