@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ALERTED_ERRORS_METRIC, lambdaHandler, lazyHandler } from '../../../lib/platform/lambda.js';
 import { silentLogger } from '../../../lib/platform/logger.js';
 import { emfSink, METRIC_NAMESPACE } from '../../../lib/platform/metrics.js';
