@@ -3,7 +3,7 @@
 // writes nothing into its install directory and reads no source file; the tests build first
 // (test/support/build-setup.ts), so they always run the current sources.
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The Fargate entrypoints: the image runs them, and the local runner starts them as children. */
@@ -103,7 +103,5 @@ export async function buildAll(root, outRoot = join(root, 'dist')) {
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-  const out = await buildAll(root);
-  const built = Object.keys(BUNDLES).map((name) => relative(root, join(out, name)));
-  process.stdout.write(`pgbp: built ${built.join(', ')}\n`);
+  await buildAll(root);
 }
