@@ -4,7 +4,9 @@ import {
   SendTaskSuccessCommand,
   type SFNClient,
 } from '@aws-sdk/client-sfn';
+import { ConfigError } from '../lib/domain/errors.js';
 import { redact } from '../lib/domain/redact.js';
+import { parseDuration } from '../lib/domain/units.js';
 
 /** What a Fargate entrypoint touches, passed in so tests need no module mocks. */
 export interface TaskDeps {
@@ -28,6 +30,26 @@ export interface TaskContext {
   readonly secrets: (string | undefined)[];
 }
 
+/** Longer than this, setInterval fires every millisecond instead. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * The heartbeat interval in milliseconds from PGBP_HEARTBEAT_SECONDS: a number of seconds, or a
+ * duration as the config writes it (`60s`, `1m`); one minute when unset. Anything else is a
+ * ConfigError, so a typo never turns into a heartbeat every millisecond.
+ */
+export function heartbeatInterval(raw: string | undefined): number {
+  if (raw === undefined) return 60_000;
+  const text = raw.trim();
+  const ms = /^\d+(\.\d+)?$/.test(text) ? parseDuration(Number(text)) : parseDuration(text);
+  if (ms === undefined || ms <= 0 || ms > MAX_TIMER_MS) {
+    throw new ConfigError(
+      `PGBP_HEARTBEAT_SECONDS: expected a number of seconds or a duration such as 60s or 1m (above 0, under 24 days), got ${JSON.stringify(raw)}`,
+    );
+  }
+  return ms;
+}
+
 /** Step Functions caps task output at 256 KiB; keep well under it. */
 const MAX_OUTPUT = 200 * 1024;
 
@@ -46,22 +68,23 @@ export async function runTask<T>(
   const sfn = token ? deps.sfn?.() : undefined;
   if (token && !sfn) throw new Error('TASK_TOKEN is set but no Step Functions client was given');
   let timer: NodeJS.Timeout | undefined;
-  if (token && sfn) {
-    const every = Number(deps.env.PGBP_HEARTBEAT_SECONDS ?? 60) * 1000;
-    const stop = deps.stop ?? (() => process.kill(process.pid, 'SIGTERM'));
-    timer = setInterval(() => {
-      sfn.send(new SendTaskHeartbeatCommand({ taskToken: token })).catch((e: Error) => {
-        deps.stderr.write(`heartbeat failed: ${e.name}: ${e.message}\n`);
-        if (TOKEN_GONE.has(e.name)) {
-          // An aborted execution runs no state that could stop this task: it stops itself.
-          clearInterval(timer);
-          stop();
-        }
-      });
-    }, every);
-    timer.unref();
-  }
   try {
+    // A bad interval fails the task at start, through the token like any other failure.
+    if (token && sfn) {
+      const every = heartbeatInterval(deps.env.PGBP_HEARTBEAT_SECONDS);
+      const stop = deps.stop ?? (() => process.kill(process.pid, 'SIGTERM'));
+      timer = setInterval(() => {
+        sfn.send(new SendTaskHeartbeatCommand({ taskToken: token })).catch((e: Error) => {
+          deps.stderr.write(`heartbeat failed: ${e.name}: ${e.message}\n`);
+          if (TOKEN_GONE.has(e.name)) {
+            // An aborted execution runs no state that could stop this task: it stops itself.
+            clearInterval(timer);
+            stop();
+          }
+        });
+      }, every);
+      timer.unref();
+    }
     const result = await work(context);
     if (token && sfn) {
       let output = JSON.stringify(summarize(result));
