@@ -6,11 +6,13 @@ import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { classifyTier, parseBackupId } from '../../../lib/domain/backup-layout.js';
 import { type Manifest, parseManifest } from '../../../lib/domain/manifest.js';
+import { FileStore } from '../../../lib/storage/file-store.js';
 import { S3Store } from '../../../lib/storage/s3-store.js';
 import { PGBP, runCli, sh } from '../../support/cli.js';
 import { snapshot } from '../../support/compare.js';
 import { createDatabase, dropDatabase, uniqueDbName } from '../../support/pg.js';
 import { createBucket } from '../../support/s3.js';
+import { dump } from '../restore/fixture.js';
 
 const awkward = readFileSync(new URL('../../fixtures/awkward.sql', import.meta.url), 'utf8');
 const created: string[] = [];
@@ -131,9 +133,11 @@ describe('backup round trip of the awkward fixture', () => {
 
   it('lists the backups it made, newest first, as JSON manifests', async () => {
     const dir = join(work, 'listing');
-    const first = await dumpWithCli(`file://${dir}`);
-    await new Promise((r) => setTimeout(r, 1100));
-    const second = await dumpWithCli(`file://${dir}`);
+    // One second apart, across a year's end: ids, tiers and directories all differ, whatever today is.
+    const store = new FileStore(dir);
+    const first = await dump(store, source, { at: new Date('2026-12-31T23:59:59Z') });
+    const second = await dump(store, source, { at: new Date('2027-01-01T00:00:00Z') });
+    expect([first.tier, second.tier]).toEqual(['daily', 'yearly']);
     const result = await runCli(['list', '--database', source, '--store', `file://${dir}`, '--json']);
     expect(result.code).toBe(0);
     const listed = JSON.parse(result.stdout) as Manifest[];
