@@ -1,6 +1,10 @@
 import { existsSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { type Config, loadConfig, parseConfig } from '../lib/config.js';
+import { ConfigError } from '../lib/domain/errors.js';
+import { fileStoreDirectory } from '../lib/storage/file-url.js';
 import { openStore } from '../lib/storage/open-store.js';
 import type { BackupStore } from '../lib/storage/store.js';
 
@@ -24,7 +28,7 @@ export interface CommonOptions {
 }
 
 /** The built-in local defaults, when no config file is given or found. */
-export const BUILT_IN_CONFIG = { stage: 'local', store: 'file://./backups' } as const;
+export const BUILT_IN_CONFIG = { stage: 'local', store: 'file:./backups' } as const;
 
 /** The file {@link resolveConfig} loads: `--config FILE`, else ./config/local.yml when present; undefined for the built-in defaults. */
 export function configFileOf(deps: CliDeps, file?: string): string | undefined {
@@ -40,14 +44,29 @@ export function resolveConfig(deps: CliDeps, file?: string): Config {
   return parseConfig(BUILT_IN_CONFIG, '(built-in defaults)');
 }
 
-/** Opens `--store URL` or the config's store; a relative file:// path is taken from the working directory. */
-export function resolveStore(deps: CliDeps, config: Config, url?: string): Promise<BackupStore> {
+/**
+ * Opens `--store URL` or the config's store; a relative `file:dir` is taken from the working
+ * directory. Only a command that writes backups (`use: 'write'`) may find a directory store
+ * missing (it creates it); any other fails naming the directory, so a typo creates nothing.
+ */
+export async function resolveStore(
+  deps: CliDeps,
+  config: Config,
+  url?: string,
+  use: 'read' | 'write' = 'read',
+): Promise<BackupStore> {
   const chosen = url ?? config.store;
-  const absolute =
-    chosen.startsWith('file://') && !chosen.startsWith('file:///')
-      ? `file://${resolve(deps.cwd, chosen.slice('file://'.length))}`
-      : chosen;
-  return openStore(absolute, config);
+  if (!chosen.startsWith('file:')) return openStore(chosen, config);
+  const dir = fileStoreDirectory(chosen, deps.cwd);
+  if (use === 'read') {
+    const found = await stat(dir).catch(() => undefined);
+    if (!found?.isDirectory()) {
+      throw new ConfigError(
+        `store file://${dir}: the directory ${dir} does not exist${found ? ' (it is a file)' : ''}; check the path (nothing has been backed up there yet)`,
+      );
+    }
+  }
+  return openStore(pathToFileURL(dir).href, config);
 }
 
 /** Writes one line to stdout. */

@@ -37,7 +37,7 @@ export function machineOptions(command: Command): Command {
     .option('--config <file>', 'stage config file (default: config/local.yml)')
     .option(
       '--store <url>',
-      'local runs: store URL (s3://bucket/prefix or file:///dir), overrides the config',
+      'local runs: store URL (s3://bucket/prefix, file:///dir or file:dir), overrides the config',
     )
     .option(
       '--aws',
@@ -82,7 +82,7 @@ export async function runMachine(
       ...(opts.stateMachineArn ? { stateMachineArn: opts.stateMachineArn } : {}),
     });
   }
-  const store = await resolveStore(deps, config, opts.store);
+  const store = await resolveStore(deps, config, opts.store, machine === 'backup' ? 'write' : 'read');
   if (!opts.json)
     out(deps, `${machine}: running ${MACHINES[machine].file} on this machine, store ${store.url}`);
   const secrets = [deps.env.PGPASSWORD ?? ''];

@@ -6,6 +6,7 @@ import { ConfigError } from './domain/errors.js';
 import { CODECS } from './domain/manifest.js';
 import { describeIssues } from './domain/schema-issues.js';
 import { parseDuration, parseSize } from './domain/units.js';
+import { fileStoreUrlProblem } from './storage/file-url.js';
 
 const size = z.union([z.number(), z.string()]).transform((v, ctx) => {
   const bytes = parseSize(v);
@@ -37,9 +38,13 @@ const count = z.number().int().nonnegative();
 const storeUrl = z
   .string()
   .regex(
-    /^(s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?|file:\/\/.+)$/,
-    'expected s3://bucket/prefix or file:///dir',
-  );
+    /^(s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?|file:.+)$/,
+    'expected s3://bucket/prefix, file:///dir or file:relative/dir',
+  )
+  .superRefine((url, ctx) => {
+    const problem = url.startsWith('file:') ? fileStoreUrlProblem(url) : undefined;
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
 
 const retention = z
   .object({

@@ -11,7 +11,7 @@ export function registerDump(program: Command, deps: CliDeps, _exit: ExitHolder)
     .command('dump')
     .description('Dump one database into the store and write its manifest')
     .requiredOption('--database <name>', 'database to dump (configured or not)')
-    .option('--store <url>', 'store URL (s3://bucket/prefix or file:///dir), overrides the config')
+    .option('--store <url>', 'store URL (s3://bucket/prefix, file:///dir or file:dir), overrides the config')
     .option('--config <file>', 'stage config file')
     .option('--json', 'print the manifest as one JSON object')
     .option('--verbose', 'structured log lines on stderr')
@@ -24,7 +24,7 @@ export function registerDump(program: Command, deps: CliDeps, _exit: ExitHolder)
         verbose?: boolean;
       }) => {
         const config = resolveConfig(deps, opts.config);
-        const store = await resolveStore(deps, config, opts.store);
+        const store = await resolveStore(deps, config, opts.store, 'write');
         const connection = await connectionFor(config, deps.env, opts.database);
         const progress = progressLine(deps.stderr, !opts.json);
         progress.phase(`dump ${opts.database}`);

@@ -17,7 +17,7 @@ export function registerList(program: Command, deps: CliDeps, _exit: ExitHolder)
     .command('list')
     .description('List the backups in the store, newest first')
     .option('--database <name>', 'only this database')
-    .option('--store <url>', 'store URL (s3://bucket/prefix or file:///dir), overrides the config')
+    .option('--store <url>', 'store URL (s3://bucket/prefix, file:///dir or file:dir), overrides the config')
     .option('--config <file>', 'stage config file')
     .option('--json', 'print a JSON array of manifests')
     .action(async (opts: { database?: string; store?: string; config?: string; json?: boolean }) => {

@@ -124,7 +124,7 @@ export function registerRestore(program: Command, deps: CliDeps, exit: ExitHolde
       '--replace',
       'replace the target if it exists: swapped in only after the new one passed its checks',
     )
-    .option('--store <url>', 'store URL (s3://bucket/prefix or file:///dir), overrides the config')
+    .option('--store <url>', 'store URL (s3://bucket/prefix, file:///dir or file:dir), overrides the config')
     .option('--config <file>', 'stage config file')
     .option('--json', 'print the restore report as one JSON object')
     .option('--verbose', 'structured log lines on stderr')

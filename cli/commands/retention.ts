@@ -31,7 +31,7 @@ export function registerRetention(program: Command, deps: CliDeps, exit: ExitHol
     .description('Apply the grandfather-father-son retention plan (or preview it with --dry-run)')
     .option('--database <name>', 'only this database (default: the configured ones)')
     .option('--dry-run', 'print the plan and delete nothing')
-    .option('--store <url>', 'store URL (s3://bucket/prefix or file:///dir), overrides the config')
+    .option('--store <url>', 'store URL (s3://bucket/prefix, file:///dir or file:dir), overrides the config')
     .option('--config <file>', 'stage config file')
     .option('--json', 'print the plan or result as JSON')
     .option('--verbose', 'structured log lines on stderr')

@@ -14,7 +14,7 @@ export function registerStatus(program: Command, deps: CliDeps, exit: ExitHolder
     .description(
       'Per database: newest backup, its age and size, tier counts, last restore check; exit 2 when any is stale',
     )
-    .option('--store <url>', 'store URL (s3://bucket/prefix or file:///dir), overrides the config')
+    .option('--store <url>', 'store URL (s3://bucket/prefix, file:///dir or file:dir), overrides the config')
     .option('--config <file>', 'stage config file')
     .option('--json', 'print the status as JSON')
     .action(async (opts: { store?: string; config?: string; json?: boolean }) => {

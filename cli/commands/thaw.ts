@@ -24,7 +24,7 @@ export function registerThaw(program: Command, deps: CliDeps, _exit: ExitHolder)
     .requiredOption('--database <name>', 'the database whose backups to use (configured or not)')
     .option('--tier <tier>', 'Expedited, Standard or Bulk (default from the config)')
     .option('--days <n>', 'days the thawed copy stays readable (default from the config)')
-    .option('--store <url>', 'store URL (s3://bucket/prefix or file:///dir), overrides the config')
+    .option('--store <url>', 'store URL (s3://bucket/prefix, file:///dir or file:dir), overrides the config')
     .option('--config <file>', 'stage config file')
     .option('--json', 'print the state as one JSON object')
     .action(

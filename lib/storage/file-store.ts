@@ -16,9 +16,9 @@ import {
 } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { ObjectExistsError } from '../domain/errors.js';
 import { type Body, sourceOf } from './byte-source.js';
+import { fileStoreDirectory } from './file-url.js';
 import type {
   BackupStore,
   DeleteResult,
@@ -49,9 +49,9 @@ export class FileStore implements BackupStore {
     this.url = `file://${this.root}`;
   }
 
-  static fromUrl(url: string): FileStore {
-    const path = url.startsWith('file:///') ? fileURLToPath(url) : url.replace(/^file:\/\//, '');
-    return new FileStore(path);
+  /** A store at `file:///dir`, `file://localhost/dir`, or `file:dir` relative to `cwd` ({@link fileStoreDirectory}). */
+  static fromUrl(url: string, cwd?: string): FileStore {
+    return new FileStore(fileStoreDirectory(url, cwd));
   }
 
   private pathOf(key: string): string {
@@ -264,10 +264,15 @@ export class FileStore implements BackupStore {
     return { state: 'not-archived' };
   }
 
-  async freeSpace(): Promise<{ totalBytes: number; freeBytes: number }> {
-    await mkdir(this.root, { recursive: true });
-    const s = await statfs(this.root);
-    return { totalBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize };
+  /** Undefined while the directory does not exist: asking creates nothing. */
+  async freeSpace(): Promise<{ totalBytes: number; freeBytes: number } | undefined> {
+    try {
+      const s = await statfs(this.root);
+      return { totalBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
   }
 }
 

@@ -2,7 +2,8 @@ import type { Config } from '../config.js';
 import type { BackupStore } from './store.js';
 
 /**
- * Opens the store named by a URL (`s3://bucket/prefix` or `file:///dir`), with the stage's
+ * Opens the store named by a URL (`s3://bucket/prefix`, `file:///dir`, or `file:dir` relative to
+ * the working directory), with the stage's
  * settings. Each adapter loads only when its kind is asked for: the AWS SDK is most of what a
  * process loads, and a dump to a directory should not wait for it.
  */
@@ -14,11 +15,11 @@ export async function openStore(
     const { S3Store } = await import('./s3-store.js');
     return S3Store.fromUrl(url, { kmsKeyId: config?.kmsKeyId, storageClass: config?.storageClass });
   }
-  if (url.startsWith('file://')) {
+  if (url.startsWith('file:')) {
     const { FileStore } = await import('./file-store.js');
     return FileStore.fromUrl(url);
   }
   throw new RangeError(
-    `unknown store URL ${JSON.stringify(url)}: expected s3://bucket/prefix or file:///dir`,
+    `unknown store URL ${JSON.stringify(url)}: expected s3://bucket/prefix, file:///dir or file:relative/dir`,
   );
 }
