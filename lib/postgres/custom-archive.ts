@@ -38,6 +38,10 @@ export class UnsupportedArchiveError extends Error {
 export interface ArchiveTocEntry {
   readonly dumpId: number;
   readonly desc: string;
+  /** The object's name (a SCHEMA entry's is the schema). */
+  readonly tag: string;
+  /** The schema the object is in; empty for objects outside any (the database, schemas themselves). */
+  readonly namespace: string;
   readonly dataState: number;
   /** The recorded offset of its data block; meaningful when `dataState` is K_OFFSET_POS_SET. */
   readonly offset: number;
@@ -134,13 +138,13 @@ function parseToc(buf: Buffer): ArchiveToc {
     c.int(); // hadDumper
     c.skipStr(); // catalog tableoid
     c.skipStr(); // catalog oid
-    c.skipStr(); // tag
+    const tag = c.str() ?? '';
     const desc = c.str() ?? '';
     c.int(); // section
     c.skipStr(); // defn
     c.skipStr(); // dropStmt
     c.skipStr(); // copyStmt
-    c.skipStr(); // namespace
+    const namespace = c.str() ?? '';
     c.skipStr(); // tablespace
     c.skipStr(); // tableam (1.14)
     if (minor >= 16) c.int(); // relkind
@@ -170,10 +174,51 @@ function parseToc(buf: Buffer): ArchiveToc {
     c.pos += offSize;
     if (c.pos > buf.length) throw new NeedMore();
     const offset = buf.readUIntLE(fieldPosition + 1, Math.min(offSize, 6));
-    entries.push({ dumpId, desc, dataState, offset, fieldPosition });
+    entries.push({ dumpId, desc, tag, namespace, dataState, offset, fieldPosition });
   }
   if (c.pos > buf.length) throw new NeedMore();
   return { version, intSize: c.intSize, offSize, entries, end: c.pos };
+}
+
+/**
+ * The header and TOC from the start of an archive as it is read (chunks in order, from byte 0),
+ * reading no further than their end. Throws UnsupportedArchiveError for bytes this reader does
+ * not know, or a stream that ends inside them.
+ */
+export async function readTocFrom(chunks: AsyncIterable<Buffer>): Promise<ArchiveToc> {
+  const head: Buffer[] = [];
+  let length = 0;
+  let nextAttempt = 4096;
+  for await (const chunk of chunks) {
+    head.push(chunk);
+    length += chunk.length;
+    if (length < nextAttempt) continue;
+    try {
+      return parseToc(Buffer.concat(head, length));
+    } catch (error) {
+      if (!(error instanceof NeedMore)) throw error;
+      if (length > MAX_TOC_BYTES)
+        throw new UnsupportedArchiveError(`no end of the table of contents in ${length} bytes`);
+      nextAttempt = length * 2;
+    }
+  }
+  try {
+    return parseToc(Buffer.concat(head, length));
+  } catch (error) {
+    if (error instanceof NeedMore)
+      throw new UnsupportedArchiveError(`the archive ends inside its table of contents (${length} bytes)`);
+    throw error;
+  }
+}
+
+/** The schemas an archive holds objects of, or defines: what `pg_restore --schema` can select. */
+export function archiveSchemas(toc: ArchiveToc): string[] {
+  const schemas = new Set<string>();
+  for (const entry of toc.entries) {
+    if (entry.namespace) schemas.add(entry.namespace);
+    if (entry.desc === 'SCHEMA' && entry.tag) schemas.add(entry.tag);
+  }
+  return [...schemas].sort();
 }
 
 /** The header and TOC of a whole archive in memory. */

@@ -45,7 +45,13 @@ import {
   exitedCleanly,
   type Spawn,
 } from '../platform/processes.js';
-import { OffsetCollector, writeOffsets } from '../postgres/custom-archive.js';
+import {
+  archiveSchemas,
+  OffsetCollector,
+  readTocFrom,
+  UnsupportedArchiveError,
+  writeOffsets,
+} from '../postgres/custom-archive.js';
 import {
   createEmptyDatabase,
   createSchemas,
@@ -327,6 +333,43 @@ async function seekable(ctx: RestoreContext, path: string, offsets: OffsetCollec
       `filling in the data offsets of ${ctx.manifest.id} in ${path} failed: ${(cause as Error).message}`,
       { cause },
     );
+  }
+}
+
+/**
+ * The schemas the backup holds, from its archive's table of contents: the first bytes of the
+ * object, decompressed when it is zstd, read no further. Undefined when they cannot be read; the
+ * restore then goes on, and its digest check tells a damaged backup apart.
+ */
+async function schemasInBackup(ctx: RestoreContext): Promise<string[] | undefined> {
+  const { manifest, deps } = ctx;
+  let source: Readable;
+  try {
+    source = await deps.store.getStream(manifest.key);
+  } catch (error) {
+    fetchFailed(ctx, error);
+  }
+  let zstd: ReturnType<typeof startZstd> | undefined;
+  try {
+    let chunks: AsyncIterable<Buffer> = source;
+    if (manifest.compression.codec === 'zstd') {
+      zstd = startZstd('decompress', { env: libpqEnv(deps.connection, deps.env), spawn: ctx.spawn });
+      // Stopping once the TOC is read cuts the pipe: the error that follows is expected.
+      pipeline(source, zstd.stdin as Writable).catch(() => {});
+      chunks = zstd.stdout as Readable;
+    }
+    return archiveSchemas(await readTocFrom(chunks));
+  } catch (error) {
+    if (!(error instanceof UnsupportedArchiveError)) fetchFailed(ctx, error);
+    ctx.log.warn('schemas of the archive not read', { reason: error.message });
+    return undefined;
+  } finally {
+    source.destroy();
+    if (zstd) {
+      zstd.stdout?.destroy();
+      zstd.stop();
+      await zstd.exited;
+    }
   }
 }
 
@@ -643,6 +686,15 @@ export async function runRestore(request: RestoreRequest, deps: RestoreDeps): Pr
     (name) => `dropped ${name}, a scratch database a killed verify left behind`,
   );
   const ctx: RestoreContext = { request, deps, manifest, log, spawn, secrets, warnings };
+  if (request.schemas.length > 0) {
+    const inBackup = await schemasInBackup(ctx);
+    const missing = inBackup ? request.schemas.filter((s) => !inBackup.includes(s)) : [];
+    if (inBackup && missing.length > 0) {
+      throw new InvalidRestoreRequestError(
+        `schemas: ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not in backup ${manifest.id}, whose schemas are ${inBackup.join(', ')}`,
+      );
+    }
+  }
   const withTables = new Set(manifest.tables.map((t) => t.schema));
   for (const s of request.schemas) {
     if (!withTables.has(s)) warnings.push(`schema ${s} has no tables in the backup's manifest`);

@@ -129,6 +129,38 @@ describe('bad restore requests fail before anything is created', () => {
     expect(keysIn(pristine)).toEqual(before);
   });
 
+  it.each([
+    ['zstd', 1],
+    ['zstd', 2],
+    ['none', 1],
+  ] as const)(
+    'a schema the %s backup does not contain (%i jobs), naming the schemas it has',
+    async (codec, jobs) => {
+      const into = target('noschema');
+      const backup = codec === 'zstd' ? zstdBackup : plainBackup;
+      const before = keysIn(pristine);
+      const error = await failure(
+        runRestore(
+          parseRestoreRequest({
+            database: source,
+            backup: backup.id,
+            targetDatabase: into,
+            schemas: ['core', 'nosuchschema'],
+            jobs,
+          }),
+          restoreDeps(store()),
+        ),
+      );
+      expect(error).toBeInstanceOf(InvalidRestoreRequestError);
+      expect(error.message).toMatch(
+        new RegExp(`^schemas: nosuchschema is not in backup ${backup.id}, whose schemas are `),
+      );
+      for (const schema of ['auth', 'core', 'Reporting Ünïcode']) expect(error.message).toContain(schema);
+      await expectNothingCreated(into);
+      expect(keysIn(pristine)).toEqual(before);
+    },
+  );
+
   it('`latest` of a database with no backups', async () => {
     const into = target('bad');
     const error = await failure(
