@@ -13,6 +13,7 @@ import { type Clock, systemClock } from '../lib/platform/clock.js';
 import type { LambdaFunction } from '../lib/platform/lambda.js';
 import { type Logger, silentLogger } from '../lib/platform/logger.js';
 import { type Child, startChild } from '../lib/platform/processes.js';
+import { connectionFor } from '../lib/postgres/connection.js';
 import {
   allStates,
   deployedMachineName,
@@ -171,7 +172,11 @@ function lambdas(options: LocalRunOptions): Record<string, LambdaFunction<unknow
     checkSize: createCheckSizeHandler({ store, config, logger }),
     applyRetention: createApplyRetentionHandler({ store, config, alerter, clock, logger }),
     notify: createNotifyHandler({ alerter, clock, logger }),
-    prepareRestore: createPrepareRestoreHandler({ store, logger }),
+    prepareRestore: createPrepareRestoreHandler({
+      store,
+      logger,
+      connection: (database) => connectionFor(config, options.env, database),
+    }),
     thawBackup: createThawBackupHandler({ store, policy: config.defaults.restore, logger }),
   };
 }

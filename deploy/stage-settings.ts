@@ -64,6 +64,8 @@ export interface StageSettings {
   readonly kmsAlias: string;
   /** Databases backed up and drilled when an execution names none, comma-separated (an ASL placeholder). */
   readonly configuredDatabases: string;
+  /** The tasks' network, which Prepare joins to ask the database server whether a target exists. */
+  readonly network: { readonly subnetIds: readonly string[]; readonly securityGroupIds: readonly string[] };
   /** DefinitionSubstitutions values that come from the config; all strings, as CloudFormation wants. */
   readonly asl: {
     readonly backupMaxConcurrency: string;
@@ -482,6 +484,7 @@ export function stageSettings(stage: string, options: { readonly root: string })
     storeObjects: prefix ? `${prefix}/*` : '*',
     kmsAlias,
     configuredDatabases: machines.substitutions.ConfiguredDatabases,
+    network: { subnetIds: [...aws.network.subnets], securityGroupIds: [...aws.network.securityGroups] },
     asl: {
       backupMaxConcurrency: machines.substitutions.BackupMaxConcurrency,
       drillMaxConcurrency: machines.substitutions.DrillMaxConcurrency,

@@ -2,7 +2,10 @@ import * as z from 'zod';
 import { locateBackup } from '../lib/catalog/backups.js';
 import { lambdaHandler, lazyHandler } from '../lib/platform/lambda.js';
 import type { Logger } from '../lib/platform/logger.js';
+import { connectionFor } from '../lib/postgres/connection.js';
+import type { Connection } from '../lib/postgres/pg-tools.js';
 import { parseRestoreRequest, type RestoreRequest, selectorOf } from '../lib/restore/request.js';
+import { refuseExistingTarget } from '../lib/restore/target-guard.js';
 import { runtimeConfig } from '../lib/runtime.js';
 import { openStore } from '../lib/storage/open-store.js';
 import type { BackupStore } from '../lib/storage/store.js';
@@ -24,13 +27,17 @@ export interface PreparedRestore {
 
 export interface PrepareRestorePorts {
   readonly store: BackupStore;
+  /** The connection to the server a restore of `database` goes to: Prepare asks it whether the target exists. */
+  readonly connection: (database: string) => Promise<Connection>;
+  readonly maintenanceDatabase?: string;
   readonly logger?: Logger;
 }
 
 /**
- * Prepare (the restore state machine's first state): validates a restore request and resolves
- * `latest`, an id or a time to one backup, so a bad request fails before any task starts and
- * the backup cannot change under a restore that waits for a thaw.
+ * Prepare (the restore state machine's first state): validates a restore request, refuses a
+ * target database that exists (unless replacing), and resolves `latest`, an id or a time to one
+ * backup, so a bad request fails before any thaw or task starts and the backup cannot change
+ * under a restore that waits for a thaw.
  */
 export function createPrepareRestoreHandler(ports: PrepareRestorePorts) {
   return lambdaHandler(
@@ -43,6 +50,11 @@ export function createPrepareRestoreHandler(ports: PrepareRestorePorts) {
     },
     async (event, { logger }): Promise<PreparedRestore> => {
       const request = parseRestoreRequest(event);
+      await refuseExistingTarget(
+        request,
+        await ports.connection(request.database),
+        ports.maintenanceDatabase ?? 'postgres',
+      );
       // The manifest records the class at backup time; lifecycle rules may have archived it since.
       const {
         backup,
@@ -71,5 +83,8 @@ export function createPrepareRestoreHandler(ports: PrepareRestorePorts) {
 
 export const handler = lazyHandler(async () => {
   const config = runtimeConfig();
-  return createPrepareRestoreHandler({ store: await openStore(config.store, config) });
+  return createPrepareRestoreHandler({
+    store: await openStore(config.store, config),
+    connection: (database) => connectionFor(config, process.env, database),
+  });
 });

@@ -75,6 +75,7 @@ import { parseVersion, requireToolAtLeastServer } from '../postgres/versions.js'
 import type { BackupStore } from '../storage/store.js';
 import { startZstd } from '../storage/zstd.js';
 import { type RestoreRequest, selectorOf } from './request.js';
+import { existingTargetError } from './target-guard.js';
 
 export type RestorePhase = 'find' | 'fetch' | 'restore' | 'checks' | 'cleanup';
 
@@ -674,11 +675,7 @@ export async function runRestore(request: RestoreRequest, deps: RestoreDeps): Pr
       ? scratchDatabaseName(request.database, scratchSuffix(now, newSuffix(deps)))
       : (request.targetDatabase as string);
   const exists = await databaseExists(deps.connection, maintenance, target);
-  if (exists && !(request.mode === 'restore' && request.replace)) {
-    throw new InvalidRestoreRequestError(
-      `targetDatabase: ${target} already exists; choose a new name, or ask to replace it (--replace)`,
-    );
-  }
+  if (exists && !(request.mode === 'restore' && request.replace)) throw existingTargetError(target);
   // Replacing: restore beside the old database, which stays untouched until the new one passed.
   const restoreInto = exists ? `pgbp_replace_${newSuffix(deps)}${newSuffix(deps)}` : target;
 

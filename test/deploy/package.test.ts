@@ -182,6 +182,21 @@ describe('the packaged prod stack: functions and roles', () => {
     expect(problems).toEqual([]);
   });
 
+  it('runs Prepare in the tasks’ network with the database password, to ask the server whether a target exists', () => {
+    const prepare = template.Resources.PrepareRestoreLambdaFunction as Cfn;
+    expect(prepare.Properties.VpcConfig).toEqual({
+      SubnetIds: ['subnet-0a1b2c3d4e5f60001', 'subnet-0a1b2c3d4e5f60002'],
+      SecurityGroupIds: ['sg-0a1b2c3d4e5f60001'],
+    });
+    const role = template.Resources[prepare.Properties.Role['Fn::GetAtt'][0]] as Cfn;
+    expect(JSON.stringify(role.Properties.ManagedPolicyArns)).toContain('AWSLambdaVPCAccessExecutionRole');
+    const statements = (role.Properties.Policies as Cfn[]).flatMap(
+      (p) => asArray(p.PolicyDocument.Statement) as Cfn[],
+    );
+    const reads = statements.filter((st) => asArray(st.Action).includes('secretsmanager:GetSecretValue'));
+    expect(JSON.stringify(reads.map((st) => st.Resource))).toContain('pg-backup-pipeline/prod/db-password');
+  });
+
   it('includes the stage config and a minified ESM bundle, with the AWS SDK left to the runtime, in each function package', async () => {
     const packages = await readPackages(FUNCTION_KEYS);
     for (const key of FUNCTION_KEYS) {

@@ -11,8 +11,13 @@ import { silentLogger } from '../../lib/platform/logger.js';
 import { FileStore } from '../../lib/storage/file-store.js';
 import { S3Store } from '../../lib/storage/s3-store.js';
 import type { BackupStore } from '../../lib/storage/store.js';
+import { connection } from '../integration/restore/fixture.js';
 import { makeManifest } from '../support/manifests.js';
+import { createDatabase, dropDatabase, uniqueDbName } from '../support/pg.js';
 import { createBucket } from '../support/s3.js';
+
+/** The test server, as Prepare reaches it to ask whether a target exists. */
+const server = async (database: string) => ({ ...connection, database });
 
 /** Writes a complete backup (dump, then manifest) the way the dump task leaves one. */
 async function storeBackup(store: BackupStore, database: string, at: Date, storageClass = 'STANDARD') {
@@ -38,7 +43,7 @@ describe('prepare-restore', () => {
     store = FileStore.fromUrl(`file://${dir}`);
     await storeBackup(store, 'shop', older);
     await storeBackup(store, 'shop', newer);
-    prepare = createPrepareRestoreHandler({ store, logger: silentLogger });
+    prepare = createPrepareRestoreHandler({ store, logger: silentLogger, connection: server });
   });
   afterAll(() => rm(dir, { recursive: true, force: true }));
 
@@ -95,6 +100,21 @@ describe('prepare-restore', () => {
     });
   });
 
+  it('refuses a target database that exists, unless the request replaces it', async () => {
+    const taken = uniqueDbName('prepare_taken');
+    await createDatabase(taken);
+    try {
+      await expect(prepare({ database: 'shop', targetDatabase: taken })).rejects.toMatchObject({
+        name: 'InvalidRestoreRequestError',
+        message: `targetDatabase: ${taken} already exists; choose a new name, or ask to replace it (--replace)`,
+      });
+      const replacing = await prepare({ database: 'shop', targetDatabase: taken, replace: true });
+      expect(replacing.backupId).toBe('shop-20260620T020000Z');
+    } finally {
+      await dropDatabase(taken);
+    }
+  });
+
   it('fails with BackupNotFoundError when no backup matches', async () => {
     await expect(
       prepare({ database: 'shop', backup: 'shop-20250101T000000Z', targetDatabase: 'shop_x' }),
@@ -116,7 +136,7 @@ describe('prepare-restore and thaw-backup on an archived backup (moto S3)', () =
   });
 
   it('reports a DEEP_ARCHIVE backup as archived', async () => {
-    const prepared = await createPrepareRestoreHandler({ store, logger: silentLogger })({
+    const prepared = await createPrepareRestoreHandler({ store, logger: silentLogger, connection: server })({
       database: 'ledger',
       targetDatabase: 'ledger_restored',
     });

@@ -10,7 +10,7 @@ import { consoleAlerter } from '../../../lib/notify/alerter.js';
 import { FileStore } from '../../../lib/storage/file-store.js';
 import { S3Store } from '../../../lib/storage/s3-store.js';
 import { snapshot } from '../../support/compare.js';
-import { createDatabase, databaseExists, dropDatabase, uniqueDbName } from '../../support/pg.js';
+import { createDatabase, databaseExists, dropDatabase, uniqueDbName, withClient } from '../../support/pg.js';
 import { writeConfigFile } from '../../support/pipeline.js';
 import { createBucket } from '../../support/s3.js';
 import { dump } from '../restore/fixture.js';
@@ -113,6 +113,44 @@ describe('pgbp restore --via-state-machine', () => {
     expect(notice?.Message).toContain(
       `Recovery time (RTO): ${execution.summary.recoverySeconds.toFixed(1)} s, from the request to the checks done.`,
     );
+  });
+
+  it('refuses an existing target in Prepare, before any thaw is requested, and leaves it as it was', async () => {
+    const bucket = await createBucket();
+    const s3 = new S3Store(bucket, 'backups');
+    const archived = await dump(s3, source, { storageClass: 'DEEP_ARCHIVE' });
+    const s3Config = await writeConfigFile(mkdtempSync(join(work, 's3-')), {
+      stage: 'local',
+      store: `s3://${bucket}/backups`,
+      alerts: { console: false },
+    });
+    const into = target('taken');
+    await createDatabase(into, 'create table mine (x int); insert into mine values (42)');
+    const steps: StepEvent[] = [];
+    const result = await runLocalExecution({
+      machine: 'restore',
+      input: { database: source, backup: archived.id, targetDatabase: into },
+      config: loadConfig(s3Config),
+      configFile: s3Config,
+      store: s3,
+      env: process.env,
+      cwd: ROOT,
+      alerter: consoleAlerter(() => {}),
+      onStep: (e) => steps.push(e),
+    });
+
+    expect(result.status).toBe('FAILED');
+    expect(result.error).toMatchObject({
+      name: 'InvalidRestoreRequestError',
+      cause: expect.stringContaining(`targetDatabase: ${into} already exists`),
+    });
+    const entered = steps.filter((s) => s.kind === 'entered').map((s) => s.state);
+    expect(entered).toContain('Prepare');
+    expect(entered).not.toContain('Thaw');
+    expect(entered).not.toContain('Restore');
+    expect((await s3.head(archived.key))?.thaw.state).toBe('archived');
+    const left = await withClient(into, (c) => c.query<{ x: number }>('select x from mine'));
+    expect(left.rows).toEqual([{ x: 42 }]);
   });
 
   it('thaws a backup in DEEP_ARCHIVE, then restores it', async () => {
