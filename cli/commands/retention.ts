@@ -9,6 +9,7 @@ function printReport(deps: CliDeps, r: RetentionReport): void {
     deps,
     `${r.database}: keep ${r.kept.length}, ${verb} ${r.remove.length} backup${r.remove.length === 1 ? '' : 's'} and ${r.debris.remove.length} debris${r.dryRun ? ' (dry run)' : ''}`,
   );
+  if (r.defaults) out(deps, `  ${r.database} is not configured: the default retention applies`);
   if (r.blocked) out(deps, `  blocked: nothing deleted because ${r.blocked}`);
   for (const k of r.kept) {
     const lock = k.lock
@@ -60,7 +61,7 @@ export function registerRetention(program: Command, deps: CliDeps, exit: ExitHol
         else for (const r of reports) printReport(deps, r);
         // 1: some deletes failed; 2: retention was blocked (a stale database), as `pgbp status` reports it.
         if (reports.some((r) => r.failed.length > 0)) exit.code = 1;
-        else if (reports.some((r) => r.blocked)) exit.code = 2;
+        else if (reports.some((r) => r.blocked && r.watched)) exit.code = 2;
       },
     );
 }

@@ -38,6 +38,13 @@ export interface RetentionReport {
   readonly store: string;
   readonly at: string;
   readonly dryRun: boolean;
+  /** The database has no entry in the config: the default retention rules applied. */
+  readonly defaults: boolean;
+  /**
+   * Its staleness is watched (configured, or nothing is): a blocked run alerts. A database
+   * backed up now and then by hand is not, and a stale one is only held, quietly.
+   */
+  readonly watched: boolean;
   /** Why nothing was deleted, when the staleness guard held everything; null otherwise. */
   readonly blocked: string | null;
   /** Every kept backup with the reasons it is kept, newest first. */
@@ -190,6 +197,8 @@ export async function runRetention(options: RetentionRunOptions): Promise<Retent
     store: store.url,
     at: now.toISOString(),
     dryRun,
+    defaults: !settings.configured,
+    watched: settings.configured || config.databases.length === 0,
     blocked: plan.blocked ?? null,
     kept: plan.keep.map(({ backup, reasons }) => {
       const lock = backupLocks.get(backup.id);
@@ -221,10 +230,10 @@ export async function runRetention(options: RetentionRunOptions): Promise<Retent
   };
 }
 
-/** The alerts a retention run owes people: it was blocked, or some deletes failed. */
+/** The alerts a retention run owes people: a watched database was blocked, or some deletes failed. */
 export function retentionAlerts(report: RetentionReport, now: Date): Alert[] {
   const alerts: Alert[] = [];
-  if (report.blocked)
+  if (report.blocked && report.watched)
     alerts.push(retentionBlockedAlert(report.database, `nothing was deleted because ${report.blocked}`, now));
   if (report.failed.length > 0) {
     const sample = report.failed
@@ -242,8 +251,12 @@ export function retentionAlerts(report: RetentionReport, now: Date): Alert[] {
   return alerts;
 }
 
-/** The databases a run without `--database` covers: the configured ones, or all in the store when none are. */
+/**
+ * The databases a run without `--database` covers: every one found in the store and every
+ * configured one, the configured first (in config order). One backed up ad hoc
+ * (`pgbp dump --database X`) gets the default rules, so its backups do not pile up forever.
+ */
 export async function retentionDatabases(store: BackupStore, config: Config): Promise<string[]> {
   const configured = config.databases.map((d) => d.name);
-  return watchedDatabases(configured, configured.length > 0 ? [] : await listStoredDatabases(store));
+  return [...new Set([...configured, ...watchedDatabases([], await listStoredDatabases(store))])];
 }

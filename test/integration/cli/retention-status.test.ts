@@ -1,5 +1,5 @@
 import { PassThrough } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../../cli/main.js';
 import { keysFor } from '../../../lib/domain/backup-layout.js';
 import type { StoreStatus } from '../../../lib/monitor/staleness.js';
@@ -7,6 +7,7 @@ import type { RetentionReport } from '../../../lib/retention/run.js';
 import { FileStore } from '../../../lib/storage/file-store.js';
 import type { BackupStore } from '../../../lib/storage/store.js';
 import { putBackup, putDebris, withTempDir } from '../../support/manifests.js';
+import { createDatabase, dropDatabase, uniqueDbName } from '../../support/pg.js';
 import { writeConfigFile } from '../../support/pipeline.js';
 
 const HOUR = 3_600_000;
@@ -84,6 +85,87 @@ describe('pgbp retention', () => {
       const before = await keys(store);
       const run = await pgbp(dir, 'retention', '--database', 'app', '--store', `file://${dir}/store`);
       expect(run.code).toBe(2);
+      expect(run.stdout).toMatch(
+        /blocked: nothing deleted because the newest good backup app-\S+ is 40\.\d h old/,
+      );
+      expect(await keys(store)).toEqual(before);
+    });
+  });
+});
+
+describe('pgbp retention of a database that is not configured', () => {
+  let adhoc: string;
+  beforeAll(async () => {
+    adhoc = uniqueDbName('adhoc');
+    await createDatabase(adhoc, 'create table t as select g from generate_series(1, 100) g');
+  });
+  afterAll(() => dropDatabase(adhoc));
+
+  it('applies the defaults to a database backed up with pgbp dump, says so, and the configured one its own settings', async () => {
+    await withTempDir(async (dir) => {
+      const store = new FileStore(`${dir}/store`);
+      const apps = [];
+      for (let i = 0; i < 4; i += 1)
+        apps.push(await putBackup(store, 'app', new Date(Date.now() - (1 + i * 24) * HOUR)));
+      const config = await writeConfigFile(dir, {
+        stage: 'local',
+        store: `file://${dir}/store`,
+        databases: [{ name: 'app', retention: { daily: 2, monthly: 0, yearly: 0, minKeep: 1 } }],
+      });
+      // Ten days of an earlier March, none on the 1st; the newest backup is today's real dump.
+      const march = [];
+      for (let day = 11; day >= 2; day -= 1)
+        march.push(await putBackup(store, adhoc, new Date(Date.UTC(2020, 2, day, 2, 0, 0))));
+      const dumped = await pgbp(dir, 'dump', '--database', adhoc, '--config', config, '--json');
+      expect(dumped.stderr).toBe('');
+      expect(dumped.code).toBe(0);
+      const today = JSON.parse(dumped.stdout) as { id: string };
+
+      const preview = await pgbp(dir, 'retention', '--dry-run', '--json', '--config', config);
+      expect(preview.code).toBe(0);
+      const plan = JSON.parse(preview.stdout) as { databases: (RetentionReport & { defaults: boolean })[] };
+      expect(plan.databases.map((d) => [d.database, d.defaults])).toEqual([
+        ['app', false],
+        [adhoc, true],
+      ]);
+
+      const applied = await pgbp(dir, 'retention', '--config', config);
+      expect(applied.stderr).toBe('');
+      expect(applied.code).toBe(0);
+      // The defaults: 7 daily (today and six of March), 12 monthly and 7 yearly (the earliest of each).
+      expect(applied.stdout).toContain(`${adhoc}: keep 8, deleted 3 backups and 0 debris`);
+      expect(applied.stdout).toContain(`  ${adhoc} is not configured: the default retention applies`);
+      expect(applied.stdout).toContain('app: keep 2, deleted 2 backups and 0 debris');
+      expect(applied.stdout).not.toContain('app is not configured');
+      const left = (await keys(store)).filter((k) => k.endsWith('.manifest.json'));
+      const leftIds = left.map((k) => k.split('/').at(-1)?.replace('.manifest.json', '')).sort();
+      expect(leftIds).toEqual(
+        [
+          today.id,
+          ...march.slice(0, 6).map((m) => m.id),
+          march[9]?.id,
+          ...apps.slice(0, 2).map((m) => m.id),
+        ].sort(),
+      );
+    });
+  });
+});
+
+describe('pgbp retention of a stale database that is not configured', () => {
+  it('holds its backups and reports it, without the exit 2 of a configured stale database', async () => {
+    await withTempDir(async (dir) => {
+      const store = new FileStore(`${dir}/store`);
+      await tenDays(store, 40);
+      await putBackup(store, 'other', new Date(Date.now() - HOUR));
+      const config = await writeConfigFile(dir, {
+        stage: 'local',
+        store: `file://${dir}/store`,
+        databases: [{ name: 'other' }],
+      });
+      const before = await keys(store);
+      const run = await pgbp(dir, 'retention', '--config', config);
+      expect(run.code).toBe(0);
+      expect(run.stdout).toContain('  app is not configured: the default retention applies');
       expect(run.stdout).toMatch(
         /blocked: nothing deleted because the newest good backup app-\S+ is 40\.\d h old/,
       );
