@@ -26,6 +26,16 @@ const commands: Record<string, () => Promise<Register>> = {
   thaw: async () => (await import('./commands/thaw.js')).registerThaw,
   backup: async () => (await import('./commands/backup.js')).registerBackup,
   drill: async () => (await import('./commands/drill.js')).registerDrill,
+  'wal-push': async () => (await import('./commands/wal.js')).registerWal,
+};
+
+/**
+ * The commands PostgreSQL runs once per WAL file: parsed without commander and with nothing
+ * loaded that they do not use, since their start-up is paid on every segment.
+ */
+const walCommands: Record<string, (args: readonly string[], deps: CliDeps) => Promise<number>> = {
+  'wal-push': async (args, deps) => (await import('./commands/wal.js')).runWalPush(args, deps),
+  'wal-fetch': async (args, deps) => (await import('./commands/wal.js')).runWalFetch(args, deps),
 };
 
 export async function buildProgram(deps: CliDeps, exit: ExitHolder, only?: string): Promise<Command> {
@@ -46,6 +56,16 @@ export async function buildProgram(deps: CliDeps, exit: ExitHolder, only?: strin
 
 /** Runs the CLI; returns the process exit code. Errors become one line on stderr, secrets removed. */
 export async function main(argv: readonly string[], deps: CliDeps = defaultDeps): Promise<number> {
+  const wal = argv[0] !== undefined ? walCommands[argv[0]] : undefined;
+  if (wal && !argv.includes('--help') && !argv.includes('-h')) {
+    try {
+      return await wal(argv.slice(1), deps);
+    } catch (error) {
+      // Only a broken install gets here; restore_command must then abort recovery, not end it.
+      deps.stderr.write(`pgbp: ${(error as Error).name}: ${(error as Error).message}\n`);
+      return argv[0] === 'wal-fetch' ? 126 : 1;
+    }
+  }
   const exit: ExitHolder = { code: 0 };
   const program = await buildProgram(deps, exit, argv[0]);
   try {

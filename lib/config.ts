@@ -4,6 +4,7 @@ import * as z from 'zod';
 import { isKeyableDatabaseName } from './domain/backup-layout.js';
 import { ConfigError } from './domain/errors.js';
 import { CODECS } from './domain/manifest.js';
+import { isClusterName } from './domain/physical-layout.js';
 import { describeIssues } from './domain/schema-issues.js';
 import { parseDuration, parseSize } from './domain/units.js';
 import { fileStoreUrlProblem } from './storage/file-url.js';
@@ -205,6 +206,29 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** The WAL archive: archive_command (pgbp wal-push), restore_command (pgbp wal-fetch), its watch. */
+    wal: z
+      .object({
+        /** The cluster's name in the store (`~cluster/<cluster>/`): one archive per cluster. */
+        cluster: z
+          .string()
+          .refine(isClusterName, 'a cluster name of letters, digits, _ . - (at most 63)')
+          .prefault('main'),
+        /** zstd level of archived WAL. */
+        level: z.number().int().min(1).max(19).default(1),
+        /** Other ready segments one wal-push call stores alongside its own, in parallel (0: none). */
+        pushAhead: z.number().int().min(0).max(32).default(3),
+        /** Segments one wal-fetch fetches ahead into the spool (0: none). */
+        prefetch: z.number().int().min(0).max(64).default(8),
+        /** How many prefetches run at once. */
+        prefetchConcurrency: z.number().int().min(1).max(16).default(2),
+        /** The recovery point objective: the archive may lag the server by at most this long. */
+        rpo: duration.prefault('5m'),
+        /** How long archived WAL is kept (besides what a kept base backup needs). */
+        retention: duration.prefault('14d'),
+      })
+      .strict()
+      .prefault({}),
     aws: z
       .object({
         /**
@@ -288,6 +312,7 @@ export type RetentionPolicy = z.output<typeof retention>;
 export type SizePolicy = z.output<typeof sizeCheck>;
 export type RestorePolicy = z.output<typeof restore>;
 export type Assertion = z.output<typeof assertion>;
+export type WalSettings = Config['wal'];
 
 /** The settings for one database: its own entry over the defaults; unconfigured ones get the defaults. */
 export interface DatabaseSettings {

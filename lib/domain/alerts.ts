@@ -16,6 +16,9 @@ export const ALERT_KINDS = [
   'restore-completed',
   'retention-blocked',
   'low-free-space',
+  'wal-archive-conflict',
+  'wal-archive-stale',
+  'wal-archive-failing',
 ] as const;
 export type AlertKind = (typeof ALERT_KINDS)[number];
 
@@ -47,6 +50,9 @@ const TITLES: Record<AlertKind, string> = {
   'restore-completed': 'Restore completed',
   'retention-blocked': 'Retention blocked',
   'low-free-space': 'Backup store low on space',
+  'wal-archive-conflict': 'WAL archive conflict',
+  'wal-archive-stale': 'WAL archive stale',
+  'wal-archive-failing': 'WAL archiving failing',
 };
 
 const MAX_CAUSE = 2000;
@@ -135,6 +141,13 @@ export function kindForError(errorName: string): AlertKind {
       return 'restore-failed';
     case 'RetentionBlockedError':
       return 'retention-blocked';
+    case 'WalConflictError':
+    case 'ForeignClusterError':
+      return 'wal-archive-conflict';
+    case 'WalArchiveUnavailableError':
+    case 'CorruptWalError':
+    case 'InvalidWalFileError':
+      return 'wal-archive-failing';
     default:
       return 'backup-failed';
   }
@@ -199,6 +212,19 @@ function nextStepsFor(
       return [
         'Free space on the backup volume or grow it before the next dump fails',
         'Preview what retention would remove: pgbp retention --dry-run',
+      ];
+    case 'wal-archive-conflict':
+      return [
+        'Nothing was overwritten: the archive keeps the copy it had, and PostgreSQL keeps retrying this file',
+        'Check that archive_command of only one cluster points at this archive (wal.cluster in the config)',
+        'Run pgbp check on the database host to see the archive and the server side by side',
+      ];
+    case 'wal-archive-stale':
+    case 'wal-archive-failing':
+      return [
+        'Run pgbp check on the database host: it names each setting or failure in the way',
+        "Read the server's log for archive_command failures (pg_stat_archiver.last_failed_wal)",
+        'Until the archive catches up, recovery can only reach its newest segment: the RPO is not met',
       ];
   }
 }
@@ -468,5 +494,21 @@ export function slackViewOfNotification(n: TopicNotification): SlackView {
     ...(database ? { database } : {}),
     ...(backupId ? { backupId } : {}),
     ...(n.timestamp ? { at: n.timestamp } : {}),
+  };
+}
+
+/** `wal-archive-*`: the WAL archive of a cluster refused a file, fell behind, or is failing. */
+export function walArchiveAlert(
+  kind: 'wal-archive-conflict' | 'wal-archive-stale' | 'wal-archive-failing',
+  cluster: string,
+  detail: string,
+  now: Date,
+): Alert {
+  return {
+    kind,
+    severity: severityFor(kind),
+    summary: `${TITLES[kind]} for cluster ${cluster}: ${truncate(detail, 500)}`,
+    nextSteps: nextStepsFor(kind, undefined, undefined),
+    at: now.toISOString(),
   };
 }

@@ -52,6 +52,16 @@ export class InvalidEventError extends typed('InvalidEventError') {}
 export class RetentionBlockedError extends typed('RetentionBlockedError') {}
 /** An alert could not be delivered (the caller retries or dead-letters it). */
 export class AlertDeliveryError extends typed('AlertDeliveryError') {}
+/** A WAL file is already archived with different contents; nothing was overwritten. */
+export class WalConflictError extends typed('WalConflictError') {}
+/** A WAL file belongs to another cluster (system identifier) than the archive's. */
+export class ForeignClusterError extends typed('ForeignClusterError') {}
+/** An archived WAL file is damaged (digest, compression) or ambiguous; never handed to PostgreSQL. */
+export class CorruptWalError extends typed('CorruptWalError') {}
+/** The WAL archive cannot be read or written (after retries), or is not there at all. */
+export class WalArchiveUnavailableError extends typed('WalArchiveUnavailableError') {}
+/** A name or file given to wal-push or wal-fetch is not one of PostgreSQL's WAL files. */
+export class InvalidWalFileError extends typed('InvalidWalFileError') {}
 
 /** Every typed error name, for checks that ASL only names errors that exist. */
 export const errorNames: readonly string[] = [
@@ -69,4 +79,9 @@ export const errorNames: readonly string[] = [
   InvalidEventError,
   RetentionBlockedError,
   AlertDeliveryError,
+  WalConflictError,
+  ForeignClusterError,
+  CorruptWalError,
+  WalArchiveUnavailableError,
+  InvalidWalFileError,
 ].map((e) => e.errorName);

@@ -1,0 +1,84 @@
+import { ObjectExistsError } from '../domain/errors.js';
+import {
+  archiveInfoKey,
+  parseWalObjectKey,
+  walObjectKey,
+  walObjectPrefix,
+} from '../domain/physical-layout.js';
+import type { WalFileName } from '../domain/wal-names.js';
+import type { BackupStore } from '../storage/store.js';
+
+/** What archive.json records: which cluster's WAL this archive holds, written by the first push. */
+export interface ArchiveInfo {
+  readonly version: 1;
+  readonly cluster: string;
+  readonly systemIdentifier: string;
+  readonly major?: number;
+  readonly segmentBytes?: number;
+  readonly createdAt: string;
+}
+
+/** One stored WAL file: its object's key and the SHA-256 of the original bytes its key carries. */
+export interface StoredWalFile {
+  readonly key: string;
+  readonly sha256: string;
+  readonly size: number;
+}
+
+/** Reads and writes one cluster's part of the physical archive in a store. */
+export class WalArchive {
+  readonly store: BackupStore;
+  readonly cluster: string;
+
+  constructor(store: BackupStore, cluster: string) {
+    this.store = store;
+    this.cluster = cluster;
+  }
+
+  get infoKey(): string {
+    return archiveInfoKey(this.store.prefix, this.cluster);
+  }
+
+  keyOf(file: WalFileName, sha256: string): string {
+    return walObjectKey(this.store.prefix, this.cluster, file, sha256);
+  }
+
+  /** The archive's identity, or undefined when nothing was ever pushed. */
+  async info(): Promise<ArchiveInfo | undefined> {
+    if (!(await this.store.head(this.infoKey))) return undefined;
+    return JSON.parse((await this.store.getBytes(this.infoKey)).toString('utf8')) as ArchiveInfo;
+  }
+
+  /**
+   * The archive's identity, recorded from `proposed` when there is none yet. Two first pushes
+   * racing both end up with the one that was written (the store refuses the second).
+   */
+  async claim(proposed: Omit<ArchiveInfo, 'version' | 'cluster'>): Promise<ArchiveInfo> {
+    const existing = await this.info();
+    if (existing) return existing;
+    const info: ArchiveInfo = { version: 1, cluster: this.cluster, ...proposed };
+    try {
+      await this.store.putBytes(this.infoKey, `${JSON.stringify(info, null, 2)}\n`, {
+        contentType: 'application/json',
+      });
+      return info;
+    } catch (error) {
+      if (!(error instanceof ObjectExistsError)) throw error;
+      const winner = await this.info();
+      if (!winner) throw error;
+      return winner;
+    }
+  }
+
+  /** Every stored copy of one WAL file (normally none or one: different contents are refused). */
+  async find(file: WalFileName): Promise<StoredWalFile[]> {
+    const found: StoredWalFile[] = [];
+    for await (const object of this.store.list(walObjectPrefix(this.store.prefix, this.cluster, file))) {
+      const parsed = parseWalObjectKey(object.key);
+      if (parsed && parsed.name === file.name) {
+        found.push({ key: object.key, sha256: parsed.sha256, size: object.size });
+      }
+    }
+    return found;
+  }
+}
