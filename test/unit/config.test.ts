@@ -35,6 +35,13 @@ describe('config', () => {
     expect(databaseSettings(config, 'unconfigured').configured).toBe(false);
   });
 
+  it('gives the WAL archive the guide defaults: a cluster name, an RPO of 5 minutes, 14 days kept', () => {
+    const config = loadConfig(file('stage: dev\nstore: s3://bucket-a/p\n'));
+    expect(config.wal).toMatchObject({ cluster: 'main', rpo: 5 * 60_000, retention: 14 * 86_400_000 });
+    const path = file('stage: dev\nstore: s3://bucket-a/p\nwal: { cluster: "~x" }\n');
+    expect(() => loadConfig(path)).toThrow(`${path}: wal.cluster: a cluster name`);
+  });
+
   it('fails with the file, the key path and what was expected', () => {
     const path = file(
       `stage: dev\nstore: s3://bucket-a/p\ndatabases:\n  - name: app\n    size: { minBytes: lots }\n`,

@@ -108,7 +108,7 @@ async function archiveAndRecover(storeUrl: (root: string) => Promise<string>) {
   expect(log).toContain(`restored log file "${last}" from archive`);
 }
 
-describe('continuous WAL archiving with pgbp wal-push and wal-fetch', () => {
+describe('continuous WAL archiving with pgbp wal-push and wal-fetch', { timeout: 240_000 }, () => {
   it('archives every file to a directory as PostgreSQL wrote it, and a base backup recovers from it to the end', async () => {
     await archiveAndRecover(async (root) => `file://${postgresDir(root, 'store')}`);
   });

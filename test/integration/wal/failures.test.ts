@@ -1,0 +1,145 @@
+import { chmodSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parseWalObjectKey } from '../../../lib/domain/physical-layout.js';
+import { FileStore } from '../../../lib/storage/file-store.js';
+import { runCli } from '../../support/cli.js';
+import {
+  asPostgres,
+  pgBin,
+  postgresDir,
+  type ScratchCluster,
+  scratchRoot,
+  startCluster,
+  writeSettings,
+} from '../../support/scratch-cluster.js';
+import {
+  archiverStats,
+  archiveStatus,
+  pgbpCommand,
+  switchAndWaitArchived,
+  waitFor,
+} from '../../support/wal.js';
+
+const clusters: ScratchCluster[] = [];
+afterEach(() => {
+  for (const c of clusters.splice(0)) c.remove();
+});
+
+beforeAll(async () => {
+  expect((await runCli(['--version'])).code).toBe(0);
+});
+
+async function archivingCluster() {
+  const root = scratchRoot();
+  const store = postgresDir(root, 'store');
+  const url = `file://${store}`;
+  const source = await startCluster({
+    root,
+    walSegmentMb: 1,
+    settings: {
+      wal_level: 'replica',
+      archive_mode: 'on',
+      archive_command: pgbpCommand(['wal-push', '%p', '--store', url]),
+    },
+  });
+  clusters.push(source);
+  source.sql('create table t (id int primary key, payload text)');
+  return { root, store, url, source };
+}
+
+async function storedNames(store: string): Promise<Map<string, string>> {
+  const names = new Map<string, string>();
+  for await (const o of new FileStore(store).list('')) {
+    const parsed = parseWalObjectKey(o.key);
+    if (parsed) names.set(parsed.name, o.key);
+  }
+  return names;
+}
+
+function hiddenFiles(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((p) =>
+    (p.split('/').at(-1) ?? '').startsWith('.'),
+  );
+}
+
+describe('WAL archiving when things go wrong, as PostgreSQL sees it', { timeout: 240_000 }, () => {
+  it('keeps a segment .ready while the store cannot be written, with nothing partial stored, and archives it once the store is back', async () => {
+    const { store, source } = await archivingCluster();
+    await switchAndWaitArchived(source);
+    const walDir = join(store, '~cluster', 'main', 'wal');
+    const folders = readdirSync(walDir).map((f) => join(walDir, f));
+    for (const f of [walDir, ...folders]) chmodSync(f, 0o555);
+    try {
+      source.sql("insert into t select g, 'x' from generate_series(1, 1000) g");
+      const pending = source.sql('select pg_walfile_name(pg_switch_wal())');
+      await waitFor('a failed archive attempt', () => archiverStats(source).failed > 0);
+      expect(archiverStats(source).lastFailed).toBe(pending);
+      expect(archiveStatus(source, '.ready')).toContain(pending);
+      expect((await storedNames(store)).has(pending)).toBe(false);
+      expect(hiddenFiles(store)).toEqual([]);
+      expect(readFileSync(source.log, 'utf8')).toMatch(/pgbp wal-push .*WalArchiveUnavailableError/);
+    } finally {
+      for (const f of [walDir, ...folders]) chmodSync(f, 0o755);
+    }
+    await waitFor('the segment archived once the store is back', () =>
+      archiveStatus(source, '.done').includes(
+        source.sql("select coalesce(last_failed_wal, '') from pg_stat_archiver"),
+      ),
+    );
+    expect((await storedNames(store)).size).toBeGreaterThan(1);
+    expect(hiddenFiles(store)).toEqual([]);
+  });
+
+  it('stops the recovering server on a damaged archived segment instead of promoting it', async () => {
+    const { root, store, url, source } = await archivingCluster();
+    const backup = join(root, 'backup');
+    asPostgres([
+      pgBin('pg_basebackup'),
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(source.port),
+      '-U',
+      'postgres',
+      '-D',
+      backup,
+      '-X',
+      'none',
+      '--no-sync',
+    ]);
+    source.sql("insert into t select g, repeat('y', 200) from generate_series(1, 20000) g");
+    const damaged = await switchAndWaitArchived(source);
+    source.stop('fast');
+    const key = (await storedNames(store)).get(damaged);
+    expect(key).toBeDefined();
+    const path = join(store, key ?? '');
+    const bytes = readFileSync(path);
+    bytes[Math.floor(bytes.length / 2)] = (bytes[Math.floor(bytes.length / 2)] ?? 0) ^ 0x20;
+    writeFileSync(path, bytes);
+
+    const restored = await startCluster({ root, data: backup, start: false });
+    clusters.push(restored);
+    writeSettings(backup, {
+      archive_mode: 'off',
+      restore_command: pgbpCommand(['wal-fetch', '%f', '%p', '--store', url]),
+    });
+    writeFileSync(join(backup, 'recovery.signal'), '');
+    const before = readFileSync(restored.log, 'utf8').length;
+    restored.start({ wait: false });
+    const log = await waitFor(
+      'the recovering server to give up or promote',
+      () => {
+        const text = readFileSync(restored.log, 'utf8').slice(before);
+        return /database system is shut down|ready to accept connections/.test(text) && text;
+      },
+      120_000,
+    );
+    await waitFor('the recovering server to stop', () => !restored.running());
+    expect(log).toContain(`pgbp wal-fetch ${damaged}: recovery must not go on without it: CorruptWalError`);
+    expect(log).toContain('shutting down due to startup process failure');
+    expect(log).not.toMatch(/selected new timeline ID|database system is ready to accept connections/);
+    const control = asPostgres([pgBin('pg_controldata'), backup]);
+    expect(control).toMatch(/Database cluster state:\s+in archive recovery/);
+  });
+});
