@@ -14,7 +14,7 @@ export function pgbpCommand(args: readonly string[]): string {
 }
 
 /** Waits until `check` returns a value (not undefined/false), polling; throws with `what` after `ms`. */
-export async function waitFor<T>(what: string, check: () => T | undefined | false, ms = 60_000): Promise<T> {
+export async function waitFor<T>(what: string, check: () => T | undefined | false, ms = 180_000): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const value = check();

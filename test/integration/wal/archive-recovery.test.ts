@@ -59,7 +59,7 @@ async function archiveAndRecover(storeUrl: (root: string) => Promise<string>) {
     'none',
     '--no-sync',
   ]);
-  source.sql('insert into t select g, repeat(md5(g::text), 8) from generate_series(1, 20000) g');
+  source.sql('insert into t select g, repeat(md5(g::text), 4) from generate_series(1, 20000) g');
   source.sql("update t set payload = 'changed' where id % 7 = 0");
   const last = await switchAndWaitArchived(source);
   const rows = source.sql(ROWS);
