@@ -27,6 +27,7 @@ const commands: Record<string, () => Promise<Register>> = {
   backup: async () => (await import('./commands/backup.js')).registerBackup,
   drill: async () => (await import('./commands/drill.js')).registerDrill,
   'wal-push': async () => (await import('./commands/wal.js')).registerWal,
+  check: async () => (await import('./commands/check.js')).registerCheck,
 };
 
 /**
@@ -36,6 +37,7 @@ const commands: Record<string, () => Promise<Register>> = {
 const walCommands: Record<string, (args: readonly string[], deps: CliDeps) => Promise<number>> = {
   'wal-push': async (args, deps) => (await import('./commands/wal.js')).runWalPush(args, deps),
   'wal-fetch': async (args, deps) => (await import('./commands/wal.js')).runWalFetch(args, deps),
+  'wal-prefetch': async (args, deps) => (await import('./commands/wal.js')).runWalPrefetch(args, deps),
 };
 
 export async function buildProgram(deps: CliDeps, exit: ExitHolder, only?: string): Promise<Command> {

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Command } from 'commander';
@@ -67,13 +68,14 @@ export async function runWalPush(args: readonly string[], deps: CliDeps): Promis
   try {
     const opened = await openArchive(deps, opts);
     config = opened.config;
-    const { pushWal } = await import('../../lib/wal/push.js');
-    const outcome = await pushWal(resolve(deps.cwd, path), {
+    const { pushWithAhead } = await import('../../lib/wal/push-ahead.js');
+    const outcome = await pushWithAhead(resolve(deps.cwd, path), {
       archive: opened.archive,
       level: opened.config.wal.level,
       dataDir: deps.cwd,
       clock: systemClock,
       env: deps.env,
+      ahead: opened.config.wal.pushAhead,
     });
     if (opts.json) out(deps, JSON.stringify(outcome));
     return 0;
@@ -117,14 +119,69 @@ export async function runWalFetch(args: readonly string[], deps: CliDeps): Promi
     return FETCH_ABORT;
   }
   try {
-    const { archive } = await openArchive(deps, opts);
-    const { fetchWal } = await import('../../lib/wal/fetch.js');
-    const outcome = await fetchWal(name, resolve(deps.cwd, dest), { archive, env: deps.env });
+    const { config, archive } = await openArchive(deps, opts);
+    const { fetchWithSpool } = await import('../../lib/wal/prefetch.js');
+    const outcome = await fetchWithSpool(name, resolve(deps.cwd, dest), {
+      archive,
+      env: deps.env,
+      dataDir: deps.cwd,
+      count: config.wal.prefetch,
+      concurrency: config.wal.prefetchConcurrency,
+      startPrefetcher: (after) => startPrefetcher(after, opts, deps),
+    });
     if (opts.json) out(deps, JSON.stringify(outcome));
     return outcome.status === 'fetched' ? 0 : FETCH_MISSING;
   } catch (error) {
     err(deps, `pgbp wal-fetch ${name}: recovery must not go on without it: ${describe(error, deps)}`);
     return FETCH_ABORT;
+  }
+}
+
+/** The options a background prefetcher is started with: the fetch's own, the config made absolute. */
+function forwarded(opts: Parsed, deps: CliDeps): string[] {
+  return [
+    ...(opts.config ? ['--config', resolve(deps.cwd, opts.config)] : []),
+    ...(opts.store ? ['--store', opts.store] : []),
+    ...(opts.cluster ? ['--cluster', opts.cluster] : []),
+  ];
+}
+
+/**
+ * Starts `pgbp wal-prefetch AFTER` in the background, in a session of its own so that it does not
+ * hold up the fetch that started it; it fetches a bounded number of segments and exits.
+ */
+function startPrefetcher(after: string, opts: Parsed, deps: CliDeps): void {
+  const script = process.argv[1];
+  if (!script) return;
+  const child = spawn(process.execPath, [script, 'wal-prefetch', after, ...forwarded(opts, deps)], {
+    cwd: deps.cwd,
+    env: deps.env,
+    detached: true,
+    stdio: 'ignore',
+  });
+  child.on('error', () => {});
+  child.unref();
+}
+
+/** `pgbp wal-prefetch AFTER`: the background half of wal-fetch (see lib/wal/prefetch.ts). */
+export async function runWalPrefetch(args: readonly string[], deps: CliDeps): Promise<number> {
+  try {
+    const opts = parse(args);
+    const [after] = opts.positionals;
+    if (!after) return 64;
+    const { config, archive } = await openArchive(deps, opts);
+    const { prefetchAfter } = await import('../../lib/wal/prefetch.js');
+    await prefetchAfter(after, {
+      archive,
+      env: deps.env,
+      dataDir: deps.cwd,
+      count: config.wal.prefetch,
+      concurrency: config.wal.prefetchConcurrency,
+    });
+    return 0;
+  } catch {
+    // Nothing to report to: a fetch that finds no spooled file fetches it itself and says why.
+    return 1;
   }
 }
 

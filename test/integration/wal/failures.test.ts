@@ -1,4 +1,5 @@
-import { chmodSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseWalObjectKey } from '../../../lib/domain/physical-layout.js';
@@ -8,6 +9,7 @@ import {
   asPostgres,
   pgBin,
   postgresDir,
+  postgresIds,
   type ScratchCluster,
   scratchRoot,
   startCluster,
@@ -21,6 +23,7 @@ import {
   waitFor,
 } from '../../support/wal.js';
 
+const ROWS = "select count(*) || ':' || coalesce(sum(hashtext(t::text)), 0) from t";
 const clusters: ScratchCluster[] = [];
 afterEach(() => {
   for (const c of clusters.splice(0)) c.remove();
@@ -141,5 +144,69 @@ describe('WAL archiving when things go wrong, as PostgreSQL sees it', { timeout:
     expect(log).not.toMatch(/selected new timeline ID|database system is ready to accept connections/);
     const control = asPostgres([pgBin('pg_controldata'), backup]);
     expect(control).toMatch(/Database cluster state:\s+in archive recovery/);
+  });
+
+  it('recovers to the end when the prefetch spool is damaged or cannot be written, fetching directly', async () => {
+    const { root, store, url, source } = await archivingCluster();
+    const backup = join(root, 'backup');
+    asPostgres([
+      pgBin('pg_basebackup'),
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(source.port),
+      '-U',
+      'postgres',
+      '-D',
+      backup,
+      '-X',
+      'none',
+      '--no-sync',
+    ]);
+    source.sql("insert into t select g, repeat('z', 200) from generate_series(1, 20000) g");
+    const last = await switchAndWaitArchived(source);
+    const rows = source.sql(ROWS);
+    source.stop('fast');
+    const stored = await storedNames(store);
+    const { uid, gid } = postgresIds();
+
+    for (const spoolState of ['damaged', 'unwritable'] as const) {
+      const data = join(root, `recover-${spoolState}`);
+      cpSync(backup, data, { recursive: true });
+      const spool = join(data, 'pg_wal', '.pgbp', 'prefetch');
+      mkdirSync(spool, { recursive: true });
+      if (spoolState === 'damaged') {
+        // What a crash or a bad disk could leave: every segment spooled, none of them right.
+        for (const [name, key] of stored) {
+          const sha = parseWalObjectKey(key)?.sha256 ?? '';
+          if (/^[0-9A-F]{24}$/.test(name)) writeFileSync(join(spool, `${name}-${sha}`), 'not this segment');
+        }
+      }
+      execFileSync('chown', ['-R', `${uid}:${gid}`, data]);
+      if (spoolState === 'unwritable') {
+        execFileSync('chown', ['root:root', spool]);
+        chmodSync(spool, 0o555);
+      }
+      const restored = await startCluster({ root, data, start: false });
+      clusters.push(restored);
+      writeSettings(data, {
+        archive_mode: 'off',
+        restore_command: pgbpCommand(['wal-fetch', '%f', '%p', '--store', url]),
+      });
+      writeFileSync(join(data, 'recovery.signal'), '');
+      execFileSync('chown', [`${uid}:${gid}`, join(data, 'recovery.signal')]);
+      restored.start();
+      await waitFor('recovery to end', () => restored.sql('select not pg_is_in_recovery()') === 't', 120_000);
+      expect(restored.sql(ROWS), spoolState).toBe(rows);
+      expect(readFileSync(restored.log, 'utf8')).toContain(`restored log file "${last}" from archive`);
+      if (spoolState === 'damaged') {
+        expect(
+          readdirSync(spool).filter(
+            (n) => n.includes('-') && readFileSync(join(spool, n), 'utf8') === 'not this segment',
+          ),
+        ).toEqual([]);
+      }
+      restored.stop('immediate');
+    }
   });
 });

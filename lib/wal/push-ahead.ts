@@ -1,0 +1,56 @@
+import { mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { parseWalFileName } from '../domain/wal-names.js';
+import { type PushDeps, type PushOutcome, pushWal } from './push.js';
+import { pushedDir, sha256Of, spooled, sweep } from './spool.js';
+
+/** Records older than this are of an earlier life of the data directory. */
+const STALE_MS = 24 * 3_600_000;
+
+/**
+ * archive_command for bursts: besides its own file, one call stores up to `ahead` other
+ * segments that PostgreSQL has marked ready (`pg_wal/archive_status/*.ready`), in parallel,
+ * and records each once it is durably stored. When PostgreSQL then asks for one of those, the
+ * record (`<name>-<sha256>`) answers if the file still has that digest; otherwise the file is
+ * pushed as usual. A call returns 0 only for its own file durably stored, now or before.
+ */
+export async function pushWithAhead(
+  path: string,
+  deps: PushDeps & { readonly ahead: number },
+): Promise<PushOutcome & { readonly pushedAhead: number }> {
+  const file = parseWalFileName(basename(path));
+  if (file?.kind !== 'segment' || deps.ahead === 0) return { ...(await pushWal(path, deps)), pushedAhead: 0 };
+  const records = pushedDir(deps.dataDir);
+  const recorded = (await spooled(records)).get(file.name);
+  if (recorded) {
+    const bytes = await readFile(path);
+    await unlink(join(records, `${file.name}-${recorded}`)).catch(() => {});
+    if (sha256Of(bytes) === recorded) {
+      return {
+        name: file.name,
+        status: 'already-stored',
+        key: deps.archive.keyOf(file, recorded),
+        sha256: recorded,
+        bytes: bytes.length,
+        pushedAhead: 0,
+      };
+    }
+  }
+  await sweep(records, (n) => n < file.name, STALE_MS);
+  const pgWal = dirname(path);
+  const ready = (await readdir(join(pgWal, 'archive_status')).catch(() => [] as string[]))
+    .filter((n) => n.endsWith('.ready'))
+    .map((n) => n.slice(0, -'.ready'.length))
+    .filter((n) => parseWalFileName(n)?.kind === 'segment' && n > file.name)
+    .sort()
+    .slice(0, deps.ahead);
+  if (ready.length > 0) await mkdir(records, { recursive: true, mode: 0o700 });
+  const others = ready.map(async (name) => {
+    const outcome = await pushWal(join(pgWal, name), deps);
+    await writeFile(join(records, `${name}-${outcome.sha256}`), '', { mode: 0o600 });
+    return outcome;
+  });
+  const [own, ...rest] = await Promise.allSettled([pushWal(path, deps), ...others]);
+  if (!own || own.status === 'rejected') throw own?.reason;
+  return { ...own.value, pushedAhead: rest.filter((r) => r.status === 'fulfilled').length };
+}

@@ -1,0 +1,156 @@
+import { createHash } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rename, stat, statfs, unlink, utimes } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/**
+ * pgbp's own corner of a data directory, `pg_wal/.pgbp/`: the prefetch spool of wal-fetch and
+ * the records of wal-push's pushes ahead. Inside pg_wal, so base backups never copy it and it
+ * sits on the file system of the files it becomes (a spooled segment is renamed into place).
+ * Everything in it is a hint that is checked before use: losing it costs speed, never data.
+ */
+export function spoolRoot(dataDir: string): string {
+  return join(dataDir, 'pg_wal', '.pgbp');
+}
+
+export function prefetchDir(dataDir: string): string {
+  return join(spoolRoot(dataDir), 'prefetch');
+}
+
+export function pushedDir(dataDir: string): string {
+  return join(spoolRoot(dataDir), 'pushed');
+}
+
+const ENTRY = /^([0-9A-F]{24})-([0-9a-f]{64})$/;
+
+/** The spooled files of a folder: segment name → digest (the files named `<name>-<sha256>`). */
+export async function spooled(dir: string): Promise<Map<string, string>> {
+  const found = new Map<string, string>();
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const n of names) {
+    const m = ENTRY.exec(n);
+    if (m?.[1] && m[2]) found.set(m[1], m[2]);
+  }
+  return found;
+}
+
+export function sha256Of(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/**
+ * Takes a spooled segment out of the spool into `dest` when its bytes still have the digest in
+ * its name; a damaged one is removed. Returns the size of the verified segment now at `dest`,
+ * or undefined when the spool could not provide it.
+ */
+export async function takeSpooled(
+  dir: string,
+  name: string,
+  sha256: string,
+  dest: string,
+): Promise<number | undefined> {
+  const path = join(dir, `${name}-${sha256}`);
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch {
+    return undefined;
+  }
+  if (sha256Of(bytes) !== sha256) {
+    await unlink(path).catch(() => {});
+    return undefined;
+  }
+  try {
+    await rename(path, dest);
+    return bytes.length;
+  } catch {
+    await unlink(path).catch(() => {});
+    return undefined;
+  }
+}
+
+/** Writes a verified segment into the spool: a temporary name, renamed once complete. */
+export async function spool(dir: string, name: string, sha256: string, bytes: Uint8Array): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const temp = join(dir, `.${name}.${process.pid}`);
+  const fh = await open(temp, 'w', 0o600);
+  try {
+    await fh.writeFile(bytes);
+  } catch (error) {
+    await fh.close().catch(() => {});
+    await unlink(temp).catch(() => {});
+    throw error;
+  }
+  await fh.close();
+  await rename(temp, join(dir, `${name}-${sha256}`));
+}
+
+/** Free bytes on the file system of `dir` (or of its nearest existing parent). */
+export async function freeBytes(dir: string): Promise<number> {
+  for (let d = dir; ; d = join(d, '..')) {
+    try {
+      const s = await statfs(d);
+      return s.bavail * s.bsize;
+    } catch {
+      if (d === '/') return 0;
+    }
+  }
+}
+
+/** Removes files of `dir` that `stale` says are stale, and temporary files older than `maxAgeMs`. */
+export async function sweep(
+  dir: string,
+  stale: (name: string) => boolean,
+  maxAgeMs: number,
+  now: number = Date.now(),
+): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const n of names) {
+    const path = join(dir, n);
+    const entry = ENTRY.exec(n);
+    if (entry?.[1] && stale(entry[1])) {
+      await unlink(path).catch(() => {});
+      continue;
+    }
+    const s = await stat(path).catch(() => undefined);
+    if (s?.isFile() && now - s.mtimeMs > maxAgeMs) await unlink(path).catch(() => {});
+  }
+}
+
+/**
+ * A lock held by a live process: a file with its pid, created exclusively; one left by a
+ * process that died is taken over. Returns a release function, or undefined when it is held.
+ */
+export async function tryLock(path: string): Promise<(() => Promise<void>) | undefined> {
+  await mkdir(join(path, '..'), { recursive: true, mode: 0o700 });
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fh = await open(path, 'wx', 0o600);
+      await fh.writeFile(String(process.pid));
+      await fh.close();
+      return async () => {
+        await unlink(path).catch(() => {});
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') return undefined;
+      const pid = Number(await readFile(path, 'utf8').catch(() => ''));
+      if (pid > 0 && alive(pid)) return undefined;
+      await unlink(path).catch(() => {});
+    }
+  }
+  return undefined;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Marks a file as touched now (a push-ahead record's age is when it was written). */
+export async function touch(path: string): Promise<void> {
+  const now = new Date();
+  await utimes(path, now, now).catch(() => {});
+}
