@@ -7,8 +7,7 @@ import { WalConflictError } from '../../lib/domain/errors.js';
 import { redact } from '../../lib/domain/redact.js';
 import { systemClock } from '../../lib/platform/clock.js';
 import { WalArchive } from '../../lib/wal/archive.js';
-import { type CliDeps, err, out, resolveConfig, resolveStore } from '../context.js';
-import type { ExitHolder } from '../main.js';
+import { type CliDeps, type ExitHolder, err, out, resolveConfig, resolveStore } from '../context.js';
 
 /**
  * restore_command's status for a file that exists but cannot be handed over (damaged, or the
