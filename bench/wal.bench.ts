@@ -204,7 +204,9 @@ async function main(): Promise<void> {
     }
     execFileSync('chown', ['-R', 'postgres', plain]);
     // Segments first: the first push to an empty archive must carry the system identifier.
-    const ordered = [...names].sort((x, y) => Number(x.length > 24) - Number(y.length > 24) || (x < y ? -1 : 1));
+    const ordered = [...names].sort(
+      (x, y) => Number(x.length > 24) - Number(y.length > 24) || (x < y ? -1 : 1),
+    );
     const s3Pushes = ordered.map((n) => ['wal-push', join(plain, n), '--store', s3Url]);
     for (let i = 0; i < s3Pushes.length; i += 4) {
       await Promise.all(
@@ -228,16 +230,8 @@ async function main(): Promise<void> {
     }
 
     const replayCp = await replay(backup, 'cp', `cp ${shellQuote(plain)}/%f %p`);
-    const replayFile = await replay(
-      backup,
-      'file',
-      pgbpCommand(['wal-fetch', '%f', '%p', '--store', url]),
-    );
-    const replayS3 = await replay(
-      backup,
-      's3',
-      pgbpCommand(['wal-fetch', '%f', '%p', '--store', s3Url]),
-    );
+    const replayFile = await replay(backup, 'file', pgbpCommand(['wal-fetch', '%f', '%p', '--store', url]));
+    const replayS3 = await replay(backup, 's3', pgbpCommand(['wal-fetch', '%f', '%p', '--store', s3Url]));
 
     const sample = names.find((n) => /^[0-9A-F]{24}$/.test(n)) ?? '';
     const rssDir = postgresDir(root, 'rss');

@@ -4,7 +4,7 @@ import { systemClock } from '../../lib/platform/clock.js';
 import { connectionFor } from '../../lib/postgres/connection.js';
 import { WalArchive } from '../../lib/wal/archive.js';
 import { checkArchive } from '../../lib/wal/check.js';
-import { type CliDeps, type ExitHolder, configFileOf, out, resolveConfig, resolveStore } from '../context.js';
+import { type CliDeps, configFileOf, type ExitHolder, out, resolveConfig, resolveStore } from '../context.js';
 
 export function registerCheck(program: Command, deps: CliDeps, exit: ExitHolder): void {
   program
