@@ -344,6 +344,22 @@ function vpcEndpoints(
   return out;
 }
 
+/** A configured drill server's password, read by the restore task's code (not injected by ECS). */
+function drillServerSecret(config: Config): Record<string, Cfn> {
+  const id = config.drill.target === 'server' ? config.drill.server?.passwordSecretId : undefined;
+  if (!id) return {};
+  return {
+    DrillServerSecretPolicy: {
+      Type: 'AWS::IAM::Policy',
+      Properties: {
+        PolicyName: 'drill-server-password',
+        Roles: [{ Ref: 'RestoreTaskRole' }],
+        PolicyDocument: { Version: '2012-10-17', Statement: [secretReadStatement(id, 'code')] },
+      },
+    },
+  };
+}
+
 function emailSubscriptions(config: Config): Record<string, Cfn> {
   const out: Record<string, Cfn> = {};
   config.alerts.emails.forEach((email, i) => {
@@ -528,6 +544,7 @@ export function stageSettings(stage: string, options: { readonly root: string })
         ...emailSubscriptions(config),
         ...ageAlarms(config, staleAfterHours),
         ...lambdaErrorAlarms(stage),
+        ...drillServerSecret(config),
         ...(aws.network.endpoints
           ? vpcEndpoints(aws.network.endpoints, aws.network.subnets, aws.network.securityGroups)
           : {}),

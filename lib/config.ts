@@ -184,6 +184,32 @@ export const configSchema = z
       .strict()
       .prefault({}),
     databases: z.array(database).default([]),
+    /**
+     * Where a drill (a verify restore) restores: `scratch`, a throw-away server of its own
+     * (initdb on the task's ephemeral storage, the image's server binaries); `server`, the
+     * configured drill server; `source`, the server the backups come from, only when written so.
+     */
+    drill: z
+      .object({
+        target: z.enum(['scratch', 'server', 'source']).default('scratch'),
+        server: z
+          .object({
+            host: z.string().min(1),
+            port: z.number().int().min(1).max(65535).default(5432),
+            user: z.string().min(1).default('postgres'),
+            sslmode: z.enum(['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full']).optional(),
+            /** The drill server's password (Secrets Manager id or ARN, or ssm:/name); none: trust or certificates. */
+            passwordSecretId: z.string().optional(),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .refine((d) => d.target !== 'server' || d.server !== undefined, {
+        message: 'target server needs drill.server (host, port, user)',
+        path: ['server'],
+      })
+      .prefault({}),
     alerts: z
       .object({
         console: z.boolean().default(true),

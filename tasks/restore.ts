@@ -5,6 +5,7 @@ import { type RestoreReport, rowsRestored } from '../lib/domain/verify-report.js
 import { sfnClient } from '../lib/platform/aws-clients/sfn.js';
 import { createLogger } from '../lib/platform/logger.js';
 import { connectionFor } from '../lib/postgres/connection.js';
+import { withRestoreServer } from '../lib/restore/drill-target.js';
 import { parseRestoreRequest, type RestoreRequest } from '../lib/restore/request.js';
 import { runRestore } from '../lib/restore/restore.js';
 import { openStore } from '../lib/storage/open-store.js';
@@ -65,21 +66,30 @@ export function main(deps: TaskDeps): Promise<number> {
   return runTask(
     async (context) => {
       const { request, config, store: storeUrl } = restoreInputs(deps.env);
-      const connection = await connectionFor(config, deps.env, request.database);
-      context.secrets.push(connection.password);
-      const logger = createLogger(
-        { task: 'restore' },
-        { secrets: [connection.password ?? ''], write: (line) => deps.stderr.write(`${line}\n`) },
+      // A drill (verify) restores into a scratch server of its own or the configured drill
+      // server: it never loads the source server unless the config says so.
+      return withRestoreServer(
+        request,
+        config,
+        () => connectionFor(config, deps.env, request.database),
+        async (connection) => {
+          context.secrets.push(connection.password);
+          const logger = createLogger(
+            { task: 'restore' },
+            { secrets: [connection.password ?? ''], write: (line) => deps.stderr.write(`${line}\n`) },
+          );
+          const settings = databaseSettings(config, request.database);
+          return runRestore(request, {
+            store: await openStore(storeUrl ?? config.store, config),
+            connection,
+            policy: settings.restore,
+            assertions: settings.assertions,
+            env: deps.env,
+            logger,
+          });
+        },
+        { env: deps.env },
       );
-      const settings = databaseSettings(config, request.database);
-      return runRestore(request, {
-        store: await openStore(storeUrl ?? config.store, config),
-        connection,
-        policy: settings.restore,
-        assertions: settings.assertions,
-        env: deps.env,
-        logger,
-      });
     },
     deps,
     summarizeReport,

@@ -7,6 +7,8 @@ import { formatBytes } from '../../lib/domain/units.js';
 import { type RestoreReport, rowsRestored } from '../../lib/domain/verify-report.js';
 import { createLogger, silentLogger } from '../../lib/platform/logger.js';
 import { connectionFor } from '../../lib/postgres/connection.js';
+import type { Connection } from '../../lib/postgres/pg-tools.js';
+import { withRestoreServer } from '../../lib/restore/drill-target.js';
 import { parseRestoreRequest } from '../../lib/restore/request.js';
 import { runRestore } from '../../lib/restore/restore.js';
 import {
@@ -65,45 +67,54 @@ export async function runRestoreCommand(
   const config = resolveConfig(deps, opts.config);
   const store = await resolveStore(deps, config, opts.store);
   const settings = databaseSettings(config, request.database);
-  const connection = await connectionFor(config, deps.env, request.database);
-  const progress = progressLine(deps.stderr, !opts.json);
-  let bytes = 0;
-  const logger = opts.verbose
-    ? createLogger({ command: request.mode }, { secrets: [connection.password ?? ''] })
-    : silentLogger;
-  let report: RestoreReport;
-  try {
-    report = await runRestore(request, {
-      store,
-      connection,
-      policy: settings.restore,
-      assertions: settings.assertions,
-      env: deps.env,
-      logger,
-      onPhase: (phase) => {
-        progress.phase(`${request.mode} ${request.database}: ${phase}`);
-        progress.update(bytes);
-      },
-      onProgress: (n) => {
-        bytes = n;
-        progress.update(n);
-      },
-    });
-  } catch (error) {
+  // A verify restores into a scratch server (or the configured drill server), not the source.
+  await withRestoreServer(
+    request,
+    config,
+    () => connectionFor(config, deps.env, request.database),
+    (connection) => restoreOn(connection),
+  );
+
+  async function restoreOn(connection: Connection): Promise<void> {
+    const progress = progressLine(deps.stderr, !opts.json);
+    let bytes = 0;
+    const logger = opts.verbose
+      ? createLogger({ command: request.mode }, { secrets: [connection.password ?? ''] })
+      : silentLogger;
+    let report: RestoreReport;
+    try {
+      report = await runRestore(request, {
+        store,
+        connection,
+        policy: settings.restore,
+        assertions: settings.assertions,
+        env: deps.env,
+        logger,
+        onPhase: (phase) => {
+          progress.phase(`${request.mode} ${request.database}: ${phase}`);
+          progress.update(bytes);
+        },
+        onProgress: (n) => {
+          bytes = n;
+          progress.update(n);
+        },
+      });
+    } catch (error) {
+      progress.done();
+      if (!(error instanceof RestoreCheckFailedError && error.report)) throw error;
+      if (opts.json) out(deps, JSON.stringify(error.report));
+      err(deps, `pgbp: ${error.name}: ${redact(error.message, [connection.password])}`);
+      exit.code = CHECKS_FAILED_EXIT;
+      return;
+    }
     progress.done();
-    if (!(error instanceof RestoreCheckFailedError && error.report)) throw error;
-    if (opts.json) out(deps, JSON.stringify(error.report));
-    err(deps, `pgbp: ${error.name}: ${redact(error.message, [connection.password])}`);
-    exit.code = CHECKS_FAILED_EXIT;
-    return;
+    if (opts.json) {
+      out(deps, JSON.stringify(report));
+      return;
+    }
+    const key = keysFor(store.prefix, report.backupId).verify;
+    out(deps, summary(report, `${store.url}/${key.slice(store.prefix ? store.prefix.length + 1 : 0)}`));
   }
-  progress.done();
-  if (opts.json) {
-    out(deps, JSON.stringify(report));
-    return;
-  }
-  const key = keysFor(store.prefix, report.backupId).verify;
-  out(deps, summary(report, `${store.url}/${key.slice(store.prefix ? store.prefix.length + 1 : 0)}`));
 }
 
 function collect(value: string, previous: string[]): string[] {

@@ -225,4 +225,21 @@ describe('stage settings', () => {
       ],
     });
   });
+
+  it('lets the restore task read a configured drill server password, and nothing when drills use a scratch server', async () => {
+    expect(stageSettings('prod', { root: ROOT }).resources.Resources.DrillServerSecretPolicy).toBeUndefined();
+    const root = await rootWith((c) => {
+      (c as unknown as Record<string, unknown>).drill = {
+        target: 'server',
+        server: { host: 'drill.internal', passwordSecretId: 'pg-backup-pipeline/prod/drill-password' },
+      };
+    });
+    expect(stageSettings('prod', { root }).resources.Resources.DrillServerSecretPolicy).toMatchObject({
+      Type: 'AWS::IAM::Policy',
+      Properties: {
+        Roles: [{ Ref: 'RestoreTaskRole' }],
+        PolicyDocument: { Statement: [{ Action: ['secretsmanager:GetSecretValue'] }] },
+      },
+    });
+  });
 });

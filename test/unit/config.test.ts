@@ -55,6 +55,12 @@ describe('config', () => {
     expect(() => loadConfig(path)).toThrow(/defaults\.retention: Unrecognized key: "dayly"/);
   });
 
+  it('restores drills into a scratch server unless told otherwise, and wants a server for target server', () => {
+    expect(loadConfig(file('stage: dev\nstore: s3://bucket-a/p\n')).drill).toEqual({ target: 'scratch' });
+    const path = file('stage: dev\nstore: s3://bucket-a/p\ndrill: { target: server }\n');
+    expect(() => loadConfig(path)).toThrow(`${path}: drill.server: target server needs drill.server`);
+  });
+
   it('names a missing file and a broken YAML file', () => {
     expect(() => loadConfig('/nonexistent/stage.yml')).toThrow('/nonexistent/stage.yml: cannot read');
     expect(() => loadConfig(file('stage: [dev'))).toThrow(/not valid YAML/);

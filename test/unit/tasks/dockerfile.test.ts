@@ -44,6 +44,14 @@ describe('the task image Dockerfile', () => {
     expect(dockerfile).toMatch(/install -y --no-install-recommends [^\n]*\bcoreutils\b/);
   });
 
+  it('carries the PostgreSQL server of the same major, for the scratch server a drill restores into', () => {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the Dockerfile's own variable syntax
+    expect(dockerfile).toContain('"postgresql-${PG_MAJOR}"');
+    expect(dockerfile).toMatch(/initdb" --version \| grep -q "PostgreSQL\) \$\{PG_MAJOR\}/);
+    // No cluster of the package's own: the drill makes its own with initdb.
+    expect(dockerfile).toContain('create_main_cluster = false');
+  });
+
   it('runs as a non-root user', () => {
     const users = instructions.filter((l) => l.startsWith('USER '));
     expect(users.at(-1)).toBe('USER node');
