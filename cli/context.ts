@@ -14,6 +14,8 @@ export interface CliDeps {
   readonly cwd: string;
   readonly stdout: NodeJS.WritableStream & { isTTY?: boolean };
   readonly stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  /** Aborted when pgbp is interrupted (SIGTERM, SIGINT, SIGHUP): the command stops and cleans up. */
+  readonly signal?: AbortSignal;
 }
 
 /** Each command registers itself; a command sets `code` on the holder it is given. */

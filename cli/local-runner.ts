@@ -10,6 +10,7 @@ import type { Config } from '../lib/config.js';
 import { ConfigError } from '../lib/domain/errors.js';
 import type { Alerter } from '../lib/notify/alerter.js';
 import { type Clock, systemClock } from '../lib/platform/clock.js';
+import { throwIfInterrupted } from '../lib/platform/interrupts.js';
 import type { LambdaFunction } from '../lib/platform/lambda.js';
 import { type Logger, silentLogger } from '../lib/platform/logger.js';
 import { type Child, startChild } from '../lib/platform/processes.js';
@@ -60,6 +61,11 @@ export interface LocalRunOptions {
   readonly name?: string;
   /** The checkout holding statemachines/ and tasks/. */
   readonly root?: string;
+  /**
+   * Aborted when the run is interrupted: the execution stops where it is, the task processes
+   * are stopped (and clean up after themselves) and this throws once they have exited.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** The Resource of the Fargate task states. */
@@ -128,6 +134,8 @@ async function runContainer(parameters: Json, run: TaskRun): Promise<Json> {
     cwd: options.cwd,
     env,
     stdout: 'pipe',
+    // Stopped, a task stops its own processes and removes what it had begun: give it time to.
+    graceMs: 30_000,
     onStderrLine: (line) => {
       const error = ERROR_LINE.exec(line);
       if (error) lastError = error;
@@ -280,7 +288,14 @@ export async function runLocalExecution(options: LocalRunOptions): Promise<Execu
   const stateOutputs: Record<string, Json> = {};
   const enteredAt = new Map<string, number>();
   const failed = new Set<string>();
+  throwIfInterrupted(options.signal);
   const execution = machine.run(options.input, runOptions);
+  // Interrupted: no further state runs, and each task process stops its own children.
+  const stop = () => {
+    execution.abort();
+    for (const child of run.children.keys()) child.stop();
+  };
+  options.signal?.addEventListener('abort', stop, { once: true });
   let followFailure: unknown;
   const followed = (async () => {
     for await (const event of execution.eventLogs) {
@@ -343,11 +358,16 @@ export async function runLocalExecution(options: LocalRunOptions): Promise<Execu
   } catch (e) {
     error = errorOf(e);
   } finally {
+    options.signal?.removeEventListener('abort', stop);
     // The machine stops what it started on its own paths; this covers an execution that ended
-    // some other way (a runtime error) with a task process still running.
-    for (const child of run.children.keys()) child.stop();
+    // some other way (a runtime error, an interruption) with a task process still running.
+    const left = [...run.children.keys()];
+    for (const child of left) child.stop();
+    // Each one removes what it had begun before it exits: nothing may outlive this run.
+    await Promise.all(left.map((child) => child.exited));
   }
   await followed;
+  throwIfInterrupted(options.signal);
   if (followFailure) throw followFailure;
   return {
     machine: options.machine,

@@ -107,6 +107,7 @@ export async function runMachine(
       alerter: createAlerter(config, deps.env, (text) => deps.stderr.write(text)),
       logger: opts.verbose ? createLogger({ machine }, { write, secrets }) : silentLogger,
       ...(opts.verbose ? { taskLog: write } : {}),
+      ...(deps.signal ? { signal: deps.signal } : {}),
       onStep,
     });
   } finally {

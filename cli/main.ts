@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { redact } from '../lib/domain/redact.js';
+import { exitCodeFor, listenForInterrupts } from '../lib/platform/interrupts.js';
 import packageJson from '../package.json' with { type: 'json' };
 import type { CliDeps, ExitHolder } from './context.js';
 
@@ -56,7 +57,18 @@ export async function buildProgram(deps: CliDeps, exit: ExitHolder, only?: strin
   return program;
 }
 
-/** Runs the CLI; returns the process exit code. Errors become one line on stderr, secrets removed. */
+/** What a command line does, for the line that says it was interrupted: `dump of app`, `backup`. */
+function whatRuns(argv: readonly string[]): string {
+  const at = argv.indexOf('--database');
+  const database = at >= 0 ? argv[at + 1] : argv.find((a) => a.startsWith('--database='))?.slice(11);
+  return `${argv[0] ?? 'pgbp'}${database ? ` of ${database}` : ''}`;
+}
+
+/**
+ * Runs the CLI; returns the process exit code. Errors become one line on stderr, secrets removed.
+ * Interrupted (SIGTERM, SIGINT, SIGHUP), the command stops its processes and removes what it had
+ * begun, writes nothing more, and this returns 128 + the signal after one line saying so.
+ */
 export async function main(argv: readonly string[], deps: CliDeps = defaultDeps): Promise<number> {
   const wal = argv[0] !== undefined ? walCommands[argv[0]] : undefined;
   if (wal && !argv.includes('--help') && !argv.includes('-h')) {
@@ -69,15 +81,26 @@ export async function main(argv: readonly string[], deps: CliDeps = defaultDeps)
     }
   }
   const exit: ExitHolder = { code: 0 };
-  const program = await buildProgram(deps, exit, argv[0]);
+  const interrupts = listenForInterrupts();
+  const withSignal: CliDeps = { ...deps, signal: interrupts.signal };
   try {
+    const program = await buildProgram(withSignal, exit, argv[0]);
     await program.parseAsync([...argv], { from: 'user' });
     return exit.code;
   } catch (error) {
+    const signal = interrupts.received();
+    if (signal) {
+      deps.stderr.write(
+        `pgbp: ${whatRuns(argv)} interrupted by ${signal}: its processes were stopped and what it had begun was removed\n`,
+      );
+      return exitCodeFor(signal);
+    }
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 64;
     const e = error as Error;
     const secrets = [deps.env.PGPASSWORD];
     deps.stderr.write(`pgbp: ${e.name}: ${redact(e.message, secrets).split('\n').join(' | ')}\n`);
     return 1;
+  } finally {
+    interrupts.dispose();
   }
 }

@@ -38,11 +38,12 @@ export function main(deps: TaskDeps): Promise<number> {
           compression: compressionFromConfig(config),
           storageClass: config.storageClass,
         },
-        { env: deps.env, logger },
+        { env: deps.env, logger, signal: context.signal },
       );
     },
     deps,
     summarizeManifest,
+    'the dump task',
   );
 }
 

@@ -86,6 +86,7 @@ export function main(deps: TaskDeps): Promise<number> {
             assertions: settings.assertions,
             env: deps.env,
             logger,
+            signal: context.signal,
           });
         },
         { env: deps.env },
@@ -93,6 +94,7 @@ export function main(deps: TaskDeps): Promise<number> {
     },
     deps,
     summarizeReport,
+    'the restore task',
   );
 }
 

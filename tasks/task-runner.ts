@@ -7,6 +7,7 @@ import {
 import { ConfigError } from '../lib/domain/errors.js';
 import { redact } from '../lib/domain/redact.js';
 import { parseDuration } from '../lib/domain/units.js';
+import { exitCodeFor, listenForInterrupts } from '../lib/platform/interrupts.js';
 
 /** What a Fargate entrypoint touches, passed in so tests need no module mocks. */
 export interface TaskDeps {
@@ -28,6 +29,11 @@ const TOKEN_GONE = new Set(['TaskTimedOut', 'TaskDoesNotExist', 'InvalidToken'])
 export interface TaskContext {
   /** Secrets known to the task, removed from anything it reports. */
   readonly secrets: (string | undefined)[];
+  /**
+   * Aborted when the task is stopped (SIGTERM from StopTask or the local runner, SIGINT,
+   * SIGHUP): the work stops its processes, removes what it had begun and stores nothing more.
+   */
+  readonly signal: AbortSignal;
 }
 
 /** Longer than this, setInterval fires every millisecond instead. */
@@ -62,8 +68,10 @@ export async function runTask<T>(
   work: (context: TaskContext) => Promise<T>,
   deps: TaskDeps,
   summarize: (result: T) => unknown = (r) => r,
+  what = 'the task',
 ): Promise<number> {
-  const context: TaskContext = { secrets: [deps.env.PGPASSWORD] };
+  const interrupts = listenForInterrupts();
+  const context: TaskContext = { secrets: [deps.env.PGPASSWORD], signal: interrupts.signal };
   const token = deps.env.TASK_TOKEN;
   const sfn = token ? deps.sfn?.() : undefined;
   if (token && !sfn) throw new Error('TASK_TOKEN is set but no Step Functions client was given');
@@ -97,10 +105,13 @@ export async function runTask<T>(
     return 0;
   } catch (error) {
     const e = error as Error;
-    const message = redact(e.message ?? String(error), context.secrets)
-      .split('\n')
-      .join(' | ');
-    const name = e.name && e.name !== 'Error' ? e.name : 'TaskFailedError';
+    const signal = interrupts.received();
+    const message = signal
+      ? `${what} was interrupted by ${signal}: its processes were stopped and what it had begun was removed`
+      : redact(e.message ?? String(error), context.secrets)
+          .split('\n')
+          .join(' | ');
+    const name = signal ? 'InterruptedError' : e.name && e.name !== 'Error' ? e.name : 'TaskFailedError';
     deps.stderr.write(`${name}: ${message}\n`);
     if (token && sfn) {
       await sfn
@@ -109,8 +120,9 @@ export async function runTask<T>(
           deps.stderr.write(`reporting the failure failed: ${sendError.message}\n`),
         );
     }
-    return 1;
+    return signal ? exitCodeFor(signal) : 1;
   } finally {
     if (timer) clearInterval(timer);
+    interrupts.dispose();
   }
 }

@@ -41,7 +41,12 @@ export function registerDump(program: Command, deps: CliDeps, _exit: ExitHolder)
               compression: compressionFromConfig(config),
               storageClass: config.storageClass,
             },
-            { env: deps.env, logger, onProgress: (b) => progress.update(b) },
+            {
+              env: deps.env,
+              logger,
+              onProgress: (b) => progress.update(b),
+              ...(deps.signal ? { signal: deps.signal } : {}),
+            },
           );
         } finally {
           progress.done();

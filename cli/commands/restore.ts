@@ -90,6 +90,7 @@ export async function runRestoreCommand(
         assertions: settings.assertions,
         env: deps.env,
         logger,
+        ...(deps.signal ? { signal: deps.signal } : {}),
         onPhase: (phase) => {
           progress.phase(`${request.mode} ${request.database}: ${phase}`);
           progress.update(bytes);

@@ -6,6 +6,7 @@ import { backupIdFor, classifyTier, isKeyableDatabaseName, keysFor } from '../do
 import { DumpFailedError, PipelineError } from '../domain/errors.js';
 import { type Codec, MANIFEST_VERSION, type Manifest, parseManifest } from '../domain/manifest.js';
 import { redact } from '../domain/redact.js';
+import { interruptionOf, throwIfInterrupted } from '../platform/interrupts.js';
 import type { Logger } from '../platform/logger.js';
 import {
   type Child,
@@ -45,6 +46,11 @@ export interface DumpDeps {
   readonly logger: Logger;
   /** Running count of bytes stored, for progress and heartbeats. */
   readonly onProgress?: (bytes: number) => void;
+  /**
+   * Aborted when the run is interrupted: the processes are stopped, the upload aborted or the
+   * temporary file removed, and nothing is stored after it (no object, no manifest).
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** The dump settings of a stage config. */
@@ -90,6 +96,7 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   const clock = deps.clock ?? (() => new Date());
   const secrets = [connection.password];
   const log = deps.logger.child({ database });
+  throwIfInterrupted(deps.signal);
   if (!isKeyableDatabaseName(database)) {
     throw new DumpFailedError(
       `database name ${JSON.stringify(database)} cannot key a backup: use letters, digits, _ . $ - (at most 63)`,
@@ -164,6 +171,10 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   output?.childEnd.destroy();
   exits.unshift(exitOf(dumper, processFailures));
   children.unshift(dumper);
+  const stopOnSignal = () => {
+    for (const child of children) child.stop();
+  };
+  deps.signal?.addEventListener('abort', stopOnSignal, { once: true });
   // The server's version and tables, and pg_dump's version, are asked once the dump has
   // started rather than before: nothing is stored unless they pass (the object completes only
   // once they have), and pg_dump itself refuses a server newer than it is.
@@ -192,16 +203,22 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   let bytes: number;
   let server: Awaited<typeof checks>['server'];
   let pgDump: Awaited<typeof checks>['pgDump'];
+  // The store holds the whole object: an interruption from here on deletes it.
+  let storedWhole = false;
   try {
     if (sink) {
       bytes = await readBack(sink.handle, finished, hash, deps.onProgress);
+      throwIfInterrupted(deps.signal);
       await sink.commit();
+      storedWhole = true;
     } else {
       ({ bytes } = await store.putStream(keys.dump, gated(output.source, finished, hash), {
         tags: { tier },
         storageClass: request.storageClass,
         ...(deps.onProgress ? { onProgress: deps.onProgress } : {}),
       }));
+      storedWhole = true;
+      throwIfInterrupted(deps.signal);
     }
     // Both have settled by now: `finished` waited for them.
     ({ server, pgDump } = await checks);
@@ -223,6 +240,11 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
     ]);
     await sink?.abort();
     output?.source.destroy();
+    deps.signal?.removeEventListener('abort', stopOnSignal);
+    if (deps.signal?.aborted) {
+      if (storedWhole) await store.deleteMany([keys.dump]).catch(() => {});
+      throw interruptionOf(deps.signal);
+    }
     if (checkFailure) throw checkFailure;
     const fromProcess = processFailures.some((f) => f.error === error);
     if (error instanceof PipelineError && !fromProcess) throw error;
@@ -233,6 +255,7 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
     );
   }
 
+  deps.signal?.removeEventListener('abort', stopOnSignal);
   const finishedAt = new Date();
   const stored = await store.head(keys.dump);
   const manifest = parseManifest({
@@ -257,6 +280,10 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   if (stored?.size !== bytes) {
     await store.deleteMany([keys.dump]);
     throw new DumpFailedError(`stored ${keys.dump} is ${stored?.size ?? 'missing'}, expected ${bytes} bytes`);
+  }
+  if (deps.signal?.aborted) {
+    await store.deleteMany([keys.dump]).catch(() => {});
+    throw interruptionOf(deps.signal);
   }
   try {
     await store.putBytes(keys.manifest, `${JSON.stringify(manifest, null, 2)}\n`, {

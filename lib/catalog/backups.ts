@@ -1,8 +1,14 @@
-import { databasePrefix, keysFor, parseBackupId, parseKey } from '../domain/backup-layout.js';
+import {
+  databasePrefix,
+  keysFor,
+  parseBackupId,
+  parseKey,
+  parsePartialKey,
+} from '../domain/backup-layout.js';
 import { BackupNotFoundError, CorruptBackupError, InvalidRestoreRequestError } from '../domain/errors.js';
 import { type Manifest, parseManifest } from '../domain/manifest.js';
 import { mapLimit } from '../platform/concurrency.js';
-import type { BackupStore, ObjectDetails, ObjectInfo } from '../storage/store.js';
+import type { BackupStore, IncompleteUpload, ObjectDetails, ObjectInfo } from '../storage/store.js';
 import { mustThaw } from './thaw-state.js';
 
 /** One backup as found in a store: its manifest, and the objects beside it. */
@@ -31,22 +37,45 @@ export interface DatabaseScan {
    * grace period.
    */
   readonly debris: readonly ObjectInfo[];
+  /**
+   * Multipart uploads of this database's keys begun and never completed (a killed dump to S3),
+   * when the scan was asked for them: debris too, aborted by retention after the grace period.
+   */
+  readonly uploads: readonly IncompleteUpload[];
   /** Manifests that do not parse or whose dump is missing or of another size: reported, never deleted. */
   readonly broken: readonly BrokenBackup[];
 }
 
-/** Reads one database's folder: backups with their manifests, debris, broken manifests. */
-export async function scanDatabase(store: BackupStore, database: string): Promise<DatabaseScan> {
+/**
+ * Reads one database's folder: backups with their manifests, debris, broken manifests; with
+ * `uploads`, also the incomplete multipart uploads under it.
+ */
+export async function scanDatabase(
+  store: BackupStore,
+  database: string,
+  options: { readonly uploads?: boolean } = {},
+): Promise<DatabaseScan> {
   const groups = new Map<string, { dump?: ObjectInfo; manifest?: ObjectInfo; verify?: ObjectInfo }>();
-  for await (const object of store.list(databasePrefix(store.prefix, database))) {
+  const debris: ObjectInfo[] = [];
+  const folder = databasePrefix(store.prefix, database);
+  for await (const object of store.list(folder)) {
+    if (parsePartialKey(store.prefix, object.key)?.database === database) {
+      debris.push(object);
+      continue;
+    }
     const parsed = parseKey(store.prefix, object.key);
     if (!parsed || parsed.database !== database) continue;
     const group = groups.get(parsed.backupId) ?? {};
     group[parsed.kind] = object;
     groups.set(parsed.backupId, group);
   }
+  const uploads: IncompleteUpload[] = [];
+  if (options.uploads && store.incompleteUploads) {
+    for await (const upload of store.incompleteUploads(folder)) {
+      if (parseKey(store.prefix, upload.key)?.database === database) uploads.push(upload);
+    }
+  }
   const backups: StoredBackup[] = [];
-  const debris: ObjectInfo[] = [];
   const broken: BrokenBackup[] = [];
   const withManifest = [...groups.entries()].filter(([, g]) => g.manifest);
   for (const [, g] of groups) {
@@ -85,14 +114,14 @@ export async function scanDatabase(store: BackupStore, database: string): Promis
     else if ('broken' in r && r.broken) broken.push(r.broken);
   }
   backups.sort((a, b) => (a.manifest.createdAt < b.manifest.createdAt ? 1 : -1));
-  return { database, backups, debris, broken };
+  return { database, backups, debris, uploads, broken };
 }
 
 /** The databases that have a folder in the store. */
 export async function listStoredDatabases(store: BackupStore): Promise<string[]> {
   const found = new Set<string>();
   for await (const object of store.list(store.prefix ? `${store.prefix}/` : '')) {
-    const parsed = parseKey(store.prefix, object.key);
+    const parsed = parseKey(store.prefix, object.key) ?? parsePartialKey(store.prefix, object.key);
     if (parsed) found.add(parsed.database);
   }
   return [...found].sort();

@@ -85,6 +85,19 @@ export function keysFor(prefix: string, backupId: string): BackupKeys {
 
 export type KeyKind = 'dump' | 'manifest' | 'verify';
 
+/**
+ * Recognises the temporary file of a key of the layout, `<dir>/.<name>.partial-<hex>`, which a
+ * file store write that was killed leaves behind: debris of that backup.
+ */
+export function parsePartialKey(
+  prefix: string,
+  key: string,
+): { readonly backupId: string; readonly database: string; readonly kind: KeyKind } | undefined {
+  const m = /^((?:[^/]+\/)*)\.([^/]+)\.partial-[0-9a-f]+$/.exec(key);
+  if (!m) return undefined;
+  return parseKey(prefix, `${m[1] ?? ''}${m[2] ?? ''}`);
+}
+
 /** Recognises a key of the layout; anything else is not ours and is left alone. */
 export function parseKey(
   prefix: string,

@@ -63,6 +63,12 @@ export class WalArchiveUnavailableError extends typed('WalArchiveUnavailableErro
 /** A name or file given to wal-push or wal-fetch is not one of PostgreSQL's WAL files. */
 export class InvalidWalFileError extends typed('InvalidWalFileError') {}
 
+/**
+ * The run was stopped by a signal (SIGTERM, SIGINT, SIGHUP): its processes were stopped, what
+ * it had begun was removed, and nothing was written after the signal.
+ */
+export class InterruptedError extends typed('InterruptedError') {}
+
 /** Every typed error name, for checks that ASL only names errors that exist. */
 export const errorNames: readonly string[] = [
   DumpFailedError,
@@ -84,4 +90,5 @@ export const errorNames: readonly string[] = [
   CorruptWalError,
   WalArchiveUnavailableError,
   InvalidWalFileError,
+  InterruptedError,
 ].map((e) => e.errorName);

@@ -68,7 +68,7 @@ export async function storeStatus(options: {
   const names = options.databases ?? [...new Set([...configured, ...stored])];
   const databases = await Promise.all(
     names.map(async (database): Promise<DatabaseStatus> => {
-      const scan = await scanDatabase(store, database);
+      const scan = await scanDatabase(store, database, { uploads: true });
       const newest = scan.backups[0];
       const verdict = assessStaleness(
         database,
@@ -99,7 +99,7 @@ export async function storeStatus(options: {
               passed: (await readVerifyOutcome(store, checked.verifyObject.key))?.passed ?? null,
             }
           : null,
-        debris: scan.debris.length,
+        debris: scan.debris.length + scan.uploads.length,
         broken: scan.broken.length,
       };
     }),

@@ -166,7 +166,8 @@ export interface Child {
   running(): boolean;
   /**
    * Signals the child's process group (SIGTERM unless told); whatever is still running after
-   * the grace period gets SIGKILL.
+   * the grace period gets SIGKILL. Asked again, it does not signal again (a child that handles
+   * the first signal by cleaning up may take a second one as "stop now"), except for SIGKILL.
    */
   stop(signal?: NodeJS.Signals): void;
 }
@@ -210,6 +211,7 @@ export function startChild(command: string, args: readonly string[], options: St
   // A child that dies early makes writes to its stdin fail with EPIPE; its exit says why.
   proc.stdin?.on('error', () => {});
   let ended = false;
+  let stopped = false;
   let killTimer: NodeJS.Timeout | undefined;
   const exited = new Promise<ChildExit>((resolve) => {
     let spawnError: Error | undefined;
@@ -241,6 +243,8 @@ export function startChild(command: string, args: readonly string[], options: St
     running,
     stop(signal = 'SIGTERM') {
       if (!running() || proc.pid === undefined) return;
+      if (stopped && signal !== 'SIGKILL') return;
+      stopped = true;
       const pid = proc.pid;
       signalGroup(pid, signal);
       if (!killTimer && signal !== 'SIGKILL') {

@@ -36,6 +36,7 @@ import {
 } from '../domain/restore-checks.js';
 import { formatBytes } from '../domain/units.js';
 import { REPORT_VERSION, type RestoreReport } from '../domain/verify-report.js';
+import { throwIfInterrupted } from '../platform/interrupts.js';
 import type { Logger } from '../platform/logger.js';
 import {
   type ChildExit,
@@ -96,6 +97,11 @@ export interface RestoreDeps {
   readonly onPhase?: (phase: RestorePhase) => void;
   /** Running count of bytes read from the store. */
   readonly onProgress?: (bytes: number) => void;
+  /**
+   * Aborted when the run is interrupted: reading stops, the processes are stopped, the spool
+   * and the databases this run created are removed, and no report is written.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** Bytes of decompressed archive assumed per stored byte of a zstd backup, to size the spool. */
@@ -284,13 +290,17 @@ async function spool(ctx: RestoreContext, onBytes: (bytes: number) => void): Pro
       // Once the file side stops taking data, zstd would block on its output and the fetch on
       // zstd: stop it, the spool is lost anyway.
       stop.signal.addEventListener('abort', () => z.stop());
+      deps.signal?.addEventListener('abort', () => z.stop(), { once: true });
       sink = z.stdin as Writable;
     }
-    const pumped = await pump(source, sink, onBytes, stop.signal).catch((e: unknown) => fetchFailed(ctx, e));
+    const halt = deps.signal ? AbortSignal.any([stop.signal, deps.signal]) : stop.signal;
+    const pumped = await pump(source, sink, onBytes, halt).catch((e: unknown) => fetchFailed(ctx, e));
+    if (pumped.stopped) sink.destroy();
     const zstdExit = zstd ? await zstd.exited : undefined;
     const fileError = await toFile;
-    if (pumped.stopped || stop.signal.aborted) {
+    if (pumped.stopped || halt.aborted) {
       await rm(dir, { recursive: true, force: true });
+      throwIfInterrupted(deps.signal);
       return { kind: 'no-room', reason: stopReason };
     }
     checkDigest(manifest, pumped);
@@ -434,7 +444,12 @@ async function streamRestore(
   }
   let pumped: Pumped;
   try {
-    pumped = await pump(source, sink, onBytes);
+    pumped = await pump(source, sink, onBytes, deps.signal);
+    if (pumped.stopped) {
+      sink.destroy();
+      zstd?.stop();
+      restore.stop();
+    }
   } catch (error) {
     zstd?.stop();
     restore.stop();
@@ -443,6 +458,7 @@ async function streamRestore(
   }
   const fetchMs = performance.now() - started;
   const [zstdExit, restoreExit] = await Promise.all([zstd?.exited, restore.exited]);
+  throwIfInterrupted(deps.signal);
   // Corruption first: a damaged archive is why zstd or pg_restore failed, if they did. Then
   // pg_restore, whose exit ends zstd's too. A zstd cut off by a pg_restore that succeeded (one
   // that had read all it needed, e.g. restoring some schemas) lost nothing: the digest of every
@@ -460,6 +476,7 @@ async function streamRestore(
 async function fileRestore(ctx: RestoreContext, target: string, file: string, jobs: number): Promise<void> {
   const restore = startPgRestore(pgRestoreOptions(ctx, target, jobs, file));
   const exit = await restore.exited;
+  throwIfInterrupted(ctx.deps.signal);
   if (!exitedCleanly(exit)) throw restoreFailed(ctx, exit, target);
   ctx.warnings.push(...restore.warnings());
 }
@@ -634,6 +651,7 @@ export async function runRestore(request: RestoreRequest, deps: RestoreDeps): Pr
   const phase = (p: RestorePhase) => deps.onPhase?.(p);
   const onBytes = (n: number) => deps.onProgress?.(n);
 
+  throwIfInterrupted(deps.signal);
   phase('find');
   const { backup, object, archived } = await locateBackup(deps.store, request.database, selectorOf(request));
   const { manifest } = backup;
@@ -726,6 +744,7 @@ export async function runRestore(request: RestoreRequest, deps: RestoreDeps): Pr
       }
     }
 
+    throwIfInterrupted(deps.signal);
     phase('restore');
     const tr = performance.now();
     try {
@@ -749,11 +768,14 @@ export async function runRestore(request: RestoreRequest, deps: RestoreDeps): Pr
     restoreMs = performance.now() - tr;
     log.info('restored', { restoreSeconds: seconds(restoreMs), bytesFetched });
 
+    throwIfInterrupted(deps.signal);
     phase('checks');
     const tc = performance.now();
     const { checks, tables } = await checkRestored(ctx, restoreInto);
     const checksMs = performance.now() - tc;
     const passed = checks.every((c) => c.passed);
+    // Nothing is swapped in or written after an interruption.
+    throwIfInterrupted(deps.signal);
 
     if (restoreInto !== target && passed) {
       try {

@@ -126,7 +126,7 @@ export async function runRetention(options: RetentionRunOptions): Promise<Retent
   const dryRun = options.dryRun ?? false;
   const log = (options.logger ?? silentLogger).child({ database });
   const settings = databaseSettings(config, database);
-  const scan = await scanDatabase(store, database);
+  const scan = await scanDatabase(store, database, { uploads: true });
   const backups: Candidate[] = scan.backups.map((stored) => ({
     id: stored.manifest.id,
     createdAt: new Date(stored.manifest.createdAt),
@@ -166,9 +166,26 @@ export async function runRetention(options: RetentionRunOptions): Promise<Retent
     })
   ).filter((r) => r !== undefined);
 
+  // Uploads a killed dump left open are debris too (for S3 endpoints without the lifecycle rule
+  // that aborts them): aborted once older than the grace period, unless retention is blocked.
+  const uploadAge = (u: { initiated: Date }) => now.getTime() - u.initiated.getTime();
+  const uploadsToAbort = plan.blocked
+    ? []
+    : scan.uploads.filter((u) => uploadAge(u) >= settings.retention.debrisGrace);
+  const uploadsKept = scan.uploads.filter((u) => !uploadsToAbort.includes(u));
+
   const deletedKeys: string[] = [];
   const failed: { key: string; code: string; message: string }[] = [];
   if (!dryRun) {
+    for (const upload of uploadsToAbort) {
+      await store.abortUpload?.(upload).catch((e: Error) => {
+        failed.push({
+          key: upload.key,
+          code: e.name,
+          message: `aborting its incomplete upload: ${e.message}`,
+        });
+      });
+    }
     for (const r of repairs) await store.putTags(r.key, { ...r.tags, tier: r.tier });
     const manifests = await store.deleteMany(plan.remove.map((b) => b.stored.manifestObject.key));
     const gone = new Set(manifests.deleted);
@@ -217,11 +234,17 @@ export async function runRetention(options: RetentionRunOptions): Promise<Retent
       keys: keysOf(b.stored),
     })),
     debris: {
-      remove: plan.debris.remove.map((d) => d.key),
-      kept: plan.debris.keep.map(({ object, reason }) => {
-        const lock = debrisLocks.get(object.key);
-        return { key: object.key, reason, ...(lock ? { lock } : {}) };
-      }),
+      remove: [...plan.debris.remove.map((d) => d.key), ...uploadsToAbort.map((u) => u.key)],
+      kept: [
+        ...plan.debris.keep.map(({ object, reason }) => {
+          const lock = debrisLocks.get(object.key);
+          return { key: object.key, reason, ...(lock ? { lock } : {}) };
+        }),
+        ...uploadsKept.map((u) => ({
+          key: u.key,
+          reason: (plan.blocked ? 'stale-block' : 'grace') as DebrisKeepReason,
+        })),
+      ],
     },
     broken: scan.broken,
     tagRepairs: repairs.map(({ id, key, tier }) => ({ id, key, tier })),

@@ -29,6 +29,9 @@ import type {
   ThawState,
 } from './store.js';
 
+/** The temporary name of a write in progress, or of one that was killed: `.<name>.partial-<hex>`. */
+const PARTIAL = /^\..+\.partial-[0-9a-f]+$/;
+
 /** What a stream is read and written in. */
 const WRITE_BYTES = 1024 * 1024;
 
@@ -215,7 +218,9 @@ export class FileStore implements BackupStore {
         throw error;
       }
       for (const entry of entries) {
-        if (entry.name.startsWith('.')) continue;
+        // Hidden names are the store's own (tags, temporary files), except a temporary file that
+        // a killed write left: it is debris, which retention must see to remove.
+        if (entry.name.startsWith('.') && !(entry.isFile() && PARTIAL.test(entry.name))) continue;
         const rel = relDir ? `${relDir}/${entry.name}` : entry.name;
         if (entry.isDirectory()) {
           if (`${rel}/`.startsWith(prefix) || prefix.startsWith(`${rel}/`)) await walk(rel);

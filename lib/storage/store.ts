@@ -45,6 +45,13 @@ export interface DeleteResult {
   readonly failed: readonly { readonly key: string; readonly code: string; readonly message: string }[];
 }
 
+/** A multipart upload begun and never completed or aborted: what a killed upload to S3 leaves. */
+export interface IncompleteUpload {
+  readonly key: string;
+  readonly uploadId: string;
+  readonly initiated: Date;
+}
+
 export interface FreeSpace {
   readonly totalBytes: number;
   readonly freeBytes: number;
@@ -91,8 +98,18 @@ export interface BackupStore {
   getBytes(key: string): Promise<Buffer>;
   /** Details of one object, or undefined when it does not exist. */
   head(key: string): Promise<ObjectDetails | undefined>;
-  /** Every object under `prefix`, in key order, paging as needed. */
+  /**
+   * Every object under `prefix`, in key order, paging as needed; for the file store also the
+   * temporary files of writes that never completed (`<dir>/.<name>.partial-<hex>`), as debris.
+   */
   list(prefix: string): AsyncIterable<ObjectInfo>;
+  /**
+   * Multipart uploads under `prefix` that were begun and never completed or aborted (stores
+   * that upload in parts; absent for the file store, whose temporary files `list` shows).
+   */
+  incompleteUploads?(prefix: string): AsyncIterable<IncompleteUpload>;
+  /** Aborts an incomplete upload, freeing its parts. */
+  abortUpload?(upload: IncompleteUpload): Promise<void>;
   /** Deletes keys in batches of at most 1,000; a key that cannot be deleted is reported, not thrown. */
   deleteMany(keys: readonly string[]): Promise<DeleteResult>;
   getTags(key: string): Promise<Record<string, string>>;
