@@ -556,16 +556,33 @@ describe('the packaged prod stack: every AWS call its code and state machines ma
   const STORE_UPKEEP = ['PutObjectTaggingCommand', 'DeleteObjectsCommand', 'GetObjectTaggingCommand'];
   // The stage's secrets live in Secrets Manager; the database password only tasks need.
   const SECRETS = ['GetSecretValueCommand', 'GetParameterCommand'];
+  // Incomplete uploads (debris of a killed dump): status counts them, retention aborts them.
+  const UPLOAD_DEBRIS = 'ListMultipartUploadsCommand';
+  const WRITES_BUT_ABORT = STORE_WRITES.filter((c) => c !== 'AbortMultipartUploadCommand');
   const UNSENT_BY_FUNCTION: Record<(typeof FUNCTION_KEYS)[number], readonly string[]> = {
-    checkSize: [...STORE_WRITES, ...STORE_UPKEEP, 'RestoreObjectCommand', ...SECRETS],
-    applyRetention: [...STORE_WRITES, 'RestoreObjectCommand', ...SECRETS],
+    checkSize: [...STORE_WRITES, ...STORE_UPKEEP, 'RestoreObjectCommand', UPLOAD_DEBRIS, ...SECRETS],
+    applyRetention: [...WRITES_BUT_ABORT, 'RestoreObjectCommand', ...SECRETS],
     checkStaleness: [...STORE_WRITES, ...STORE_UPKEEP, 'RestoreObjectCommand', ...SECRETS],
-    notify: [...STORE_READS, ...STORE_WRITES, ...STORE_UPKEEP, 'RestoreObjectCommand', ...SECRETS],
+    notify: [
+      ...STORE_READS,
+      ...STORE_WRITES,
+      ...STORE_UPKEEP,
+      'RestoreObjectCommand',
+      UPLOAD_DEBRIS,
+      ...SECRETS,
+    ],
     // It posts to Slack and dead-letters through the Lambda service; its webhook is a Secrets Manager secret.
     slackForwarder: ['PublishCommand', 'GetParameterCommand'],
     // Both answer their state machine, which alerts.
-    prepareRestore: [...STORE_WRITES, ...STORE_UPKEEP, 'RestoreObjectCommand', 'PublishCommand', ...SECRETS],
-    thawBackup: [...STORE_WRITES, ...STORE_UPKEEP, 'PublishCommand', ...SECRETS],
+    prepareRestore: [
+      ...STORE_WRITES,
+      ...STORE_UPKEEP,
+      'RestoreObjectCommand',
+      'PublishCommand',
+      UPLOAD_DEBRIS,
+      ...SECRETS,
+    ],
+    thawBackup: [...STORE_WRITES, ...STORE_UPKEEP, 'PublishCommand', UPLOAD_DEBRIS, ...SECRETS],
   };
 
   it('grants each Lambda function what the SDK commands of its bundle need', async () => {
@@ -591,12 +608,13 @@ describe('the packaged prod stack: every AWS call its code and state machines ma
    */
   const UNSENT: Record<string, readonly string[]> = {
     // Tier tags are set on upload; thawing and tag repair are the Lambdas' work.
-    dump: ['GetObjectTaggingCommand', 'RestoreObjectCommand'],
+    dump: ['GetObjectTaggingCommand', 'ListMultipartUploadsCommand', 'RestoreObjectCommand'],
     // A restore reads a backup and writes its verify report in one PutObject; it deletes, tags and thaws nothing.
     restore: [
       'AbortMultipartUploadCommand',
       'DeleteObjectsCommand',
       'GetObjectTaggingCommand',
+      'ListMultipartUploadsCommand',
       'PutObjectTaggingCommand',
       'RestoreObjectCommand',
     ],

@@ -68,12 +68,16 @@ interface Running {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
 }
 
+/** Every run a test started: one that failed before its signal is stopped after the tests. */
+const started: ChildProcess[] = [];
+
 /** Starts the real `pgbp` command in a child process. */
 function startPgbp(args: readonly string[], env: NodeJS.ProcessEnv): Running {
   const child = spawn(process.execPath, [PGBP, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  started.push(child);
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (d: string) => {
     stderr += d;
@@ -143,6 +147,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  for (const child of started) if (child.exitCode === null && child.pid) killTree(treeOf(child.pid));
   await dropDatabase(database);
   rmSync(work, { recursive: true, force: true });
 });
