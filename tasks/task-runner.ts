@@ -70,11 +70,11 @@ export async function runTask<T>(
   summarize: (result: T) => unknown = (r) => r,
   what = 'the task',
 ): Promise<number> {
-  const interrupts = listenForInterrupts();
-  const context: TaskContext = { secrets: [deps.env.PGPASSWORD], signal: interrupts.signal };
   const token = deps.env.TASK_TOKEN;
   const sfn = token ? deps.sfn?.() : undefined;
   if (token && !sfn) throw new Error('TASK_TOKEN is set but no Step Functions client was given');
+  const interrupts = listenForInterrupts();
+  const context: TaskContext = { secrets: [deps.env.PGPASSWORD], signal: interrupts.signal };
   let timer: NodeJS.Timeout | undefined;
   try {
     // A bad interval fails the task at start, through the token like any other failure.
