@@ -91,8 +91,10 @@ export async function prefetchAfter(after: string, deps: FetchDeps & PrefetchSet
       .slice(0, Math.max(0, room));
     let end = wanted.length;
     let next = 0;
+    // Recovery goes on while a signal file is there and the server runs.
     const recovering = () =>
-      existsSync(join(deps.dataDir, 'recovery.signal')) || existsSync(join(deps.dataDir, 'standby.signal'));
+      existsSync(join(deps.dataDir, 'postmaster.pid')) &&
+      (existsSync(join(deps.dataDir, 'recovery.signal')) || existsSync(join(deps.dataDir, 'standby.signal')));
     const worker = async () => {
       while (next < end) {
         const i = next++;

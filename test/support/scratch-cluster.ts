@@ -177,7 +177,17 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Scratc
           },
         );
       }
-      rmSync(root, { recursive: true, force: true });
+      // A process of the server's own (restore_command's background prefetch) may still be
+      // finishing a file: retry briefly rather than leave the folder behind.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          rmSync(root, { recursive: true, force: true });
+          break;
+        } catch (error) {
+          if (attempt >= 20 || (error as NodeJS.ErrnoException).code !== 'ENOTEMPTY') throw error;
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+        }
+      }
     },
   };
   live.add(cluster);
