@@ -29,6 +29,7 @@ const commands: Record<string, () => Promise<Register>> = {
   drill: async () => (await import('./commands/drill.js')).registerDrill,
   'wal-push': async () => (await import('./commands/wal.js')).registerWal,
   check: async () => (await import('./commands/check.js')).registerCheck,
+  basebackup: async () => (await import('./commands/basebackup.js')).registerBaseBackup,
 };
 
 /**

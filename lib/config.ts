@@ -210,6 +210,31 @@ export const configSchema = z
         path: ['server'],
       })
       .prefault({}),
+    // Base backups and point-in-time recovery.
+    basebackup: z
+      .object({
+        /** fast: the backup starts at once (an immediate checkpoint); spread: it waits for the next, gentler one. */
+        checkpoint: z.enum(['fast', 'spread']).prefault('fast'),
+        level: z.number().int().min(-7).max(19).default(1),
+        // zstd threads: 0 is one per core (on Fargate the task's cores are its own).
+        threads: z.number().int().min(0).default(0),
+        /** How long the WAL from a backup's start to its stop may take to reach the archive. */
+        walWait: duration.prefault('5m'),
+        timeout: duration.prefault('12h'),
+      })
+      .strict()
+      .prefault({}),
+    pitr: z
+      .object({
+        /** Any second of this window is recoverable: base backups are kept for it, plus the newest older one. */
+        window: duration.prefault('14d'),
+        /** How long a recovered server may take to replay and promote. */
+        recoveryTimeout: duration.prefault('2h'),
+        /** Where the drill recovers into (scratch storage); the system's temporary directory by default. */
+        scratchDir: z.string().optional(),
+      })
+      .strict()
+      .prefault({}),
     alerts: z
       .object({
         console: z.boolean().default(true),
@@ -229,6 +254,8 @@ export const configSchema = z
         backup: z.string().prefault('cron(0 2 * * ? *)'),
         staleness: z.string().prefault('rate(1 hour)'),
         drill: z.string().prefault('cron(0 5 1 * ? *)'),
+        baseBackup: z.string().prefault('cron(0 3 ? * SUN *)'),
+        pitrDrill: z.string().prefault('cron(0 6 1 * ? *)'),
       })
       .strict()
       .prefault({}),

@@ -306,7 +306,7 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
  * held back until `finished` (every process exited with 0, every check passed), so the store
  * completes the object only for a whole dump. A failure stops it at once, mid-part.
  */
-function gated(source: ByteSource, finished: Promise<void>, hash: Hash): ByteSource {
+export function gated(source: ByteSource, finished: Promise<void>, hash: Hash): ByteSource {
   finished.catch((error: unknown) => source.destroy(error as Error));
   return {
     async fill(into) {
@@ -329,7 +329,7 @@ const FLUSH_EVERY_BYTES = 64 * 1024 * 1024;
  * behind the writer every 64 MiB, so that the final sync has only the tail left to wait for.
  * Rejects as soon as a process or check fails.
  */
-async function readBack(
+export async function readBack(
   handle: FileHandle,
   finished: Promise<void>,
   hash: Hash,

@@ -62,6 +62,12 @@ export class CorruptWalError extends typed('CorruptWalError') {}
 export class WalArchiveUnavailableError extends typed('WalArchiveUnavailableError') {}
 /** A name or file given to wal-push or wal-fetch is not one of PostgreSQL's WAL files. */
 export class InvalidWalFileError extends typed('InvalidWalFileError') {}
+/** pg_basebackup failed, its output could not be stored, or its WAL did not reach the archive. */
+export class BaseBackupFailedError extends typed('BaseBackupFailedError') {}
+/** A recovery was refused before anything was written (target, archive gap, data directory). */
+export class RecoveryRefusedError extends typed('RecoveryRefusedError') {}
+/** A recovery started but did not reach its target, or its server did not come up. */
+export class RecoveryFailedError extends typed('RecoveryFailedError') {}
 
 /**
  * The run was stopped by a signal (SIGTERM, SIGINT, SIGHUP): its processes were stopped, what
@@ -91,4 +97,7 @@ export const errorNames: readonly string[] = [
   WalArchiveUnavailableError,
   InvalidWalFileError,
   InterruptedError,
+  BaseBackupFailedError,
+  RecoveryRefusedError,
+  RecoveryFailedError,
 ].map((e) => e.errorName);

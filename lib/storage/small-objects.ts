@@ -1,0 +1,25 @@
+import { type Spawn, startChild } from '../platform/processes.js';
+
+/**
+ * Compresses or decompresses a small buffer (a backup_manifest, a history file) with zstd, the
+ * archive's codec, in memory. For objects of megabytes at most: streams go through the pipes.
+ */
+export async function zstdBuffer(
+  data: Uint8Array,
+  mode: 'compress' | 'decompress',
+  env: NodeJS.ProcessEnv,
+  spawn?: Spawn,
+): Promise<Buffer> {
+  const args = mode === 'compress' ? ['-3', '-q', '-c'] : ['-d', '-q', '-c'];
+  const child = startChild('zstd', args, { env, stdin: 'pipe', stdout: 'pipe', ...(spawn ? { spawn } : {}) });
+  const chunks: Buffer[] = [];
+  child.stdout?.on('data', (d: Buffer) => chunks.push(d));
+  child.stdin?.end(data);
+  const exit = await child.exited;
+  if (exit.code !== 0 || exit.spawnError) {
+    throw new Error(
+      `zstd could not ${mode} the object: ${exit.spawnError?.message ?? (exit.stderr || `exit code ${exit.code}`)}`,
+    );
+  }
+  return Buffer.concat(chunks);
+}
