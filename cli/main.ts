@@ -30,6 +30,7 @@ const commands: Record<string, () => Promise<Register>> = {
   'wal-push': async () => (await import('./commands/wal.js')).registerWal,
   check: async () => (await import('./commands/check.js')).registerCheck,
   basebackup: async () => (await import('./commands/basebackup.js')).registerBaseBackup,
+  recover: async () => (await import('./commands/recover.js')).registerRecover,
 };
 
 /**

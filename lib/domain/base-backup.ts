@@ -177,7 +177,8 @@ export function describeTarget(target: RecoveryTarget): string {
 export function targetSettings(target: RecoveryTarget): Record<string, string> {
   switch (target.kind) {
     case 'time':
-      return { recovery_target_time: target.time.toISOString() };
+      // PostgreSQL reads timestamptz input: a space, not ISO's T; +00 for UTC.
+      return { recovery_target_time: target.time.toISOString().replace('T', ' ').replace('Z', '+00') };
     case 'xid':
       return { recovery_target_xid: target.xid };
     case 'lsn':

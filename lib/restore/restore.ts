@@ -486,7 +486,7 @@ interface CheckOutcome {
   readonly tables: RestoreReport['tables'];
 }
 
-async function runAssertion(client: import('pg').Client, assertion: Assertion): Promise<QueryOutcome> {
+export async function runAssertion(client: import('pg').Client, assertion: Assertion): Promise<QueryOutcome> {
   try {
     // Read only, so an assertion cannot change what it checks; bounded, so a bad one cannot hang the drill.
     await client.query('begin read only');
