@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { formatBytes } from '../../lib/domain/units.js';
+import { clusterStatus } from '../../lib/monitor/pitr-status.js';
 import { storeStatus } from '../../lib/monitor/staleness.js';
 import { type CliDeps, type ExitHolder, out, resolveConfig, resolveStore } from '../context.js';
 
@@ -20,8 +21,10 @@ export function registerStatus(program: Command, deps: CliDeps, exit: ExitHolder
     .action(async (opts: { store?: string; config?: string; json?: boolean }) => {
       const config = resolveConfig(deps, opts.config);
       const store = await resolveStore(deps, config, opts.store);
-      const status = await storeStatus({ store, config, now: new Date() });
-      if (opts.json) out(deps, JSON.stringify(status));
+      const now = new Date();
+      const status = await storeStatus({ store, config, now });
+      const cluster = await clusterStatus({ store, config, now, env: deps.env });
+      if (opts.json) out(deps, JSON.stringify(cluster ? { ...status, clusters: [cluster] } : status));
       else {
         const space = status.freeSpace
           ? ` (${(status.freeSpace.freeRatio * 100).toFixed(1)} % free${status.freeSpace.low ? ', LOW' : ''})`
@@ -42,6 +45,21 @@ export function registerStatus(program: Command, deps: CliDeps, exit: ExitHolder
             `  ${d.database}: ${state}  ${newest}  daily ${d.counts.daily} / monthly ${d.counts.monthly} / yearly ${d.counts.yearly}  ${check}${d.debris ? `  debris ${d.debris}` : ''}${d.broken ? `  broken ${d.broken}` : ''}`,
           );
         }
+      }
+      if (cluster && !opts.json) {
+        const newest = cluster.newestBase
+          ? `newest base backup ${cluster.newestBase.id} ${age(cluster.newestBase.ageHours)} old ${formatBytes(cluster.newestBase.sizeBytes)}`
+          : 'no base backup';
+        const window = cluster.window
+          ? `recoverable ${cluster.window.from} to ${cluster.window.to}`
+          : 'nothing recoverable';
+        const drill = cluster.lastDrill
+          ? `last PITR drill ${cluster.lastDrill.passed ? 'passed' : 'FAILED'} at ${cluster.lastDrill.at} (RTO ${cluster.lastDrill.rtoSeconds?.toFixed(1) ?? '-'} s)`
+          : 'never drilled';
+        out(
+          deps,
+          `  cluster ${cluster.cluster}: ${newest}  ${window}  ${drill}${cluster.gap ? `  GAP: ${cluster.gap}` : ''}`,
+        );
       }
       if (status.anyStale) exit.code = 2;
     });
