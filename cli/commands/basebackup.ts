@@ -3,8 +3,8 @@ import { baseBackupSettings, runBaseBackup } from '../../lib/backup/base-backup.
 import { formatBytes } from '../../lib/domain/units.js';
 import { createLogger, silentLogger } from '../../lib/platform/logger.js';
 import { connectionFor } from '../../lib/postgres/connection.js';
-import { type CliDeps, out, resolveConfig, resolveStore } from '../context.js';
-import type { ExitHolder } from '../main.js';
+import { type CliDeps, type ExitHolder, out, resolveConfig, resolveStore } from '../context.js';
+
 import { progressLine } from '../progress.js';
 
 export function registerBaseBackup(program: Command, deps: CliDeps, _exit: ExitHolder): void {

@@ -6,8 +6,7 @@ import { createLogger, silentLogger } from '../../lib/platform/logger.js';
 import { connectionFor } from '../../lib/postgres/connection.js';
 import { type RecoveryReport, recover } from '../../lib/recovery/recover.js';
 import { restoreCommandFor } from '../../lib/recovery/restore-command.js';
-import { type CliDeps, configFileOf, out, resolveConfig, resolveStore } from '../context.js';
-import type { ExitHolder } from '../main.js';
+import { type CliDeps, configFileOf, type ExitHolder, out, resolveConfig, resolveStore } from '../context.js';
 
 interface RecoverOptions {
   pgdata: string;

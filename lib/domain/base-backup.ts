@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { formatStamp } from './catalog.js';
+import { formatStamp } from './backup-layout.js';
 import { DEFAULT_SEGMENT_BYTES, formatLsn, parseLsn, segmentOfLsn } from './wal-names.js';
 
 /**
