@@ -115,6 +115,14 @@ export interface StageSettings {
   readonly slackWebhook: { readonly readStatement: Cfn };
   /** The resources that come one per database, address or function: merged into `resources`. */
   readonly resources: { readonly Resources: Record<string, Cfn> };
+  /** Base backups and the point-in-time recovery drill: DefinitionSubstitutions and task sizes. */
+  readonly pitr: {
+    readonly cluster: string;
+    readonly baseBackupHeartbeatSeconds: string;
+    readonly baseBackupTimeoutSeconds: string;
+    readonly drillHeartbeatSeconds: string;
+    readonly drillTimeoutSeconds: string;
+  };
 }
 
 function fail(file: string, path: string, message: string): never {
@@ -539,6 +547,13 @@ export function stageSettings(stage: string, options: { readonly root: string })
       readStatement: secretReadStatement(passwordSecret, 'ecs'),
     },
     slackWebhook: { readStatement: secretReadStatement(slackSecret) },
+    pitr: {
+      cluster: machines.substitutions.PitrCluster,
+      baseBackupHeartbeatSeconds: machines.substitutions.BaseBackupHeartbeatSeconds,
+      baseBackupTimeoutSeconds: machines.substitutions.BaseBackupTimeoutSeconds,
+      drillHeartbeatSeconds: machines.substitutions.PitrDrillHeartbeatSeconds,
+      drillTimeoutSeconds: machines.substitutions.PitrDrillTimeoutSeconds,
+    },
     resources: {
       Resources: {
         ...emailSubscriptions(config),

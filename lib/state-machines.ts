@@ -15,6 +15,8 @@ export const MACHINES = {
   backup: { file: 'statemachines/backup.asl.yml', logicalId: 'BackupStateMachine' },
   'restore-drill': { file: 'statemachines/restore-drill.asl.yml', logicalId: 'RestoreDrillStateMachine' },
   restore: { file: 'statemachines/restore.asl.yml', logicalId: 'RestoreStateMachine' },
+  'base-backup': { file: 'statemachines/base-backup.asl.yml', logicalId: 'BaseBackupStateMachine' },
+  'pitr-drill': { file: 'statemachines/pitr-drill.asl.yml', logicalId: 'PitrDrillStateMachine' },
 } as const;
 
 export type MachineName = keyof typeof MACHINES;
@@ -182,6 +184,11 @@ export interface MachineSettings {
     readonly ThawPollSeconds: string;
     readonly ThawPollRounds: string;
     readonly ConfiguredDatabases: string;
+    readonly PitrCluster: string;
+    readonly BaseBackupHeartbeatSeconds: string;
+    readonly BaseBackupTimeoutSeconds: string;
+    readonly PitrDrillHeartbeatSeconds: string;
+    readonly PitrDrillTimeoutSeconds: string;
   };
 }
 
@@ -210,6 +217,12 @@ export function machineSettings(config: Config): MachineSettings {
       ThawPollSeconds: String(thawPolling?.seconds ?? THAW_POLLING.Standard?.seconds),
       ThawPollRounds: String(thawPolling?.rounds ?? THAW_POLLING.Standard?.rounds),
       ConfiguredDatabases: config.databases.map((d) => d.name).join(','),
+      PitrCluster: config.wal?.cluster ?? 'main',
+      BaseBackupHeartbeatSeconds: String(heartbeatTimeoutSeconds),
+      BaseBackupTimeoutSeconds: String(seconds(config.basebackup.timeout)),
+      PitrDrillHeartbeatSeconds: String(heartbeatTimeoutSeconds),
+      // Fetching, verifying and replaying, then the checks: the recovery's own limit and an hour.
+      PitrDrillTimeoutSeconds: String(seconds(config.pitr.recoveryTimeout) + 3600),
     },
   };
 }
@@ -237,6 +250,8 @@ export function localSubstitutions(config: Config): Record<string, string> {
     EcsClusterArn: `arn:aws:ecs:${region}:${LOCAL_ACCOUNT}:cluster/${name}`,
     DumpTaskDefinitionArn: `arn:aws:ecs:${region}:${LOCAL_ACCOUNT}:task-definition/${name}-dump:1`,
     RestoreTaskDefinitionArn: `arn:aws:ecs:${region}:${LOCAL_ACCOUNT}:task-definition/${name}-restore:1`,
+    BaseBackupTaskDefinitionArn: `arn:aws:ecs:${region}:${LOCAL_ACCOUNT}:task-definition/${name}-base-backup:1`,
+    PitrDrillTaskDefinitionArn: `arn:aws:ecs:${region}:${LOCAL_ACCOUNT}:task-definition/${name}-pitr-drill:1`,
     TaskSubnets: config.aws.network?.subnets.join(',') ?? 'subnet-local',
     TaskSecurityGroups: config.aws.network?.securityGroups.join(',') ?? 'sg-local',
     TaskAssignPublicIp: 'DISABLED',

@@ -3,6 +3,18 @@ import type { Json } from '../../lib/state-machines.js';
 import type { CliDeps, ExitHolder } from '../context.js';
 import { drillSummary, finish, type MachineOptions, machineOptions, runMachine } from '../machine-command.js';
 
+/** The drill's report, as the pitr-drill machine's Report state gives it. */
+function pitrSummary(result: Awaited<ReturnType<typeof runMachine>>) {
+  const o = (result.output ?? {}) as Record<string, Json>;
+  const lines =
+    result.status === 'SUCCEEDED'
+      ? [
+          `cluster ${o.cluster}: base backup ${o.baseId} recovered to ${o.target}; recovery point ${o.recoveryPoint ?? '-'}; ${o.segmentsReplayed} WAL segments replayed; RTO ${o.rtoSeconds} s`,
+        ]
+      : [];
+  return { data: result.output ?? null, lines };
+}
+
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
@@ -20,9 +32,19 @@ export function registerDrill(program: Command, deps: CliDeps, exit: ExitHolder)
         collect,
         [],
       ),
-  ).action(async (opts: MachineOptions & { database: string[] }) => {
-    const input: Json = opts.database.length > 0 ? { databases: opts.database } : {};
-    const result = await runMachine(deps, 'restore-drill', input, opts);
-    finish(deps, exit, result, opts, drillSummary(result));
-  });
+  )
+    .option(
+      '--pitr',
+      'the point-in-time recovery drill of the cluster instead: newest base backup, whole archive, checks',
+    )
+    .action(async (opts: MachineOptions & { database: string[]; pitr?: boolean }) => {
+      if (opts.pitr) {
+        const result = await runMachine(deps, 'pitr-drill', {}, opts);
+        finish(deps, exit, result, opts, pitrSummary(result));
+        return;
+      }
+      const input: Json = opts.database.length > 0 ? { databases: opts.database } : {};
+      const result = await runMachine(deps, 'restore-drill', input, opts);
+      finish(deps, exit, result, opts, drillSummary(result));
+    });
 }

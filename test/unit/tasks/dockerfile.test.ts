@@ -30,7 +30,9 @@ describe('the task image Dockerfile', () => {
     const settings = readFileSync('serverless.yml', 'utf8');
     // biome-ignore lint/suspicious/noTemplateCurlyInString: a serverless.yml variable
     const fromSettings = 'CpuArchitecture: ${self:custom.settings.task.cpuArchitecture}';
-    expect(settings.match(/CpuArchitecture: (.*)$/gm)).toEqual([fromSettings, fromSettings]);
+    const declared = settings.match(/CpuArchitecture: (.*)$/gm) ?? [];
+    expect(declared.length).toBeGreaterThanOrEqual(2);
+    expect(new Set(declared)).toEqual(new Set([fromSettings]));
     expect(dockerfile).toContain('docker buildx build --platform linux/arm64');
   });
 
