@@ -329,14 +329,14 @@ describe('the packaged prod stack: storage and encryption', () => {
 });
 
 describe('the packaged prod stack: schedules, state machines and alarms', () => {
-  it('schedules the daily backup, the hourly staleness check and the monthly drill in the configured time zone', () => {
+  it('schedules the daily backup, the hourly staleness check, the monthly drills and the weekly base backup in the configured time zone', () => {
     const schedules = Object.fromEntries(
       resources('AWS::Scheduler::Schedule').map(([, s]) => [
         JSON.stringify(s.Properties.Target.Arn),
         s.Properties,
       ]),
     );
-    expect(Object.keys(schedules)).toHaveLength(3);
+    expect(Object.keys(schedules)).toHaveLength(5);
     const expect1 = (target: unknown, expression: string) =>
       expect(schedules[JSON.stringify(target)]).toMatchObject({
         ScheduleExpression: expression,
@@ -346,6 +346,8 @@ describe('the packaged prod stack: schedules, state machines and alarms', () => 
     expect1({ Ref: 'BackupStateMachine' }, config.schedules.backup);
     expect1({ 'Fn::GetAtt': ['CheckStalenessLambdaFunction', 'Arn'] }, config.schedules.staleness);
     expect1({ Ref: 'RestoreDrillStateMachine' }, config.schedules.drill);
+    expect1({ Ref: 'BaseBackupStateMachine' }, config.schedules.baseBackup);
+    expect1({ Ref: 'PitrDrillStateMachine' }, config.schedules.pitrDrill);
   });
 
   it.each(MACHINE_NAMES)(
