@@ -7,7 +7,12 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The Fargate entrypoints: the image runs them, and the local runner starts them as children. */
-export const TASK_ENTRIES = ['tasks/dump.ts', 'tasks/restore.ts', 'tasks/base-backup.ts', 'tasks/pitr-drill.ts'];
+export const TASK_ENTRIES = [
+  'tasks/dump.ts',
+  'tasks/restore.ts',
+  'tasks/base-backup.ts',
+  'tasks/pitr-drill.ts',
+];
 
 /**
  * What an install holds under dist/: the CLI (split, so a command loads only its own modules)
