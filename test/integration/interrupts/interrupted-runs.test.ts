@@ -268,12 +268,15 @@ describe('pgbp verify interrupted by SIGTERM', () => {
     const sample = scratchDatabaseName(database, scratchSuffix(new Date(), '00000000'));
     const scratchPrefix = sample.slice(0, sample.lastIndexOf('_') + 1);
     const shim = slowTool('pg_restore');
-    const run = startPgbp(
-      ['verify', 'latest', '--database', database, '--store', `file://${dir}`, '--json'],
-      {
-        PATH: shim.path,
-      },
-    );
+    // Restored on the shared server, where the test can watch the scratch database appear.
+    const configFile = await writeConfigFile(mkdtempSync(join(work, 'config-')), {
+      stage: 'local',
+      store: `file://${dir}`,
+      drill: { target: 'source' },
+    });
+    const run = startPgbp(['verify', 'latest', '--database', database, '--config', configFile, '--json'], {
+      PATH: shim.path,
+    });
     await waitUntil(
       async () =>
         processesMentioning(shim.marker).length > 0 && (await listDatabases(scratchPrefix)).length > 0,
