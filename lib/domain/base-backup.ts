@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { formatStamp } from './backup-layout.js';
 import { DEFAULT_SEGMENT_BYTES, formatLsn, parseLsn, segmentOfLsn } from './wal-names.js';
 
