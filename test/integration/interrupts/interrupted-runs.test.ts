@@ -197,7 +197,7 @@ describe('pgbp dump interrupted', () => {
   it('by SIGKILL: the temporary file is debris that status counts and retention removes after the grace', async () => {
     const dir = join(work, 'dump-kill');
     const store = new FileStore(dir);
-    const good = await dump(store, database, { at: new Date() });
+    const good = await dump(store, database, { at: new Date(Date.now() - 3_600_000) });
     const shim = slowTool('pg_dump');
     const run = startPgbp(['dump', '--database', database, '--store', `file://${dir}`, '--json'], {
       PATH: shim.path,
@@ -229,7 +229,7 @@ describe('pgbp dump interrupted', () => {
   it('by SIGKILL into S3: the open upload is debris that status counts and retention aborts after the grace', async () => {
     const bucket = await createBucket();
     const store = new S3Store(bucket, 'b');
-    const good = await dump(store, database, { at: new Date() });
+    const good = await dump(store, database, { at: new Date(Date.now() - 3_600_000) });
     const shim = slowTool('pg_dump', 40 * 1024 * 1024);
     const run = startPgbp(['dump', '--database', database, '--store', `s3://${bucket}/b`, '--json'], {
       PATH: shim.path,
@@ -298,7 +298,7 @@ describe('pgbp verify interrupted by SIGTERM', () => {
 describe('pgbp backup (the local runner) interrupted', () => {
   async function startBackup(label: string) {
     const dir = join(work, label);
-    const good = await dump(new FileStore(dir), database, { at: new Date() });
+    const good = await dump(new FileStore(dir), database, { at: new Date(Date.now() - 3_600_000) });
     const before = filesUnder(dir);
     const configFile = await writeConfigFile(mkdtempSync(join(work, 'config-')), {
       stage: 'local',
