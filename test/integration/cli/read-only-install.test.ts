@@ -48,7 +48,10 @@ interface Unit {
 
 /** The systemd units that docs/RUNBOOK.md §1 tells an operator to install, as written there. */
 function runbookUnits(): Unit[] {
-  const runbook = readFileSync(join(ROOT, 'docs/RUNBOOK.md'), 'utf8');
+  // §1's units: the scheduled backups and drills of an on-premises install.
+  const whole = readFileSync(join(ROOT, 'docs/RUNBOOK.md'), 'utf8');
+  const start = whole.indexOf('\n## 1. ');
+  const runbook = whole.slice(start, whole.indexOf('\n## 2. ', start));
   const units: Unit[] = [];
   for (const block of runbook.matchAll(/```ini\n([\s\S]*?)```/g)) {
     let unit: Unit | undefined;
