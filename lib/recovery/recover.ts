@@ -7,7 +7,7 @@ import type { Reachable } from '../domain/wal-continuity.js';
 import type { Logger } from '../platform/logger.js';
 import type { Spawn } from '../platform/processes.js';
 import { type Connection, pgClient, quoteIdent } from '../postgres/pg-tools.js';
-import { runAssertion } from '../restore/restore.js';
+import { runAssertion } from '../restore/checks.js';
 import type { BackupStore } from '../storage/store.js';
 import { checkDataDirectory, extractBaseBackup, writeRecoverySettings } from './data-directory.js';
 import { planRecovery } from './plan.js';

@@ -4,7 +4,7 @@ import { type Assertion, parseConfig, type RestorePolicy } from '../../../lib/co
 import type { Codec, Manifest } from '../../../lib/domain/manifest.js';
 import { silentLogger } from '../../../lib/platform/logger.js';
 import { resolveConnection } from '../../../lib/postgres/pg-tools.js';
-import type { RestoreDeps } from '../../../lib/restore/restore.js';
+import type { RestoreDeps } from '../../../lib/restore/context.js';
 import type { BackupStore } from '../../../lib/storage/store.js';
 import { createDatabase, listDatabases, uniqueDbName, withClient } from '../../support/pg.js';
 
