@@ -1,6 +1,8 @@
 import { resolve } from 'node:path';
 import { type Config, loadConfig } from '../lib/config.js';
 import { ConfigError } from '../lib/domain/errors.js';
+import { clusterPrefix } from '../lib/domain/physical-layout.js';
+import { WAL_LAG_SECONDS_METRIC } from '../lib/domain/wal-archive-health.js';
 import { ALERTED_ERRORS_METRIC } from '../lib/platform/lambda.js';
 import { METRIC_NAMESPACE } from '../lib/platform/metrics.js';
 import { machineSettings, SERVICE } from '../lib/state-machines.js';
@@ -26,7 +28,11 @@ export const FUNCTION_KEYS = [
   'slackForwarder',
   'prepareRestore',
   'thawBackup',
+  'checkWal',
 ] as const;
+
+/** The WAL watch's embedded metric (lib/monitor/wal-lag.ts): the archive's lag behind the server. */
+export const WAL_LAG_METRIC = { namespace: METRIC_NAMESPACE, name: WAL_LAG_SECONDS_METRIC } as const;
 
 /** The staleness watchdog's embedded metric (lib/platform/metrics.ts, lib/monitor/staleness.ts). */
 export const BACKUP_AGE_METRIC = { namespace: METRIC_NAMESPACE, name: 'BackupAgeHours' } as const;
@@ -85,6 +91,25 @@ export interface StageSettings {
     readonly backup: string;
     readonly staleness: string;
     readonly drill: string;
+    readonly baseBackup: string;
+    readonly pitrDrill: string;
+    readonly walCheck: string;
+  };
+  /**
+   * The cluster's physical archive (WAL, history files, base backups) under the store: for the
+   * database host's push policy, the WAL watch's alarm and the lifecycle rule that keeps it out
+   * of the archive classes.
+   */
+  readonly wal: {
+    readonly cluster: string;
+    readonly rpoSeconds: number;
+    /** `<prefix>/~cluster/<cluster>/`: the archive's keys, for `s3:prefix` conditions and filters. */
+    readonly archivePrefix: string;
+    readonly archivePrefixes: readonly string[];
+    /** The archive's objects as an ARN suffix. */
+    readonly archiveObjects: string;
+    /** Every cluster's physical archive (`<prefix>/~cluster/`), for the lifecycle rule. */
+    readonly physicalPrefix: string;
   };
   readonly task: {
     readonly image: string;
@@ -301,6 +326,8 @@ export const INTERFACE_ENDPOINTS = [
   'ssm',
   'states',
   'kms',
+  // The WAL watch runs in the database's network and publishes its alerts itself.
+  'sns',
 ] as const;
 
 function vpcEndpoints(
@@ -523,6 +550,17 @@ export function stageSettings(stage: string, options: { readonly root: string })
       taskAssignPublicIp: aws.network.assignPublicIp ? 'ENABLED' : 'DISABLED',
     },
     schedules: { ...config.schedules },
+    wal: {
+      cluster: config.wal.cluster,
+      rpoSeconds: Math.round(config.wal.rpo / 1000),
+      archivePrefix: `${clusterPrefix(prefix, config.wal.cluster)}/`,
+      archivePrefixes: [
+        `${clusterPrefix(prefix, config.wal.cluster)}/`,
+        `${clusterPrefix(prefix, config.wal.cluster)}/*`,
+      ],
+      archiveObjects: `${clusterPrefix(prefix, config.wal.cluster)}/*`,
+      physicalPrefix: `${clusterPrefix(prefix, '')}/`,
+    },
     task: {
       image: aws.taskImage,
       cpu: String(aws.taskCpu),

@@ -256,6 +256,8 @@ export const configSchema = z
         drill: z.string().prefault('cron(0 5 1 * ? *)'),
         baseBackup: z.string().prefault('cron(0 3 ? * SUN *)'),
         pitrDrill: z.string().prefault('cron(0 6 1 * ? *)'),
+        /** The WAL watch (check-wal): the archive's lag against `wal.rpo`. */
+        walCheck: z.string().prefault('rate(5 minutes)'),
       })
       .strict()
       .prefault({}),

@@ -60,6 +60,12 @@ export function registerStatus(program: Command, deps: CliDeps, exit: ExitHolder
           deps,
           `  cluster ${cluster.cluster}: ${newest}  ${window}  ${drill}${cluster.gap ? `  GAP: ${cluster.gap}` : ''}`,
         );
+        for (const g of cluster.gaps) {
+          out(
+            deps,
+            `  cluster ${cluster.cluster}: MISSING from the archive on timeline ${g.timeline}: ${g.from === g.to ? g.from : `${g.from}..${g.to}`} (${g.missing} segment${g.missing === 1 ? '' : 's'})`,
+          );
+        }
       }
       if (status.anyStale) exit.code = 2;
     });

@@ -7,6 +7,7 @@ import {
 } from '../domain/backup-layout.js';
 import { BackupNotFoundError, CorruptBackupError, InvalidRestoreRequestError } from '../domain/errors.js';
 import { type Manifest, parseManifest } from '../domain/manifest.js';
+import { PHYSICAL_ROOT } from '../domain/physical-layout.js';
 import { mapLimit } from '../platform/concurrency.js';
 import type { BackupStore, IncompleteUpload, ObjectDetails, ObjectInfo } from '../storage/store.js';
 import { mustThaw } from './thaw-state.js';
@@ -117,10 +118,17 @@ export async function scanDatabase(
   return { database, backups, debris, uploads, broken };
 }
 
-/** The databases that have a folder in the store. */
+/**
+ * The databases that have a folder in the store. Stores list in key order, and the physical
+ * archive's root (`~cluster/`) sorts after every database name (`~` follows every character a
+ * keyable name has), so the listing stops there: the WAL of fourteen days is never paged through.
+ */
 export async function listStoredDatabases(store: BackupStore): Promise<string[]> {
   const found = new Set<string>();
-  for await (const object of store.list(store.prefix ? `${store.prefix}/` : '')) {
+  const root = store.prefix ? `${store.prefix}/` : '';
+  const physical = `${root}${PHYSICAL_ROOT}/`;
+  for await (const object of store.list(root)) {
+    if (object.key >= physical) break;
     const parsed = parseKey(store.prefix, object.key) ?? parsePartialKey(store.prefix, object.key);
     if (parsed) found.add(parsed.database);
   }

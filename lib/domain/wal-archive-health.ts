@@ -4,6 +4,10 @@
  */
 import { DEFAULT_SEGMENT_BYTES, segmentName, segmentNumber, timelineOf } from './wal-names.js';
 
+/** The metrics the WAL watch publishes per stage and cluster (the stack alarms on the first). */
+export const WAL_LAG_SECONDS_METRIC = 'WalArchiveLagSeconds';
+export const WAL_SEGMENTS_BEHIND_METRIC = 'WalArchiveSegmentsBehind';
+
 export interface ArchiverView {
   /** The segment the server writes now (pg_walfile_name(pg_current_wal_lsn())). */
   readonly currentSegment: string;

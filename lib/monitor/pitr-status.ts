@@ -2,6 +2,7 @@ import { listBaseBackups, listWal } from '../catalog/physical.js';
 import type { Config } from '../config.js';
 import { baseBackupsToKeep } from '../domain/base-backup.js';
 import { baseBackupKeys } from '../domain/physical-layout.js';
+import { type ArchiveGap, archiveGaps } from '../domain/wal-archive-health.js';
 import { checkContinuity } from '../domain/wal-continuity.js';
 import { parseLsn } from '../domain/wal-names.js';
 import { zstdBuffer } from '../storage/small-objects.js';
@@ -20,6 +21,8 @@ export interface ClusterStatus {
   readonly window: { readonly from: string; readonly to: string } | null;
   /** Why the window is shorter than it could be (a gap in the archive), when it is. */
   readonly gap?: string;
+  /** Every run of segments missing between the oldest and the newest stored one of a timeline. */
+  readonly gaps: readonly ArchiveGap[];
   readonly lastDrill: {
     readonly baseId: string;
     readonly at: string;
@@ -111,6 +114,10 @@ export async function clusterStatus(options: {
       : null,
     window,
     ...(gap ? { gap } : {}),
+    gaps: archiveGaps(
+      wal.segments.map((s) => s.name),
+      newest?.walSegmentBytes,
+    ),
     lastDrill,
     expired: remove.length,
   };

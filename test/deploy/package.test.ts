@@ -20,7 +20,12 @@ import {
 import { CreateBucketCommand, GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BACKUP_AGE_METRIC, FUNCTION_KEYS, stageSettings } from '../../deploy/stage-settings.js';
+import {
+  BACKUP_AGE_METRIC,
+  FUNCTION_KEYS,
+  stageSettings,
+  WAL_LAG_METRIC,
+} from '../../deploy/stage-settings.js';
 import { loadConfig } from '../../lib/config.js';
 import { ALERTED_ERRORS_METRIC } from '../../lib/platform/lambda.js';
 import { METRIC_NAMESPACE } from '../../lib/platform/metrics.js';
@@ -197,6 +202,42 @@ describe('the packaged prod stack: functions and roles', () => {
     expect(JSON.stringify(reads.map((st) => st.Resource))).toContain('pg-backup-pipeline/prod/db-password');
   });
 
+  it('runs the WAL watch in the database’s network with the database password, reading only the cluster’s archive', () => {
+    const check = resource('CheckWalLambdaFunction');
+    expect(check.Properties.VpcConfig).toEqual({
+      SubnetIds: ['subnet-0a1b2c3d4e5f60001', 'subnet-0a1b2c3d4e5f60002'],
+      SecurityGroupIds: ['sg-0a1b2c3d4e5f60001'],
+    });
+    const role = resource(check.Properties.Role['Fn::GetAtt'][0]);
+    expect(JSON.stringify(role.Properties.ManagedPolicyArns)).toContain('AWSLambdaVPCAccessExecutionRole');
+    expect(grantsOf(role, 'secretsmanager:GetSecretValue')).toHaveLength(1);
+    expect(grantsOf(role, 's3:GetObject').map((s) => s.Resource)).toEqual([
+      { 'Fn::Sub': `\${BackupBucket.Arn}/backups/~cluster/main/*` },
+    ]);
+    expect(grantsOf(role, 's3:DeleteObject')).toEqual([]);
+    expect(grantsOf(role, 's3:PutObject')).toEqual([]);
+  });
+
+  it('gives the database host a WAL push role that stores and reads the cluster’s WAL and never deletes', () => {
+    const role = resource('WalPushRole');
+    expect(role.Properties.AssumeRolePolicyDocument.Statement[0].Principal).toEqual({
+      Service: 'ec2.amazonaws.com',
+    });
+    expect(resource('WalPushInstanceProfile').Properties.Roles).toEqual([{ Ref: 'WalPushRole' }]);
+    const archive = { 'Fn::Sub': `\${BackupBucket.Arn}/backups/~cluster/main/*` };
+    expect(grantsOf(role, 's3:PutObject').map((s) => s.Resource)).toEqual([archive]);
+    expect(grantsOf(role, 's3:GetObject').map((s) => s.Resource)).toEqual([archive]);
+    expect(grantsOf(role, 's3:ListBucket')[0]?.Condition).toEqual({
+      StringLike: { 's3:prefix': ['backups/~cluster/main/', 'backups/~cluster/main/*'] },
+    });
+    expect(grantsOf(role, 's3:DeleteObject')).toEqual([]);
+    const statements = role.Properties.Policies.flatMap((p: Cfn) => p.PolicyDocument.Statement) as Cfn[];
+    expect(statements.find((s) => s.Effect === 'Deny')).toMatchObject({
+      Action: expect.arrayContaining(['s3:DeleteObject', 's3:DeleteObjectVersion']),
+    });
+    expect(template.Outputs.WalPushRoleArn?.Value).toEqual({ 'Fn::GetAtt': ['WalPushRole', 'Arn'] });
+  });
+
   it('includes the stage config and a minified ESM bundle, with the AWS SDK left to the runtime, in each function package', async () => {
     const packages = await readPackages(FUNCTION_KEYS);
     for (const key of FUNCTION_KEYS) {
@@ -317,6 +358,22 @@ describe('the packaged prod stack: storage and encryption', () => {
     expect(byTier('daily')).toBeUndefined();
   });
 
+  it('never transitions the physical archive: WAL and base backups stay where a replay reads them at once', () => {
+    const rules = resource('BackupBucket').Properties.LifecycleConfiguration.Rules as Cfn[];
+    const physical = rules.find((r) => r.Id === 'physical-archive-stays-standard');
+    expect(physical).toMatchObject({ Status: 'Enabled', Prefix: 'backups/~cluster/' });
+    expect(physical?.Transitions).toBeUndefined();
+    expect(physical?.ExpirationInDays).toBeUndefined();
+    // Every rule that transitions selects by the tier tag, which no WAL or base backup object carries.
+    for (const rule of rules.filter((r) => r.Transitions || r.Transition)) {
+      expect(
+        rule.TagFilters?.map((t: Cfn) => t.Key),
+        rule.Id,
+      ).toEqual(['tier']);
+      expect(rule.Prefix ?? '', rule.Id).toBe('');
+    }
+  });
+
   it('locks prod backups in governance mode for the daily retention', () => {
     expect(template.Conditions?.ObjectLockOn).toEqual({ 'Fn::Equals': ['true', 'true'] });
     const bucket = resource('BackupBucket').Properties;
@@ -336,7 +393,7 @@ describe('the packaged prod stack: schedules, state machines and alarms', () => 
         s.Properties,
       ]),
     );
-    expect(Object.keys(schedules)).toHaveLength(5);
+    expect(Object.keys(schedules)).toHaveLength(6);
     const expect1 = (target: unknown, expression: string) =>
       expect(schedules[JSON.stringify(target)]).toMatchObject({
         ScheduleExpression: expression,
@@ -348,6 +405,28 @@ describe('the packaged prod stack: schedules, state machines and alarms', () => 
     expect1({ Ref: 'RestoreDrillStateMachine' }, config.schedules.drill);
     expect1({ Ref: 'BaseBackupStateMachine' }, config.schedules.baseBackup);
     expect1({ Ref: 'PitrDrillStateMachine' }, config.schedules.pitrDrill);
+    expect1({ 'Fn::GetAtt': ['CheckWalLambdaFunction', 'Arn'] }, 'rate(5 minutes)');
+  });
+
+  it('alarms when the WAL archive lags the server by more than the stage RPO, treating missing data as breaching', () => {
+    expect(WAL_LAG_METRIC).toEqual({ namespace: METRIC_NAMESPACE, name: 'WalArchiveLagSeconds' });
+    const alarms = resources('AWS::CloudWatch::Alarm')
+      .map(([, a]) => a.Properties)
+      .filter((a) => a.MetricName === WAL_LAG_METRIC.name);
+    expect(alarms).toHaveLength(1);
+    expect(alarms[0]).toMatchObject({
+      Namespace: METRIC_NAMESPACE,
+      Dimensions: [
+        { Name: 'Stage', Value: 'prod' },
+        { Name: 'Cluster', Value: config.wal.cluster },
+      ],
+      Threshold: config.wal.rpo / 1000,
+      ComparisonOperator: 'GreaterThanThreshold',
+      TreatMissingData: 'breaching',
+      AlarmActions: [{ Ref: 'AlertsTopic' }],
+    });
+    // Two five-minute runs in each period: a single late run does not alarm.
+    expect(alarms[0]?.Period).toBeGreaterThanOrEqual(600);
   });
 
   it.each(MACHINE_NAMES)(
@@ -585,6 +664,14 @@ describe('the packaged prod stack: every AWS call its code and state machines ma
       ...SECRETS,
     ],
     thawBackup: [...STORE_WRITES, ...STORE_UPKEEP, 'PublishCommand', UPLOAD_DEBRIS, ...SECRETS],
+    // It reads the archive and asks the server; the password comes from Secrets Manager.
+    checkWal: [
+      ...STORE_WRITES,
+      ...STORE_UPKEEP,
+      'RestoreObjectCommand',
+      UPLOAD_DEBRIS,
+      'GetParameterCommand',
+    ],
   };
 
   it('grants each Lambda function what the SDK commands of its bundle need', async () => {
