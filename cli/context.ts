@@ -1,12 +1,6 @@
-import { existsSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { type Config, loadConfig, parseConfig } from '../lib/config.js';
-import { ConfigError } from '../lib/domain/errors.js';
-import { fileStoreDirectory } from '../lib/storage/file-url.js';
-import { openStore } from '../lib/storage/open-store.js';
-import type { BackupStore } from '../lib/storage/store.js';
+// What every command is handed, and how it writes a line. Kept free of the config schema, the
+// stores and their SDKs, so that registering a command (and printing its help) loads none of
+// them: a command loads cli/resolve.ts when it runs.
 
 /** What a command may touch: passed in, so tests run commands in-process with no module mocks. */
 export interface CliDeps {
@@ -27,48 +21,6 @@ export interface CommonOptions {
   readonly config?: string;
   readonly store?: string;
   readonly json?: boolean;
-}
-
-/** The built-in local defaults, when no config file is given or found. */
-export const BUILT_IN_CONFIG = { stage: 'local', store: 'file:./backups' } as const;
-
-/** The file {@link resolveConfig} loads: `--config FILE`, else ./config/local.yml when present; undefined for the built-in defaults. */
-export function configFileOf(deps: CliDeps, file?: string): string | undefined {
-  if (file) return resolve(deps.cwd, file);
-  const local = resolve(deps.cwd, 'config/local.yml');
-  return existsSync(local) ? local : undefined;
-}
-
-/** Loads `--config FILE`, else ./config/local.yml when present, else the built-in local defaults. */
-export function resolveConfig(deps: CliDeps, file?: string): Config {
-  const found = configFileOf(deps, file);
-  if (found) return loadConfig(found);
-  return parseConfig(BUILT_IN_CONFIG, '(built-in defaults)');
-}
-
-/**
- * Opens `--store URL` or the config's store; a relative `file:dir` is taken from the working
- * directory. Only a command that writes backups (`use: 'write'`) may find a directory store
- * missing (it creates it); any other fails naming the directory, so a typo creates nothing.
- */
-export async function resolveStore(
-  deps: CliDeps,
-  config: Config,
-  url?: string,
-  use: 'read' | 'write' = 'read',
-): Promise<BackupStore> {
-  const chosen = url ?? config.store;
-  if (!chosen.startsWith('file:')) return openStore(chosen, config);
-  const dir = fileStoreDirectory(chosen, deps.cwd);
-  if (use === 'read') {
-    const found = await stat(dir).catch(() => undefined);
-    if (!found?.isDirectory()) {
-      throw new ConfigError(
-        `store file://${dir}: the directory ${dir} does not exist${found ? ' (it is a file)' : ''}; check the path (nothing has been backed up there yet)`,
-      );
-    }
-  }
-  return openStore(pathToFileURL(dir).href, config);
 }
 
 /** Writes one line to stdout. */

@@ -1,7 +1,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Command } from 'commander';
 import { stringify } from 'yaml';
 import { ConfigError } from '../lib/domain/errors.js';
 import { formatBytes } from '../lib/domain/units.js';
@@ -9,47 +8,13 @@ import { createLogger, silentLogger } from '../lib/platform/logger.js';
 import { createAlerter } from '../lib/runtime.js';
 import { type Json, MACHINES, type MachineName } from '../lib/state-machines.js';
 import { runAwsExecution } from './aws-runner.js';
-import {
-  BUILT_IN_CONFIG,
-  type CliDeps,
-  configFileOf,
-  type ExitHolder,
-  out,
-  resolveConfig,
-  resolveStore,
-} from './context.js';
+import { type CliDeps, type ExitHolder, out } from './context.js';
 import { type ExecutionResult, executionJson, formatEnd, stepPrinter } from './executions.js';
 import { runLocalExecution } from './local-runner.js';
+import type { MachineOptions } from './machine-options.js';
+import { BUILT_IN_CONFIG, configFileOf, resolveConfig, resolveStore } from './resolve.js';
 
-/** The options every state machine command takes. */
-export interface MachineOptions {
-  readonly config?: string;
-  readonly store?: string;
-  readonly json?: boolean;
-  readonly aws?: boolean;
-  readonly stateMachineArn?: string;
-  readonly verbose?: boolean;
-}
-
-/** Adds the options of {@link MachineOptions} to a command. */
-export function machineOptions(command: Command): Command {
-  return command
-    .option('--config <file>', 'stage config file (default: config/local.yml)')
-    .option(
-      '--store <url>',
-      'local runs: store URL (s3://bucket/prefix, file:///dir or file:dir), overrides the config',
-    )
-    .option(
-      '--aws',
-      'start the deployed state machine and follow it (the default when the config says mode: aws)',
-    )
-    .option(
-      '--state-machine-arn <arn>',
-      'AWS mode: this machine instead of pg-backup-pipeline-<stage>-<machine>',
-    )
-    .option('--json', 'print how the execution ended as one JSON object, and no steps')
-    .option('--verbose', 'local runs: the Lambdas’ and tasks’ structured log lines on stderr');
-}
+export type { MachineOptions };
 
 /**
  * Runs one execution of a machine: in-process from statemachines/ (local mode), or on Step

@@ -2,11 +2,19 @@
 // The `pgbp` command: runs the CLI bundle that the install built (`npm ci` runs `prepare`, see
 // cli/bundle.mjs). It reads no source and writes nothing here, so it runs from a read-only
 // install as any OS user, and starts in little more than Node's own start-up.
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const entry = join(root, 'dist', 'cli', 'main.mjs');
+const args = process.argv.slice(2);
+// `pgbp --version` is what a supervisor or a health check runs: answered from package.json,
+// without loading the CLI (as long as the install is built; else the message below says so).
+if (args.length === 1 && (args[0] === '--version' || args[0] === '-V') && existsSync(entry)) {
+  process.stdout.write(`${JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version}\n`);
+  process.exit(0);
+}
 let cli;
 try {
   cli = await import(pathToFileURL(entry).href);
@@ -20,4 +28,4 @@ try {
   // aborts recovery on a status above 125 instead of taking it as "no such file".
   process.exit(127);
 }
-process.exitCode = await cli.main(process.argv.slice(2));
+process.exitCode = await cli.main(args);

@@ -1,13 +1,7 @@
 import type { Command } from 'commander';
 import type { Json } from '../../lib/state-machines.js';
 import type { CliDeps, ExitHolder } from '../context.js';
-import {
-  backupSummary,
-  finish,
-  type MachineOptions,
-  machineOptions,
-  runMachine,
-} from '../machine-command.js';
+import { type MachineOptions, machineOptions } from '../machine-options.js';
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -27,6 +21,7 @@ export function registerBackup(program: Command, deps: CliDeps, exit: ExitHolder
         [],
       ),
   ).action(async (opts: MachineOptions & { database: string[] }) => {
+    const { backupSummary, finish, runMachine } = await import('../machine-command.js');
     const input: Json = opts.database.length > 0 ? { databases: opts.database } : {};
     const result = await runMachine(deps, 'backup', input, opts);
     finish(deps, exit, result, opts, backupSummary(result));

@@ -1,9 +1,7 @@
 import type { Command } from 'commander';
-import { baseBackupSettings, runBaseBackup } from '../../lib/backup/base-backup.js';
 import { formatBytes } from '../../lib/domain/units.js';
 import { createLogger, silentLogger } from '../../lib/platform/logger.js';
-import { connectionFor } from '../../lib/postgres/connection.js';
-import { type CliDeps, type ExitHolder, out, resolveConfig, resolveStore } from '../context.js';
+import { type CliDeps, type ExitHolder, out } from '../context.js';
 
 import { progressLine } from '../progress.js';
 
@@ -18,6 +16,12 @@ export function registerBaseBackup(program: Command, deps: CliDeps, _exit: ExitH
     .option('--json', 'print the manifest as one JSON object')
     .option('--verbose', 'structured log lines on stderr')
     .action(async (opts: { store?: string; config?: string; json?: boolean; verbose?: boolean }) => {
+      const [{ resolveConfig, resolveStore }, { baseBackupSettings, runBaseBackup }, { connectionFor }] =
+        await Promise.all([
+          import('../resolve.js'),
+          import('../../lib/backup/base-backup.js'),
+          import('../../lib/postgres/connection.js'),
+        ]);
       const config = resolveConfig(deps, opts.config);
       const settings = baseBackupSettings(config);
       const store = await resolveStore(deps, config, opts.store);

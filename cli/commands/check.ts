@@ -1,10 +1,6 @@
 import type { Command } from 'commander';
 import { parseDuration } from '../../lib/domain/units.js';
-import { systemClock } from '../../lib/platform/clock.js';
-import { connectionFor } from '../../lib/postgres/connection.js';
-import { WalArchive } from '../../lib/wal/archive.js';
-import { checkArchive } from '../../lib/wal/check.js';
-import { type CliDeps, configFileOf, type ExitHolder, out, resolveConfig, resolveStore } from '../context.js';
+import { type CliDeps, type ExitHolder, out } from '../context.js';
 
 export function registerCheck(program: Command, deps: CliDeps, exit: ExitHolder): void {
   program
@@ -27,6 +23,19 @@ export function registerCheck(program: Command, deps: CliDeps, exit: ExitHolder)
         roundTrip: boolean;
         json?: boolean;
       }) => {
+        const [
+          { configFileOf, resolveConfig, resolveStore },
+          { systemClock },
+          { connectionFor },
+          { WalArchive },
+          { checkArchive },
+        ] = await Promise.all([
+          import('../resolve.js'),
+          import('../../lib/platform/clock.js'),
+          import('../../lib/postgres/connection.js'),
+          import('../../lib/wal/archive.js'),
+          import('../../lib/wal/check.js'),
+        ]);
         const config = resolveConfig(deps, opts.config);
         const store = await resolveStore(deps, config, opts.store);
         const archive = new WalArchive(store, opts.cluster ?? config.wal.cluster);

@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
 import type { Json } from '../../lib/state-machines.js';
 import type { CliDeps, ExitHolder } from '../context.js';
-import { drillSummary, finish, type MachineOptions, machineOptions, runMachine } from '../machine-command.js';
+import type { ExecutionResult } from '../executions.js';
+import { type MachineOptions, machineOptions } from '../machine-options.js';
 
 /** The drill's report, as the pitr-drill machine's Report state gives it. */
-function pitrSummary(result: Awaited<ReturnType<typeof runMachine>>) {
+function pitrSummary(result: ExecutionResult) {
   const o = (result.output ?? {}) as Record<string, Json>;
   const lines =
     result.status === 'SUCCEEDED'
@@ -38,6 +39,7 @@ export function registerDrill(program: Command, deps: CliDeps, exit: ExitHolder)
       'the point-in-time recovery drill of the cluster instead: newest base backup, whole archive, checks',
     )
     .action(async (opts: MachineOptions & { database: string[]; pitr?: boolean }) => {
+      const { drillSummary, finish, runMachine } = await import('../machine-command.js');
       if (opts.pitr) {
         const result = await runMachine(deps, 'pitr-drill', {}, opts);
         finish(deps, exit, result, opts, pitrSummary(result));

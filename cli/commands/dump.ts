@@ -1,9 +1,7 @@
 import type { Command } from 'commander';
-import { compressionFromConfig, runDump } from '../../lib/backup/dump.js';
 import { formatBytes } from '../../lib/domain/units.js';
 import { createLogger, silentLogger } from '../../lib/platform/logger.js';
-import { connectionFor } from '../../lib/postgres/connection.js';
-import { type CliDeps, type ExitHolder, out, resolveConfig, resolveStore } from '../context.js';
+import { type CliDeps, type ExitHolder, out } from '../context.js';
 import { progressLine } from '../progress.js';
 
 export function registerDump(program: Command, deps: CliDeps, _exit: ExitHolder): void {
@@ -23,6 +21,12 @@ export function registerDump(program: Command, deps: CliDeps, _exit: ExitHolder)
         json?: boolean;
         verbose?: boolean;
       }) => {
+        const [{ resolveConfig, resolveStore }, { compressionFromConfig, runDump }, { connectionFor }] =
+          await Promise.all([
+            import('../resolve.js'),
+            import('../../lib/backup/dump.js'),
+            import('../../lib/postgres/connection.js'),
+          ]);
         const config = resolveConfig(deps, opts.config);
         const store = await resolveStore(deps, config, opts.store, 'write');
         const connection = await connectionFor(config, deps.env, opts.database);

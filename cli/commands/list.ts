@@ -1,12 +1,11 @@
 import type { Command } from 'commander';
-import { listBackups } from '../../lib/catalog/backups.js';
-import { readVerifyOutcome } from '../../lib/catalog/verify-reports.js';
 import { formatBytes } from '../../lib/domain/units.js';
 import type { BackupStore } from '../../lib/storage/store.js';
-import { type CliDeps, type ExitHolder, out, resolveConfig, resolveStore } from '../context.js';
+import { type CliDeps, type ExitHolder, out } from '../context.js';
 
 /** What the last restore check of a backup found: its report says whether every check passed. */
 async function checkOutcome(store: BackupStore, key: string): Promise<string> {
+  const { readVerifyOutcome } = await import('../../lib/catalog/verify-reports.js');
   const outcome = await readVerifyOutcome(store, key);
   if (!outcome) return 'check report unreadable';
   return outcome.passed ? 'verified' : 'CHECK FAILED';
@@ -21,6 +20,10 @@ export function registerList(program: Command, deps: CliDeps, _exit: ExitHolder)
     .option('--config <file>', 'stage config file')
     .option('--json', 'print a JSON array of manifests')
     .action(async (opts: { database?: string; store?: string; config?: string; json?: boolean }) => {
+      const [{ resolveConfig, resolveStore }, { listBackups }] = await Promise.all([
+        import('../resolve.js'),
+        import('../../lib/catalog/backups.js'),
+      ]);
       const config = resolveConfig(deps, opts.config);
       const store = await resolveStore(deps, config, opts.store);
       const backups = await listBackups(store, opts.database);

@@ -3,10 +3,8 @@ import type { RecoveryTarget } from '../../lib/domain/base-backup.js';
 import { InvalidRestoreRequestError } from '../../lib/domain/errors.js';
 import { parseLsn } from '../../lib/domain/wal-names.js';
 import { createLogger, silentLogger } from '../../lib/platform/logger.js';
-import { connectionFor } from '../../lib/postgres/connection.js';
-import { type RecoveryReport, recover } from '../../lib/recovery/recover.js';
-import { restoreCommandFor } from '../../lib/recovery/restore-command.js';
-import { type CliDeps, configFileOf, type ExitHolder, out, resolveConfig, resolveStore } from '../context.js';
+import type { RecoveryReport } from '../../lib/recovery/recover.js';
+import { type CliDeps, type ExitHolder, out } from '../context.js';
 
 interface RecoverOptions {
   pgdata: string;
@@ -113,6 +111,17 @@ export function registerRecover(program: Command, deps: CliDeps, exit: ExitHolde
     .option('--json', 'print the report as one JSON object')
     .option('--verbose', 'structured log lines on stderr')
     .action(async (opts: RecoverOptions) => {
+      const [
+        { configFileOf, resolveConfig, resolveStore },
+        { connectionFor },
+        { recover },
+        { restoreCommandFor },
+      ] = await Promise.all([
+        import('../resolve.js'),
+        import('../../lib/postgres/connection.js'),
+        import('../../lib/recovery/recover.js'),
+        import('../../lib/recovery/restore-command.js'),
+      ]);
       const target = targetOf(opts);
       const config = resolveConfig(deps, opts.config);
       const configFile = configFileOf(deps, opts.config);

@@ -11,17 +11,10 @@ import type { Connection } from '../../lib/postgres/pg-tools.js';
 import { withRestoreServer } from '../../lib/restore/drill-target.js';
 import { parseRestoreRequest } from '../../lib/restore/request.js';
 import { runRestore } from '../../lib/restore/restore.js';
-import {
-  type CliDeps,
-  type CommonOptions,
-  type ExitHolder,
-  err,
-  out,
-  resolveConfig,
-  resolveStore,
-} from '../context.js';
+import { type CliDeps, type CommonOptions, type ExitHolder, err, out } from '../context.js';
 import { finish, type MachineOptions, restoreSummary, runMachine } from '../machine-command.js';
 import { progressLine } from '../progress.js';
+import { resolveConfig, resolveStore } from '../resolve.js';
 
 /** The exit code of a restore that ran but whose checks failed (1 is any other failure). */
 export const CHECKS_FAILED_EXIT = 2;

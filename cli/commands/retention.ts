@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { createLogger, silentLogger } from '../../lib/platform/logger.js';
-import { type RetentionReport, retentionDatabases, runRetention } from '../../lib/retention/run.js';
-import { type CliDeps, type ExitHolder, err, out, resolveConfig, resolveStore } from '../context.js';
+import type { RetentionReport } from '../../lib/retention/run.js';
+import { type CliDeps, type ExitHolder, err, out } from '../context.js';
 
 function printReport(deps: CliDeps, r: RetentionReport): void {
   const verb = r.dryRun ? 'would delete' : 'deleted';
@@ -45,6 +45,10 @@ export function registerRetention(program: Command, deps: CliDeps, exit: ExitHol
         json?: boolean;
         verbose?: boolean;
       }) => {
+        const [{ resolveConfig, resolveStore }, { retentionDatabases, runRetention }] = await Promise.all([
+          import('../resolve.js'),
+          import('../../lib/retention/run.js'),
+        ]);
         const config = resolveConfig(deps, opts.config);
         const store = await resolveStore(deps, config, opts.store);
         const logger = opts.verbose ? createLogger({ command: 'retention' }) : silentLogger;

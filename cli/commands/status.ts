@@ -1,8 +1,6 @@
 import type { Command } from 'commander';
 import { formatBytes } from '../../lib/domain/units.js';
-import { clusterStatus } from '../../lib/monitor/pitr-status.js';
-import { storeStatus } from '../../lib/monitor/staleness.js';
-import { type CliDeps, type ExitHolder, out, resolveConfig, resolveStore } from '../context.js';
+import { type CliDeps, type ExitHolder, out } from '../context.js';
 
 function age(hours: number | null): string {
   if (hours === null) return '-';
@@ -19,6 +17,11 @@ export function registerStatus(program: Command, deps: CliDeps, exit: ExitHolder
     .option('--config <file>', 'stage config file')
     .option('--json', 'print the status as JSON')
     .action(async (opts: { store?: string; config?: string; json?: boolean }) => {
+      const [{ resolveConfig, resolveStore }, { clusterStatus }, { storeStatus }] = await Promise.all([
+        import('../resolve.js'),
+        import('../../lib/monitor/pitr-status.js'),
+        import('../../lib/monitor/staleness.js'),
+      ]);
       const config = resolveConfig(deps, opts.config);
       const store = await resolveStore(deps, config, opts.store);
       const now = new Date();

@@ -1,16 +1,6 @@
 import type { Command } from 'commander';
-import { parseSelector } from '../../lib/catalog/backups.js';
-import { thawBackup } from '../../lib/catalog/thaw.js';
-import { describeThaw } from '../../lib/catalog/thaw-state.js';
 import { InvalidRestoreRequestError } from '../../lib/domain/errors.js';
-import {
-  type CliDeps,
-  type CommonOptions,
-  type ExitHolder,
-  out,
-  resolveConfig,
-  resolveStore,
-} from '../context.js';
+import { type CliDeps, type CommonOptions, type ExitHolder, out } from '../context.js';
 
 const TIERS = ['Expedited', 'Standard', 'Bulk'] as const;
 
@@ -29,6 +19,13 @@ export function registerThaw(program: Command, deps: CliDeps, _exit: ExitHolder)
     .option('--json', 'print the state as one JSON object')
     .action(
       async (backup: string, opts: CommonOptions & { database: string; tier?: string; days?: string }) => {
+        const [{ resolveConfig, resolveStore }, { parseSelector }, { thawBackup }, { describeThaw }] =
+          await Promise.all([
+            import('../resolve.js'),
+            import('../../lib/catalog/backups.js'),
+            import('../../lib/catalog/thaw.js'),
+            import('../../lib/catalog/thaw-state.js'),
+          ]);
         const selector = parseSelector(opts.database, backup);
         const config = resolveConfig(deps, opts.config);
         const policy = config.defaults.restore;

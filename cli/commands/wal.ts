@@ -7,7 +7,8 @@ import { WalConflictError } from '../../lib/domain/errors.js';
 import { redact } from '../../lib/domain/redact.js';
 import { systemClock } from '../../lib/platform/clock.js';
 import { WalArchive } from '../../lib/wal/archive.js';
-import { type CliDeps, type ExitHolder, err, out, resolveConfig, resolveStore } from '../context.js';
+import { type CliDeps, type ExitHolder, err, out } from '../context.js';
+import { resolveConfig, resolveStore } from '../resolve.js';
 
 /**
  * restore_command's status for a file that exists but cannot be handed over (damaged, or the
