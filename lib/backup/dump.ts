@@ -80,9 +80,12 @@ function exitOf(child: Child, failures: ProcessFailure[]): Promise<void> {
   });
 }
 
-/** The failure to report: the first that is not a broken pipe, which only follows another. */
+/**
+ * A process that failed on its own: the first that is not a broken pipe. A broken pipe only
+ * follows another failure: a process of the pipe, or the store, that stopped reading.
+ */
 function causeOf(failures: readonly ProcessFailure[]): DumpFailedError | undefined {
-  return (failures.find((f) => !f.brokenPipe) ?? failures[0])?.error;
+  return failures.find((f) => !f.brokenPipe)?.error;
 }
 
 /**
@@ -249,6 +252,8 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
     const fromProcess = processFailures.some((f) => f.error === error);
     if (error instanceof PipelineError && !fromProcess) throw error;
     if (ownFailure) throw ownFailure;
+    // Only broken pipes: the store stopped reading, unless it was a process that ended the stream.
+    if (fromProcess) throw error;
     throw new DumpFailedError(
       `storing ${keys.dump} in ${store.url} failed: ${redact((error as Error).message, secrets)}`,
       { cause: error },

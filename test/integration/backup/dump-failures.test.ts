@@ -12,6 +12,7 @@ import { s3Client } from '../../../lib/platform/aws-clients/s3.js';
 import { silentLogger } from '../../../lib/platform/logger.js';
 import { defaultSpawn, type Spawn } from '../../../lib/platform/processes.js';
 import { resolveConnection } from '../../../lib/postgres/pg-tools.js';
+import type { ByteSource } from '../../../lib/storage/byte-source.js';
 import { FileStore } from '../../../lib/storage/file-store.js';
 import { S3Store } from '../../../lib/storage/s3-store.js';
 import type { BackupStore } from '../../../lib/storage/store.js';
@@ -131,6 +132,32 @@ describe('a dump that fails leaves nothing that looks like a backup', () => {
     expect((error as Error).message).toMatch(/storing .* failed/);
     expect(await listKeys(bucket)).toEqual([]);
     expect(await inProgressUploads(bucket)).toBe(0);
+  });
+
+  it('a store that stops reading is named, not the zstd it leaves writing into a broken pipe', async () => {
+    // The store reads a little, stops, and reports its failure a second later: by then zstd has
+    // died of SIGPIPE, which is the store's doing.
+    const dir = join(work, 'stops-reading');
+    const files = new FileStore(dir);
+    const store = new Proxy(files, {
+      get(target, prop) {
+        if (prop === 'openSink') return undefined;
+        if (prop === 'putStream') {
+          return async (_key: string, body: ByteSource) => {
+            await body.fill(Buffer.alloc(64 * 1024));
+            body.destroy();
+            await new Promise((resolve) => setTimeout(resolve, 1000));
+            throw new Error('the quota of the store is exceeded');
+          };
+        }
+        const value = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    }) as BackupStore;
+    const error = await dumpOf(bulky, store).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DumpFailedError);
+    expect((error as Error).message).toMatch(/^storing .* failed: the quota of the store is exceeded$/);
+    expect(filesUnder(dir)).toEqual([]);
   });
 
   it('a full disk on the file store fails naming the full disk and leaves no temporary file', async () => {
