@@ -5,6 +5,7 @@ import { isKeyableDatabaseName } from './domain/backup-layout.js';
 import { ConfigError } from './domain/errors.js';
 import { CODECS } from './domain/manifest.js';
 import { isClusterName } from './domain/physical-layout.js';
+import { CHECK_DEPTHS } from './domain/restore-checks.js';
 import { describeIssues } from './domain/schema-issues.js';
 import { parseDuration, parseSize } from './domain/units.js';
 import { fileStoreUrlProblem } from './storage/file-url.js';
@@ -115,8 +116,13 @@ const restore = z
   .object({
     noOwner: z.boolean().default(true),
     noPrivileges: z.boolean().default(true),
-    /** Allowed relative difference between restored row counts and the manifest's estimates. */
+    /**
+     * How much fewer rows than fresh statistics of the source claimed a backup may hold before a
+     * verify warns (the row check itself is exact: every table's rows as counted in the backup).
+     */
     rowTolerance: ratio.default(0.1),
+    /** `rows`: every table's row count equals the backup's; `content`: also every row's bytes. */
+    depth: z.enum(CHECK_DEPTHS).prefault('rows'),
     jobs: z.number().int().min(1).max(64).default(1),
     /** Spool to local disk for parallel restore only when this much room remains afterwards. */
     spoolHeadroom: size.prefault('1 GiB'),
@@ -132,6 +138,11 @@ const database = z
     size: sizeOverride.optional(),
     retention: retentionOverride.optional(),
     assertions: z.array(assertion).default([]),
+    /** This database's verify settings over defaults.restore. */
+    restore: z
+      .object({ depth: z.enum(CHECK_DEPTHS).optional() })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -386,7 +397,7 @@ export function databaseSettings(config: Config, name: string): DatabaseSettings
     configured: entry !== undefined,
     retention: { ...config.defaults.retention, ...stripUndefined(entry?.retention ?? {}) },
     size: { ...config.defaults.size, ...stripUndefined(entry?.size ?? {}) },
-    restore: config.defaults.restore,
+    restore: { ...config.defaults.restore, ...stripUndefined(entry?.restore ?? {}) },
     assertions: entry?.assertions ?? [],
   });
 }

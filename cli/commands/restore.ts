@@ -23,6 +23,7 @@ export interface RestoreCommandOptions extends CommonOptions {
   readonly database: string;
   readonly before?: string;
   readonly jobs?: string;
+  readonly depth?: string;
   readonly verbose?: boolean;
 }
 

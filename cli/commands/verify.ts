@@ -10,6 +10,7 @@ export function registerVerify(program: Command, deps: CliDeps, exit: ExitHolder
     .requiredOption('--database <name>', 'the database whose backups to use (configured or not)')
     .option('--before <time>', 'with "latest": the newest backup taken before this ISO 8601 time')
     .option('--jobs <n>', 'parallel pg_restore jobs (spools to local disk when there is room)')
+    .option('--depth <depth>', "rows: every table holds the backup's row count; content: also its exact data")
     .option('--store <url>', 'store URL (s3://bucket/prefix, file:///dir or file:dir), overrides the config')
     .option('--config <file>', 'stage config file')
     .option('--json', 'print the verify report as one JSON object')
@@ -24,6 +25,7 @@ export function registerVerify(program: Command, deps: CliDeps, exit: ExitHolder
           backup,
           ...(opts.before !== undefined ? { before: opts.before } : {}),
           ...(opts.jobs !== undefined ? { jobs: opts.jobs } : {}),
+          ...(opts.depth !== undefined ? { depth: opts.depth } : {}),
         },
         opts,
       );

@@ -281,6 +281,8 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
     storageClass: stored?.storageClass ?? request.storageClass,
     encryption: stored?.encryption ?? { type: 'none' },
     tables: server.tables,
+    // pg_dump's session takes its time zone from PGTZ when set, as every libpq client does.
+    dumpSettings: { ...server.settings, timeZone: env.PGTZ || server.settings.timeZone },
   });
   if (stored?.size !== bytes) {
     await store.deleteMany([keys.dump]);

@@ -51,8 +51,17 @@ export const manifestSchema = z
         name: z.string(),
         kind: z.enum(['table', 'partitioned table']),
         rowEstimate: z.number().int(),
+        /** Analyzed after its last change when dumped; absent in older manifests. */
+        statsFresh: z.boolean().optional(),
       }),
     ),
+    /**
+     * Session settings pg_dump left as the server had them and that shape the dumped text, so a
+     * restored table can be read back the same way; absent in older manifests.
+     */
+    dumpSettings: z
+      .object({ timeZone: z.string(), byteaOutput: z.string(), lcMonetary: z.string() })
+      .optional(),
   })
   .strict();
 

@@ -1,10 +1,14 @@
 /**
  * What a restored database is checked against, and how each check is judged: the tables of the
- * manifest, their row estimates, and the SQL assertions configured per database. Pure: the
- * restore gathers the facts, this decides.
+ * manifest, the rows (and at content depth the digests) of each table's data in the archive, and
+ * the SQL assertions configured per database. Pure: the restore gathers the facts, this decides.
  */
 
-export type CheckKind = 'connect' | 'tables' | 'rows' | 'assertion';
+export type CheckKind = 'connect' | 'tables' | 'rows' | 'content' | 'assertion';
+
+/** How far a verify looks: every table's row count, or also every row's content. */
+export const CHECK_DEPTHS = ['rows', 'content'] as const;
+export type CheckDepth = (typeof CHECK_DEPTHS)[number];
 
 export interface CheckResult {
   readonly name: string;
@@ -42,6 +46,8 @@ export interface TableRef {
 export interface ManifestTable extends TableRef {
   readonly kind: 'table' | 'partitioned table';
   readonly rowEstimate: number;
+  /** The estimate came from statistics analyzed after the table's last change (absent: unknown). */
+  readonly statsFresh?: boolean;
 }
 
 /** The prefix of verify's scratch databases, which nothing else may use. */
@@ -86,6 +92,12 @@ export function leftoverScratch(
 export const ROW_SLACK = 10;
 
 const MAX_DETAILS = 50;
+
+/** At most {@link MAX_DETAILS} lines, the last saying how many more there were. */
+function capped(lines: readonly string[]): string[] {
+  if (lines.length <= MAX_DETAILS) return [...lines];
+  return [...lines.slice(0, MAX_DETAILS - 1), `and ${lines.length - MAX_DETAILS + 1} more`];
+}
 
 export function tableKey(t: TableRef): string {
   return `${t.schema}.${t.name}`;
@@ -185,7 +197,7 @@ export function checkTablesPresent(expected: readonly TableRef[], present: Reado
     passed: missing.length === 0,
     value: expected.length - missing.length,
     expected: `${expected.length} tables`,
-    ...(missing.length > 0 ? { details: missing.slice(0, MAX_DETAILS).map((k) => `missing: ${k}`) } : {}),
+    ...(missing.length > 0 ? { details: capped(missing.map((k) => `missing: ${k}`)) } : {}),
   };
 }
 
@@ -209,7 +221,114 @@ export function judgeRowCount(estimate: number, rows: number | undefined, tolera
   return { compared: true, passed: Math.abs(rows - estimate) <= allowed, allowed };
 }
 
-/** One check over every table in scope: restored counts against the manifest's estimates. */
+/**
+ * The leaf tables to compare, in scope: the manifest's and any the archive holds data for.
+ * Partitioned tables hold no rows of their own: their partitions are compared, once each.
+ */
+function leavesInScope(
+  tables: readonly ManifestTable[],
+  archived: ReadonlyMap<string, unknown>,
+  schemas: readonly string[],
+): string[] {
+  const keys = new Set(tables.filter((t) => t.kind === 'table').map(tableKey));
+  const wanted = new Set(schemas);
+  for (const key of archived.keys()) {
+    const schema = key.slice(0, key.indexOf('.'));
+    if (schemas.length === 0 || wanted.has(schema)) keys.add(key);
+  }
+  const partitioned = new Set(tables.filter((t) => t.kind === 'partitioned table').map(tableKey));
+  return [...keys].filter((k) => !partitioned.has(k)).sort();
+}
+
+/**
+ * The row check: every table in scope holds exactly as many rows as the backup's data for it
+ * (counted in the archive as the restore read it; a table without data in the archive holds
+ * none). Tables not restored at all are the presence check's to report.
+ */
+export function checkExactRowCounts(
+  tables: readonly ManifestTable[],
+  restored: ReadonlyMap<string, number>,
+  archived: ReadonlyMap<string, number>,
+  schemas: readonly string[] = [],
+): CheckResult {
+  const offending: string[] = [];
+  let compared = 0;
+  for (const key of leavesInScope(tables, archived, schemas)) {
+    const rows = restored.get(key);
+    if (rows === undefined) continue;
+    compared += 1;
+    const expected = archived.get(key) ?? 0;
+    if (rows !== expected) offending.push(`${key}: ${rows} rows restored, ${expected} in the backup`);
+  }
+  return {
+    name: "every table holds exactly the backup's rows",
+    kind: 'rows',
+    passed: offending.length === 0,
+    value: `${compared - offending.length} of ${compared} tables hold exactly the backup's rows`,
+    expected: "each table's row count as counted in the archive's data",
+    ...(offending.length > 0 ? { details: capped(offending) } : {}),
+  };
+}
+
+/**
+ * The content check: every table's rows, read back as pg_dump reads them, have the digest of that
+ * table's data in the archive (a multiset digest: row order does not matter, every byte of every
+ * row does).
+ */
+export function checkContent(
+  tables: readonly ManifestTable[],
+  restored: ReadonlyMap<string, string>,
+  archived: ReadonlyMap<string, string>,
+  schemas: readonly string[] = [],
+): CheckResult {
+  const offending: string[] = [];
+  let compared = 0;
+  for (const key of leavesInScope(tables, archived, schemas)) {
+    const digest = restored.get(key);
+    const expected = archived.get(key);
+    if (digest === undefined || expected === undefined) continue;
+    compared += 1;
+    if (digest !== expected) offending.push(`${key}: its rows differ from the backup's`);
+  }
+  return {
+    name: "every table holds exactly the backup's data",
+    kind: 'content',
+    passed: offending.length === 0,
+    value: `${compared - offending.length} of ${compared} tables hold exactly the backup's data`,
+    expected: "each table's rows, byte for byte, as in the archive's data",
+    ...(offending.length > 0 ? { details: capped(offending) } : {}),
+  };
+}
+
+/**
+ * Warnings, never failures, where the backup holds far fewer rows than the source's statistics
+ * claimed when it was taken. Only fresh statistics (analyzed after the table's last change) say
+ * anything; where they are stale, absent or unknown, nothing is said.
+ */
+export function estimateWarnings(
+  tables: readonly ManifestTable[],
+  archived: ReadonlyMap<string, number>,
+  tolerance: number,
+): string[] {
+  const warnings: string[] = [];
+  for (const t of tables) {
+    if (t.kind !== 'table' || t.statsFresh !== true || t.rowEstimate <= 0) continue;
+    const rows = archived.get(tableKey(t));
+    if (rows === undefined) continue;
+    const allowed = Math.max(Math.ceil(t.rowEstimate * tolerance), ROW_SLACK);
+    if (t.rowEstimate - rows > allowed) {
+      warnings.push(
+        `${tableKey(t)}: the backup holds ${rows} rows, fresh statistics of the source estimated ${t.rowEstimate} when it was taken`,
+      );
+    }
+  }
+  return warnings;
+}
+
+/**
+ * The check an archive whose data could not be counted gets instead: restored counts against
+ * the manifest's estimates (which it names as such).
+ */
 export function checkRowCounts(
   tables: readonly ManifestTable[],
   rows: ReadonlyMap<string, number>,
@@ -231,12 +350,12 @@ export function checkRowCounts(
     }
   }
   return {
-    name: 'row counts match the manifest within tolerance',
+    name: "row counts near the manifest's estimates (the archive's rows could not be counted)",
     kind: 'rows',
     passed: offending.length === 0,
     value: `${compared - offending.length} of ${compared} compared tables within tolerance, ${skipped} without a usable estimate`,
     expected: `within ${Math.round(tolerance * 100)}% (at least ±${ROW_SLACK} rows) of each estimate`,
-    ...(offending.length > 0 ? { details: offending.slice(0, MAX_DETAILS) } : {}),
+    ...(offending.length > 0 ? { details: capped(offending) } : {}),
   };
 }
 
@@ -247,7 +366,7 @@ export function describeFailedChecks(checks: readonly CheckResult[]): string {
     .map((c) => {
       const query = c.query ? ` (${c.query.replace(/\s+/g, ' ').trim()})` : '';
       const expected = c.expected ? `, expected ${c.expected}` : '';
-      const details = c.details?.length ? `: ${c.details.slice(0, 5).join('; ')}` : '';
+      const details = c.details?.length ? `: ${c.details.join('; ')}` : '';
       return `"${c.name}"${query} saw ${JSON.stringify(c.value ?? null)}${expected}${details}`;
     })
     .join('; ');

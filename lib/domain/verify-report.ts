@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import type { CheckResult } from './restore-checks.js';
+import { CHECK_DEPTHS, type CheckDepth, type CheckResult } from './restore-checks.js';
 
 /**
  * What a restore did and found: the report of a verify (stored as `<backupId>.verify.json`
@@ -47,6 +47,8 @@ export interface RestoreReport {
     readonly codec: string;
     readonly storageClass: string;
   };
+  /** How far the checks looked (absent in reports written before there was a choice). */
+  readonly depth?: CheckDepth;
   readonly tables: readonly RestoredTable[];
   readonly checks: readonly CheckResult[];
   readonly warnings: readonly string[];
@@ -58,6 +60,8 @@ export interface RestoredTable {
   readonly kind: 'table' | 'partitioned table';
   /** Counted after the restore; a partitioned table's are its partitions' (also listed). */
   readonly rows: number | null;
+  /** Rows of the table in the backup, counted in the archive's data (absent when not counted). */
+  readonly backupRows?: number;
   readonly estimate: number;
 }
 
@@ -66,7 +70,7 @@ const seconds = z.number().nonnegative();
 // Checks and tables may gain fields as the checks grow; a report stays readable by an older reader.
 const checkSchema = z.looseObject({
   name: z.string(),
-  kind: z.enum(['connect', 'tables', 'rows', 'assertion']),
+  kind: z.enum(['connect', 'tables', 'rows', 'content', 'assertion']),
   passed: z.boolean(),
   query: z.string().optional(),
   value: z.union([z.string(), z.number(), z.boolean(), z.null()]).optional(),
@@ -79,6 +83,7 @@ const tableSchema = z.looseObject({
   name: z.string(),
   kind: z.enum(['table', 'partitioned table']),
   rows: z.number().int().nullable(),
+  backupRows: z.number().int().nonnegative().optional(),
   estimate: z.number(),
 });
 
@@ -105,6 +110,7 @@ export const restoreReportSchema = z.object({
     codec: z.string(),
     storageClass: z.string(),
   }),
+  depth: z.enum(CHECK_DEPTHS).optional(),
   tables: z.array(tableSchema),
   checks: z.array(checkSchema),
   warnings: z.array(z.string()),

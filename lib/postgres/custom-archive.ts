@@ -47,12 +47,20 @@ export interface ArchiveTocEntry {
   readonly offset: number;
   /** File position of the data-state byte; the offset's `offSize` bytes follow it. */
   readonly fieldPosition: number;
+  /** pg_dump's `COPY … FROM stdin;` for a TABLE DATA entry: the columns it dumped, in its order. */
+  readonly copyStmt?: string;
+  /** The statement of an ENCODING or STDSTRINGS entry (`SET client_encoding = 'UTF8';`). */
+  readonly defn?: string;
 }
+
+/** How pg_dump compressed the data blocks inside the archive (not the codec around the file). */
+export type ArchiveCompression = 'none' | 'gzip' | 'lz4' | 'zstd';
 
 export interface ArchiveToc {
   readonly version: string;
   readonly intSize: number;
   readonly offSize: number;
+  readonly compression: ArchiveCompression;
   readonly entries: readonly ArchiveTocEntry[];
   /** File position just after the TOC, where the first data block starts. */
   readonly end: number;
@@ -85,6 +93,11 @@ class Cursor {
     const s = this.buf.toString('utf8', this.pos, this.pos + n);
     this.pos += n;
     return s;
+  }
+  /** Skips a string that is not wanted: null, as if it were absent. */
+  skip(): null {
+    this.skipStr();
+    return null;
   }
   skipStr(): void {
     const n = this.int();
@@ -122,8 +135,17 @@ function parseToc(buf: Buffer): ArchiveToc {
   if (offSize < 4 || offSize > 8) throw new UnsupportedArchiveError(`offset size ${offSize}`);
   const format = c.byte();
   if (format !== ARCH_CUSTOM) throw new UnsupportedArchiveError(`archive format ${format}, not custom`);
-  if (minor >= 15) c.byte();
-  else c.int();
+  let compression: ArchiveCompression;
+  if (minor >= 15) {
+    const algorithm = c.byte();
+    const known: readonly ArchiveCompression[] = ['none', 'gzip', 'lz4', 'zstd'];
+    const named = known[algorithm];
+    if (!named) throw new UnsupportedArchiveError(`compression algorithm ${algorithm}`);
+    compression = named;
+  } else {
+    // Before 1.15 a zlib level: 0 none, -1 zlib's default, 1 to 9.
+    compression = c.int() === 0 ? 'none' : 'gzip';
+  }
   for (let i = 0; i < 7; i += 1) c.int(); // creation date
   c.skipStr(); // database name
   c.skipStr(); // server version
@@ -141,9 +163,9 @@ function parseToc(buf: Buffer): ArchiveToc {
     const tag = c.str() ?? '';
     const desc = c.str() ?? '';
     c.int(); // section
-    c.skipStr(); // defn
+    const defn = desc === 'ENCODING' || desc === 'STDSTRINGS' ? c.str() : c.skip();
     c.skipStr(); // dropStmt
-    c.skipStr(); // copyStmt
+    const copyStmt = desc === 'TABLE DATA' ? c.str() : c.skip();
     const namespace = c.str() ?? '';
     c.skipStr(); // tablespace
     c.skipStr(); // tableam (1.14)
@@ -174,10 +196,20 @@ function parseToc(buf: Buffer): ArchiveToc {
     c.pos += offSize;
     if (c.pos > buf.length) throw new NeedMore();
     const offset = buf.readUIntLE(fieldPosition + 1, Math.min(offSize, 6));
-    entries.push({ dumpId, desc, tag, namespace, dataState, offset, fieldPosition });
+    entries.push({
+      dumpId,
+      desc,
+      tag,
+      namespace,
+      dataState,
+      offset,
+      fieldPosition,
+      ...(copyStmt ? { copyStmt } : {}),
+      ...(defn ? { defn } : {}),
+    });
   }
   if (c.pos > buf.length) throw new NeedMore();
-  return { version, intSize: c.intSize, offSize, entries, end: c.pos };
+  return { version, intSize: c.intSize, offSize, compression, entries, end: c.pos };
 }
 
 /**
@@ -237,12 +269,22 @@ const AT_CHUNK_LENGTH = 1;
 const IN_CHUNK = 2;
 const AT_BLOB_OID = 3;
 
+/** Receives the bytes of each table's data block as a {@link BlockWalker} goes by them. */
+export interface BlockSink {
+  /** A BLK_DATA block of this entry starts. */
+  start(dumpId: number): void;
+  /** Bytes of its chunks, in order; `buf` is only valid during the call. */
+  data(buf: Buffer, from: number, to: number): void;
+  /** The block ended (its zero-length chunk). */
+  end(dumpId: number): void;
+}
+
 /**
  * Walks the data blocks after the TOC as they go by: a block type byte and the dumpId, then
  * length-prefixed chunks up to a zero length; a BLOBS block is (oid, chunks…) repeated up to
- * oid 0. Records where each block starts.
+ * oid 0. Records where each block starts, and hands table data to `sink` when there is one.
  */
-class BlockWalker {
+export class BlockWalker {
   readonly blocks = new Map<number, number>();
   failure: string | undefined;
   private pos: number;
@@ -252,10 +294,12 @@ class BlockWalker {
   private readonly pending: Buffer;
   private pendingLength = 0;
   private readonly intField: number;
+  private dumpId = 0;
 
   constructor(
     start: number,
     private readonly intSize: number,
+    private readonly sink?: BlockSink,
   ) {
     this.pos = start;
     this.intField = 1 + intSize;
@@ -268,6 +312,7 @@ class BlockWalker {
     while (i < length && this.failure === undefined) {
       if (this.state === IN_CHUNK) {
         const n = Math.min(this.skip, length - i);
+        if (this.sink && !this.inBlobs) this.sink.data(chunk, i, i + n);
         i += n;
         this.pos += n;
         this.skip -= n;
@@ -310,7 +355,9 @@ class BlockWalker {
         return;
       }
       this.blocks.set(dumpId, fieldStart);
+      this.dumpId = dumpId;
       this.inBlobs = type === BLK_BLOBS;
+      if (!this.inBlobs) this.sink?.start(dumpId);
       this.state = this.inBlobs ? AT_BLOB_OID : AT_CHUNK_LENGTH;
       return;
     }
@@ -326,6 +373,7 @@ class BlockWalker {
     if (value < 0) {
       this.failure = `negative chunk length ${value} at byte ${fieldStart}`;
     } else if (value === 0) {
+      if (!this.inBlobs) this.sink?.end(this.dumpId);
       this.state = this.inBlobs ? AT_BLOB_OID : AT_BLOCK;
     } else {
       this.skip = value;
@@ -407,6 +455,9 @@ export function fillOffsets(
  * result `unsupported`, with the reason.
  */
 export class OffsetCollector {
+  /** `sinkFor` is asked, once the TOC is read, for a reader of the table data; it must not throw. */
+  constructor(private readonly sinkFor?: (toc: ArchiveToc) => BlockSink | undefined) {}
+
   private head: Buffer[] = [];
   private headLength = 0;
   private nextAttempt = 4096;
@@ -447,8 +498,13 @@ export class OffsetCollector {
     }
     this.original = Buffer.from(buf.subarray(0, this.toc.end));
     this.head = [];
-    this.walker = new BlockWalker(this.toc.end, this.toc.intSize);
+    this.walker = new BlockWalker(this.toc.end, this.toc.intSize, this.sinkFor?.(this.toc));
     this.walker.push(buf, this.toc.end);
+  }
+
+  /** Why the bytes could not be followed, if they could not (so far). */
+  get failed(): string | undefined {
+    return this.failure ?? this.walker?.failure;
   }
 
   /** The offsets to fill in, once every byte was pushed. */

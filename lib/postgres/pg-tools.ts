@@ -117,11 +117,21 @@ export interface TableInfo {
   readonly name: string;
   readonly kind: 'table' | 'partitioned table';
   readonly rowEstimate: number;
+  /** Analyzed after its last change (`pg_stat_user_tables`), so the estimate is worth comparing. */
+  readonly statsFresh: boolean;
+}
+
+/** The session settings that shape COPY text and that pg_dump leaves as the server has them. */
+export interface OutputSettingValues {
+  readonly timeZone: string;
+  readonly byteaOutput: string;
+  readonly lcMonetary: string;
 }
 
 export interface ServerInfo {
   readonly version: Version;
   readonly tables: readonly TableInfo[];
+  readonly settings: OutputSettingValues;
 }
 
 /** The server's version and the user tables with row estimates, in one short connection. */
@@ -129,13 +139,29 @@ export async function serverInfo(c: Connection): Promise<ServerInfo> {
   const client = await pgClient(c);
   await client.connect();
   try {
-    const v = await client.query<{ server_version: string; num: string }>(
-      `select current_setting('server_version') as server_version, current_setting('server_version_num') as num`,
+    const v = await client.query<{
+      server_version: string;
+      num: string;
+      tz: string;
+      bytea: string;
+      monetary: string;
+    }>(
+      `select current_setting('server_version') as server_version, current_setting('server_version_num') as num,
+              current_setting('TimeZone') as tz, current_setting('bytea_output') as bytea,
+              current_setting('lc_monetary') as monetary`,
     );
     const version = serverVersionOf(v.rows[0]?.server_version ?? '', v.rows[0]?.num ?? '');
-    const t = await client.query<{ schema: string; name: string; relkind: string; estimate: string }>(
-      `select n.nspname as schema, c.relname as name, c.relkind::text as relkind, c.reltuples::bigint::text as estimate
+    const t = await client.query<{
+      schema: string;
+      name: string;
+      relkind: string;
+      estimate: string;
+      fresh: boolean | null;
+    }>(
+      `select n.nspname as schema, c.relname as name, c.relkind::text as relkind, c.reltuples::bigint::text as estimate,
+              coalesce(s.last_analyze, s.last_autoanalyze) is not null and s.n_mod_since_analyze = 0 as fresh
          from pg_class c join pg_namespace n on n.oid = c.relnamespace
+         left join pg_stat_user_tables s on s.relid = c.oid
         where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema')
           and n.nspname not like 'pg\\_toast%' and n.nspname not like 'pg\\_temp%'
         order by 1, 2`,
@@ -145,8 +171,15 @@ export async function serverInfo(c: Connection): Promise<ServerInfo> {
       name: r.name,
       kind: r.relkind === 'p' ? ('partitioned table' as const) : ('table' as const),
       rowEstimate: Number(r.estimate),
+      statsFresh: r.fresh === true,
     }));
-    return { version, tables };
+    const row = v.rows[0];
+    const settings = {
+      timeZone: row?.tz ?? '',
+      byteaOutput: row?.bytea ?? '',
+      lcMonetary: row?.monetary ?? '',
+    };
+    return { version, tables, settings };
   } finally {
     await client.end().catch(() => {});
   }

@@ -1,7 +1,7 @@
 import { type BackupSelector, parseSelector } from '../catalog/backups.js';
 import { isKeyableDatabaseName } from '../domain/backup-layout.js';
 import { InvalidRestoreRequestError } from '../domain/errors.js';
-import { SCRATCH_PREFIX } from '../domain/restore-checks.js';
+import { CHECK_DEPTHS, type CheckDepth, SCRATCH_PREFIX } from '../domain/restore-checks.js';
 import type { RestoreMode } from '../domain/verify-report.js';
 
 /** A validated restore request: what to restore, from which backup, into what. */
@@ -21,6 +21,8 @@ export interface RestoreRequest {
   readonly jobs?: number;
   /** Restore mode only: replace an existing target, swapping it only after the new one passed its checks. */
   readonly replace: boolean;
+  /** How far the checks look; the database's configured depth when absent. */
+  readonly depth?: CheckDepth;
 }
 
 /** PostgreSQL truncates identifiers longer than this many bytes; a truncated name would be another name. */
@@ -82,6 +84,7 @@ export function parseRestoreRequest(raw: unknown): RestoreRequest {
     'schemas',
     'jobs',
     'replace',
+    'depth',
   ]);
   const unknown = Object.keys(input).filter((k) => !known.has(k));
   if (unknown.length > 0) fail(unknown[0] as string, 'is not a field of a restore request');
@@ -133,6 +136,14 @@ export function parseRestoreRequest(raw: unknown): RestoreRequest {
   const replace = input.replace ?? false;
   if (typeof replace !== 'boolean') fail('replace', `expected true or false, got ${JSON.stringify(replace)}`);
 
+  const depth = optionalString(input, 'depth');
+  if (depth !== undefined && !(CHECK_DEPTHS as readonly string[]).includes(depth)) {
+    fail(
+      'depth',
+      `expected ${CHECK_DEPTHS.map((d) => JSON.stringify(d)).join(' or ')}, got ${JSON.stringify(depth)}`,
+    );
+  }
+
   const targetDatabase = optionalString(input, 'targetDatabase');
   if (mode === 'verify') {
     if (targetDatabase !== undefined)
@@ -164,6 +175,7 @@ export function parseRestoreRequest(raw: unknown): RestoreRequest {
     schemas,
     ...(jobs !== undefined ? { jobs } : {}),
     replace,
+    ...(depth !== undefined ? { depth: depth as CheckDepth } : {}),
   });
 }
 
