@@ -1,9 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import {
   type AssertionSpec,
+  checkContent,
+  checkExactRowCounts,
   checkRowCounts,
   checkTablesPresent,
   describeFailedChecks,
+  estimateWarnings,
   evaluateAssertion,
   judgeRowCount,
   leftoverScratch,
@@ -125,6 +128,125 @@ describe('checkRowCounts and checkTablesPresent', () => {
   it('keeps only the tables of the restored schemas, or all when none are named', () => {
     expect(tablesInScope(tables, ['auth']).map((t) => t.name)).toEqual(['users']);
     expect(tablesInScope(tables, [])).toHaveLength(3);
+  });
+});
+
+describe('checkExactRowCounts', () => {
+  const tables: ManifestTable[] = [
+    { schema: 'core', name: 'transactions', kind: 'partitioned table', rowEstimate: -1 },
+    table('core', 'transactions_2025', -1),
+    table('core', 'transactions_2026', 0),
+    table('core', 'accounts', 5),
+  ];
+  const archived = new Map([
+    ['core.transactions_2025', 1698],
+    ['core.transactions_2026', 1302],
+    ['core.accounts', 200],
+  ]);
+
+  it('passes when every table holds what the archive holds, whatever the estimates said', () => {
+    const restored = new Map([...archived, ['core.transactions', 3000]]);
+    const check = checkExactRowCounts(tables, restored, archived);
+    expect(check).toMatchObject({
+      kind: 'rows',
+      passed: true,
+      value: "3 of 3 tables hold exactly the backup's rows",
+    });
+  });
+
+  it('fails on one row missing, naming the table and both counts', () => {
+    const restored = new Map([...archived, ['core.accounts', 199]]);
+    const check = checkExactRowCounts(tables, restored, archived);
+    expect(check.passed).toBe(false);
+    expect(check.details).toEqual(['core.accounts: 199 rows restored, 200 in the backup']);
+    expect(describeFailedChecks([check])).toContain('core.accounts: 199 rows restored, 200 in the backup');
+  });
+
+  it('counts partitions once, not again through their partitioned table', () => {
+    const restored = new Map([...archived, ['core.transactions', 2999]]);
+    expect(checkExactRowCounts(tables, restored, archived).passed).toBe(true);
+  });
+
+  it('expects no rows of a table the archive has no data for, and compares a table only the archive knows', () => {
+    const more = new Map([...archived, ['audit.events', 7]]);
+    const restored = new Map([...archived, ['audit.events', 7], ['core.accounts', 200]]);
+    const check = checkExactRowCounts(
+      [...tables, table('audit', 'empty', 10)],
+      new Map([...restored, ['audit.empty', 1]]),
+      more,
+    );
+    expect(check.details).toEqual(['audit.empty: 1 rows restored, 0 in the backup']);
+    expect(check.value).toBe("4 of 5 tables hold exactly the backup's rows");
+  });
+
+  it('names every offending table in the message, up to the last few dozen and how many more', () => {
+    const many = Array.from({ length: 70 }, (_, i) => table('s', `t${String(i).padStart(2, '0')}`, -1));
+    const counts = new Map(many.map((t) => [`s.${t.name}`, 1]));
+    const check = checkExactRowCounts(many, new Map(many.map((t) => [`s.${t.name}`, 0])), counts);
+    expect(check.details).toHaveLength(50);
+    expect(check.details?.[48]).toBe('s.t48: 0 rows restored, 1 in the backup');
+    expect(check.details?.[49]).toBe('and 21 more');
+    const seven = checkExactRowCounts(
+      many.slice(0, 7),
+      new Map(many.map((t) => [`s.${t.name}`, 0])),
+      new Map([...counts].slice(0, 7)),
+    );
+    const message = describeFailedChecks([seven]);
+    for (let i = 0; i < 7; i += 1) expect(message).toContain(`s.t0${i}: 0 rows restored, 1 in the backup`);
+  });
+
+  it('compares only the restored schemas when a restore was limited to some', () => {
+    const restored = new Map([['core.accounts', 200]]);
+    const check = checkExactRowCounts(
+      tablesInScope(tables, ['core']),
+      restored,
+      new Map([...archived, ['auth.users', 50]]),
+      ['core'],
+    );
+    expect(check.passed).toBe(true);
+  });
+});
+
+describe('checkContent', () => {
+  const tables = [table('core', 'accounts', 200), table('auth', 'users', 50)];
+  const archived = new Map([
+    ['core.accounts', 'aaaa:200'],
+    ['auth.users', 'bbbb:50'],
+  ]);
+
+  it('passes equal digests and fails a differing one, naming the table', () => {
+    expect(checkContent(tables, archived, archived)).toMatchObject({ kind: 'content', passed: true });
+    const check = checkContent(tables, new Map([...archived, ['auth.users', 'cccc:50']]), archived);
+    expect(check.passed).toBe(false);
+    expect(check.details).toEqual(["auth.users: its rows differ from the backup's"]);
+  });
+});
+
+describe('estimateWarnings', () => {
+  const fresh = (name: string, rowEstimate: number): ManifestTable => ({
+    ...table('core', name, rowEstimate),
+    statsFresh: true,
+  });
+
+  it('warns where the backup holds far fewer rows than fresh statistics claimed', () => {
+    const warnings = estimateWarnings([fresh('accounts', 10000)], new Map([['core.accounts', 100]]), 0.1);
+    expect(warnings).toEqual([
+      'core.accounts: the backup holds 100 rows, fresh statistics of the source estimated 10000 when it was taken',
+    ]);
+  });
+
+  it('says nothing where the statistics are stale or unknown, or the counts are near them', () => {
+    const stale = { ...table('core', 'accounts', 10000), statsFresh: false };
+    const unknown = table('core', 'ledger', 10000);
+    const counts = new Map([
+      ['core.accounts', 1],
+      ['core.ledger', 1],
+      ['core.near', 9500],
+      ['core.more', 50000],
+    ]);
+    expect(
+      estimateWarnings([stale, unknown, fresh('near', 10000), fresh('more', 10000)], counts, 0.1),
+    ).toEqual([]);
   });
 });
 
