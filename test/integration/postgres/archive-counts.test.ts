@@ -82,11 +82,18 @@ describe('counting rows in a custom archive', () => {
     const expected = await leafCounts(awkward);
     for (const compress of [0, 6]) {
       const archive = await pgDump(awkward, compress);
-      for (const size of [7, 4096, archive.length]) {
+      const whole = await contentsOf(archive, archive.length);
+      for (const size of [3, 7, 4096, archive.length]) {
         const contents = await contentsOf(archive, size);
         const counts = new Map([...contents.tables].map(([k, t]) => [k, t.rows]));
         expect(counts).toEqual(expected);
         expect(contents.encoding).toBe('UTF8');
+        for (const [key, t] of contents.tables) expect(t.digest).toBe(whole.tables.get(key)?.digest);
+        const counter = new ArchiveCounter({ digest: false });
+        for (let i = 0; i < archive.length; i += size) counter.push(archive.subarray(i, i + size));
+        const countsOnly = await counter.finish();
+        if (countsOnly.kind !== 'counted') throw new Error(countsOnly.reason);
+        expect(new Map([...countsOnly.contents.tables].map(([k, t]) => [k, t.rows]))).toEqual(expected);
       }
     }
   });
