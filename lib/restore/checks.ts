@@ -3,7 +3,6 @@ import type { Assertion } from '../config.js';
 import { redact } from '../domain/redact.js';
 import {
   type CheckResult,
-  checkRowCounts,
   checkTablesPresent,
   evaluateAssertion,
   type ManifestTable,
@@ -12,7 +11,9 @@ import {
   tablesInScope,
 } from '../domain/restore-checks.js';
 import type { RestoreReport } from '../domain/verify-report.js';
+import type { ArchiveCounts } from '../postgres/archive-counts.js';
 import { pgClient, quoteIdent } from '../postgres/pg-tools.js';
+import { backupRowsOf, compareWithArchive } from './archive-checks.js';
 import type { RestoreContext } from './context.js';
 
 const ASSERTION_TIMEOUT = '10min';
@@ -39,10 +40,15 @@ export async function runAssertion(client: Client, assertion: Assertion): Promis
 }
 
 /**
- * The checks of a restored database: it answers a query, every table in scope is there, row
- * counts are near the manifest's estimates, and the configured assertions hold.
+ * The checks of a restored database: it answers a query, every table in scope is there and holds
+ * exactly the rows the archive holds for it (at content depth: exactly the same rows), and the
+ * configured assertions hold.
  */
-export async function checkRestored(ctx: RestoreContext, target: string): Promise<CheckOutcome> {
+export async function checkRestored(
+  ctx: RestoreContext,
+  target: string,
+  counts: ArchiveCounts,
+): Promise<CheckOutcome> {
   const { manifest, deps, request } = ctx;
   const client = await pgClient({ ...deps.connection, database: target });
   const checks: CheckResult[] = [];
@@ -78,6 +84,7 @@ export async function checkRestored(ctx: RestoreContext, target: string): Promis
     checks.push(checkTablesPresent(inScope, new Set(oids.keys())));
 
     const rows = new Map<string, number>();
+    const partitions = new Map<string, string[]>();
     const leaves = inScope.filter((t) => t.kind === 'table' && oids.has(tableKey(t)));
     for (const t of leaves) {
       const r = await client.query<{ n: string }>(
@@ -95,6 +102,10 @@ export async function checkRestored(ctx: RestoreContext, target: string): Promis
         [oids.get(tableKey(t))],
       );
       let total = 0;
+      partitions.set(
+        tableKey(t),
+        tree.rows.map((leaf) => tableKey(leaf)),
+      );
       for (const leaf of tree.rows) {
         let n = rows.get(tableKey(leaf));
         if (n === undefined) {
@@ -107,7 +118,21 @@ export async function checkRestored(ctx: RestoreContext, target: string): Promis
       }
       rows.set(tableKey(t), total);
     }
-    checks.push(checkRowCounts(inScope, rows, deps.policy.rowTolerance));
+    const compared = await compareWithArchive({
+      manifest,
+      inScope,
+      schemas: request.schemas,
+      restored: rows,
+      counts,
+      depth: ctx.depth,
+      tolerance: deps.policy.rowTolerance,
+      connection: { ...deps.connection, database: target },
+      env: deps.env,
+      spawn: ctx.spawn,
+      ...(deps.signal ? { signal: deps.signal } : {}),
+    });
+    checks.push(...compared.checks);
+    ctx.warnings.push(...compared.warnings);
 
     if (request.schemas.length > 0 && deps.assertions.length > 0) {
       ctx.warnings.push(
@@ -118,13 +143,17 @@ export async function checkRestored(ctx: RestoreContext, target: string): Promis
         checks.push(evaluateAssertion(assertion, await runAssertion(client, assertion)));
       }
     }
-    const tables = inScope.map((t) => ({
-      schema: t.schema,
-      name: t.name,
-      kind: t.kind,
-      rows: rows.get(tableKey(t)) ?? null,
-      estimate: t.rowEstimate,
-    }));
+    const tables = inScope.map((t) => {
+      const backupRows = backupRowsOf(t, compared.backupRows, partitions);
+      return {
+        schema: t.schema,
+        name: t.name,
+        kind: t.kind,
+        rows: rows.get(tableKey(t)) ?? null,
+        ...(backupRows !== undefined ? { backupRows } : {}),
+        estimate: t.rowEstimate,
+      };
+    });
     return { checks, tables };
   } catch (error) {
     // A check that cannot run has not passed; the report says what stopped it.

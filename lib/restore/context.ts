@@ -3,8 +3,10 @@ import type { Assertion, RestorePolicy } from '../config.js';
 import { PipelineError, RestoreFailedError } from '../domain/errors.js';
 import type { Manifest } from '../domain/manifest.js';
 import { redact } from '../domain/redact.js';
+import type { CheckDepth } from '../domain/restore-checks.js';
 import type { Logger } from '../platform/logger.js';
 import type { Spawn } from '../platform/processes.js';
+import type { ArchiveCounter } from '../postgres/archive-counts.js';
 import type { Connection } from '../postgres/pg-tools.js';
 import type { BackupStore } from '../storage/store.js';
 import type { RestoreRequest } from './request.js';
@@ -29,6 +31,11 @@ export interface RestoreDeps {
   /** Running count of bytes read from the store. */
   readonly onProgress?: (bytes: number) => void;
   /**
+   * Called with the restored database just before the checks: what a test uses to change it and
+   * show the checks notice.
+   */
+  readonly beforeChecks?: (database: string) => Promise<void>;
+  /**
    * Aborted when the run is interrupted: reading stops, the processes are stopped, the spool
    * and the databases this run created are removed, and no report is written.
    */
@@ -49,6 +56,10 @@ export interface RestoreContext {
   readonly warnings: string[];
   readonly phase: (phase: RestorePhase) => void;
   readonly onBytes: (bytes: number) => void;
+  /** How far the checks look: the request's depth, else the database's configured one. */
+  readonly depth: CheckDepth;
+  /** Reads the decompressed archive as a streamed restore reads it, for the checks. */
+  readonly counter: ArchiveCounter;
 }
 
 /** A failure to read the backup from the store, with the store's message and no secret. */

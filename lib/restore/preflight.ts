@@ -11,6 +11,7 @@ import { describeConnection, libpqEnv, toolVersion } from '../postgres/pg-tools.
 import { parseVersion, requireToolAtLeastServer } from '../postgres/versions.js';
 import type { ObjectDetails } from '../storage/store.js';
 import { startZstd } from '../storage/zstd.js';
+import { archiveCounter } from './archive-checks.js';
 import { fetchFailed, type RestoreContext, type RestoreDeps } from './context.js';
 import { type RestoreRequest, selectorOf } from './request.js';
 
@@ -27,6 +28,7 @@ export async function findBackupToRestore(
   const { manifest } = backup;
   const log = deps.logger.child({ database: request.database, backupId: manifest.id, mode: request.mode });
   if (archived) throw archivedBackupError(manifest.id, request.database, object);
+  const depth = request.depth ?? deps.policy.depth;
   const ctx: RestoreContext = {
     request,
     deps,
@@ -38,6 +40,8 @@ export async function findBackupToRestore(
     warnings: [],
     phase: (p) => deps.onPhase?.(p),
     onBytes: (n) => deps.onProgress?.(n),
+    depth,
+    counter: archiveCounter(depth),
   };
   return { ctx, object };
 }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 import { CorruptBackupError } from '../domain/errors.js';
 import type { Manifest } from '../domain/manifest.js';
+import type { ArchiveCounter } from '../postgres/archive-counts.js';
 
 /** Waits until a writable can take more, or is gone. */
 function drained(sink: Writable): Promise<void> {
@@ -36,6 +37,8 @@ export async function pump(
   sink: Writable,
   onBytes: (bytes: number) => void,
   stop?: AbortSignal,
+  /** Also reads every byte, when the bytes are the archive itself (not compressed around it). */
+  counter?: ArchiveCounter,
 ): Promise<Pumped> {
   const hash = createHash('sha256');
   let bytes = 0;
@@ -55,6 +58,7 @@ export async function pump(
       hash.update(buf);
       bytes += buf.length;
       onBytes(bytes);
+      counter?.push(buf);
       if (alive && !sink.write(buf)) await drained(sink);
     }
     if (alive) sink.end();

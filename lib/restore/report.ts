@@ -46,6 +46,7 @@ export function restoreReport(ctx: RestoreContext, place: RestorePlace, facts: R
     spooled: facts.spooled,
     schemas: request.schemas,
     replaced: facts.replaced,
+    depth: ctx.depth,
     backup: {
       createdAt: manifest.createdAt,
       sizeBytes: manifest.sizeBytes,

@@ -45,7 +45,8 @@ export async function runRestore(request: RestoreRequest, deps: RestoreDeps): Pr
       throwIfInterrupted(deps.signal);
       ctx.phase('checks');
       const tc = performance.now();
-      const outcome = await checkRestored(ctx, place.restoreInto);
+      await deps.beforeChecks?.(place.restoreInto);
+      const outcome = await checkRestored(ctx, place.restoreInto, loaded.counts);
       const checksMs = performance.now() - tc;
       // Nothing is swapped in or written after an interruption.
       throwIfInterrupted(deps.signal);

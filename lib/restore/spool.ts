@@ -9,9 +9,11 @@ import { RestoreFailedError } from '../domain/errors.js';
 import { formatBytes } from '../domain/units.js';
 import { throwIfInterrupted } from '../platform/interrupts.js';
 import { describeExit, exitedCleanly } from '../platform/processes.js';
-import { OffsetCollector, writeOffsets } from '../postgres/custom-archive.js';
+import type { ArchiveCounts } from '../postgres/archive-counts.js';
+import { type OffsetPlan, writeOffsets } from '../postgres/custom-archive.js';
 import { libpqEnv } from '../postgres/pg-tools.js';
 import { startZstd } from '../storage/zstd.js';
+import { archiveCounter } from './archive-checks.js';
 import { fetchFailed, type RestoreContext } from './context.js';
 import { checkDigest, type Pumped, pump } from './pump.js';
 
@@ -23,6 +25,8 @@ export interface Spool {
   readonly path: string;
   readonly bytesFetched: number;
   readonly fetchMs: number;
+  /** Each table's rows (and digests) in the archive, read as it was spooled. */
+  readonly counts: ArchiveCounts;
   /** Removes the spool; safe to call more than once. */
   remove(): Promise<void>;
 }
@@ -56,13 +60,20 @@ export async function fetchArchive(ctx: RestoreContext, wantedJobs: number): Pro
       path: outcome.path,
       bytesFetched: outcome.pumped.bytes,
       fetchMs,
+      counts: outcome.counts,
       remove: () => rm(outcome.dir, { recursive: true, force: true }),
     },
   };
 }
 
 type SpoolOutcome =
-  | { readonly kind: 'spooled'; readonly path: string; readonly dir: string; readonly pumped: Pumped }
+  | {
+      readonly kind: 'spooled';
+      readonly path: string;
+      readonly dir: string;
+      readonly pumped: Pumped;
+      readonly counts: ArchiveCounts;
+    }
   | { readonly kind: 'no-room'; readonly reason: string };
 
 /**
@@ -104,8 +115,9 @@ async function spool(ctx: RestoreContext): Promise<SpoolOutcome> {
     }
   };
   let written = 0;
-  // Reads the archive as it goes by, to fill in the data offsets a piped pg_dump leaves unset.
-  const offsets = new OffsetCollector();
+  // Reads the archive as it goes by, to fill in the data offsets a piped pg_dump leaves unset
+  // and to count each table's rows. A spool given up is streamed instead, and counted afresh.
+  const offsets = archiveCounter(ctx.depth);
   const meter = new Transform({
     transform(chunk: Buffer, _enc, done) {
       written += chunk.length;
@@ -161,8 +173,8 @@ async function spool(ctx: RestoreContext): Promise<SpoolOutcome> {
     }
     if (fileError)
       throw new RestoreFailedError(`spooling ${manifest.id} to ${dir} failed: ${fileError.message}`);
-    await seekable(ctx, path, offsets);
-    return { kind: 'spooled', path, dir, pumped };
+    await seekable(ctx, path, offsets.offsets());
+    return { kind: 'spooled', path, dir, pumped, counts: await offsets.finish() };
   } catch (error) {
     source?.destroy();
     if (zstd) {
@@ -180,8 +192,7 @@ async function spool(ctx: RestoreContext): Promise<SpoolOutcome> {
  * pg_restore worker seeks to its table's data instead of reading the archive up to it. An archive
  * this cannot read is restored as it is, with a warning.
  */
-async function seekable(ctx: RestoreContext, path: string, offsets: OffsetCollector): Promise<void> {
-  const plan = offsets.finish();
+async function seekable(ctx: RestoreContext, path: string, plan: OffsetPlan): Promise<void> {
   const unchanged = (reason: string) => {
     ctx.warnings.push(
       `data offsets not filled in (${reason}): each pg_restore job reads the archive up to its table's data`,
