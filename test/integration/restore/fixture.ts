@@ -16,9 +16,12 @@ const config = parseConfig({ stage: 'local', store: 'file:///unused' }, 'restore
 
 export const connection = resolveConnection(config, process.env, 'postgres');
 
-/** The stage's default restore policy, with overrides. */
+/**
+ * The stage's default restore policy, with overrides; at content depth, so that every round trip
+ * of these tests proves each table came back byte for byte.
+ */
 export function policy(overrides: Partial<RestorePolicy> = {}): RestorePolicy {
-  return { ...config.defaults.restore, ...overrides };
+  return { ...config.defaults.restore, depth: 'content', ...overrides };
 }
 
 /** A new database loaded from the awkward fixture; the caller drops it. */

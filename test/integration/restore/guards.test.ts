@@ -325,7 +325,7 @@ describe('a parallel restore never fills the disk it spools to', () => {
         expect.stringMatching(/outgrew the room in .*keeping 64\.0 KiB free/),
       ]);
       expect(report.tables).toEqual([
-        { schema: 'public', name: 'filler', kind: 'table', rows: 2000, estimate: -1 },
+        { schema: 'public', name: 'filler', kind: 'table', rows: 2000, backupRows: 2000, estimate: -1 },
       ]);
       expect(readdirSync(tiny)).toEqual([]);
     } finally {

@@ -82,6 +82,7 @@ describe('restore from the file store', () => {
         name: t.name,
         kind: 'table',
         rows,
+        backupRows: rows,
         estimate: t.rowEstimate,
       });
     }
@@ -204,7 +205,9 @@ describe('a restore by schema that needs only the start of the archive', () => {
       restoreDeps(store),
     );
     expect(report).toMatchObject({ passed: true, bytesFetched: early.sizeBytes });
-    expect(report.tables).toEqual([{ schema: 'a_first', name: 't', kind: 'table', rows: 100, estimate: -1 }]);
+    expect(report.tables).toEqual([
+      { schema: 'a_first', name: 't', kind: 'table', rows: 100, backupRows: 100, estimate: -1 },
+    ]);
     expect(await schemasOf(into)).toEqual(['a_first', 'public']);
   });
 });
