@@ -90,6 +90,7 @@ describe('restore from the file store', () => {
       ['connect', true],
       ['tables', true],
       ['rows', true],
+      ['content', true],
     ]);
     expect(report.recoverySeconds).toBeGreaterThanOrEqual(report.timings.restoreSeconds);
     // Restore mode stores no report: only verify speaks for the backup.
