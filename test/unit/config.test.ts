@@ -35,6 +35,25 @@ describe('config', () => {
     expect(databaseSettings(config, 'unconfigured').configured).toBe(false);
   });
 
+  it('checks rows unless the defaults or the database ask for content, and refuses another depth', () => {
+    const config = loadConfig(
+      file(
+        'stage: dev\nstore: s3://bucket-a/p\ndatabases:\n  - name: ledger\n    restore: { depth: content }\n  - name: app\n',
+      ),
+    );
+    expect(databaseSettings(config, 'ledger').restore.depth).toBe('content');
+    expect(databaseSettings(config, 'app').restore.depth).toBe('rows');
+    expect(databaseSettings(config, 'unconfigured').restore.depth).toBe('rows');
+    const all = loadConfig(
+      file('stage: dev\nstore: s3://bucket-a/p\ndefaults: { restore: { depth: content } }\n'),
+    );
+    expect(databaseSettings(all, 'app').restore.depth).toBe('content');
+    const path = file(
+      'stage: dev\nstore: s3://bucket-a/p\ndatabases:\n  - name: app\n    restore: { depth: bits }\n',
+    );
+    expect(() => loadConfig(path)).toThrow(`${path}: databases[0].restore.depth`);
+  });
+
   it('gives the WAL archive the guide defaults: a cluster name, an RPO of 5 minutes, 14 days kept', () => {
     const config = loadConfig(file('stage: dev\nstore: s3://bucket-a/p\n'));
     expect(config.wal).toMatchObject({ cluster: 'main', rpo: 5 * 60_000, retention: 14 * 86_400_000 });

@@ -69,6 +69,83 @@ describe('pgbp verify', () => {
   });
 });
 
+describe('pgbp verify --depth', () => {
+  it("content: also compares every table's data with the backup's, and the report says so", async () => {
+    const run = await runCli([
+      'verify',
+      'latest',
+      '--database',
+      source,
+      '--store',
+      storeUrl,
+      '--depth',
+      'content',
+      '--json',
+    ]);
+    expect(run.code).toBe(0);
+    const report = JSON.parse(run.stdout) as RestoreReport;
+    expect(report.depth).toBe('content');
+    expect(report.checks.find((c) => c.kind === 'content')).toMatchObject({
+      passed: true,
+      value: "5 of 5 tables hold exactly the backup's data",
+    });
+  });
+
+  it("takes the database's configured depth, and the flag over it", async () => {
+    const config = join(work, 'depth.yml');
+    writeFileSync(
+      config,
+      [
+        'stage: local',
+        `store: ${storeUrl}`,
+        'databases:',
+        `  - name: ${source}`,
+        '    restore: { depth: content }',
+        '',
+      ].join('\n'),
+    );
+    const configured = await runCli([
+      'verify',
+      manifest.id,
+      '--database',
+      source,
+      '--config',
+      config,
+      '--json',
+    ]);
+    expect((JSON.parse(configured.stdout) as RestoreReport).depth).toBe('content');
+    const flagged = await runCli([
+      'verify',
+      manifest.id,
+      '--database',
+      source,
+      '--config',
+      config,
+      '--depth',
+      'rows',
+      '--json',
+    ]);
+    const report = JSON.parse(flagged.stdout) as RestoreReport;
+    expect(report.depth).toBe('rows');
+    expect(report.checks.map((c) => c.kind)).not.toContain('content');
+  });
+
+  it('refuses a depth it does not know, naming the field', async () => {
+    const run = await runCli([
+      'verify',
+      'latest',
+      '--database',
+      source,
+      '--store',
+      storeUrl,
+      '--depth',
+      'bits',
+    ]);
+    expect(run.code).not.toBe(0);
+    expect(run.stderr).toContain('depth: expected "rows" or "content", got "bits"');
+  });
+});
+
 describe('pgbp restore', () => {
   it('restores the schemas asked for into the target and prints one line', async () => {
     const into = target('cli');
