@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
-import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -217,10 +217,12 @@ describe('pgbp dump interrupted', () => {
     const seen = JSON.parse(status.stdout) as { databases: { database: string; debris: number }[] };
     expect(seen.databases).toEqual([expect.objectContaining({ database, debris: 1 })]);
 
-    const young = await runRetention({ store, config, database, now: new Date() });
+    // The debris's age is by the file system's clock, which a faked process clock does not reach.
+    const written = statSync(partial as string).mtime.getTime();
+    const young = await runRetention({ store, config, database, now: new Date(written + 1000) });
     expect(young.debris.kept).toEqual([expect.objectContaining({ reason: 'grace' })]);
     expect(partialFiles(dir)).toHaveLength(1);
-    const old = await runRetention({ store, config, database, now: later() });
+    const old = await runRetention({ store, config, database, now: new Date(written + 2 * 60_000) });
     expect(old.debris.remove).toHaveLength(1);
     expect(partialFiles(dir)).toEqual([]);
     expect(await store.head(good.key)).toBeDefined();
