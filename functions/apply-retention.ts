@@ -6,6 +6,11 @@ import type { Clock } from '../lib/platform/clock.js';
 import { lambdaHandler, lazyHandler } from '../lib/platform/lambda.js';
 import type { Logger } from '../lib/platform/logger.js';
 import {
+  type PhysicalRetentionReport,
+  physicalRetentionAlerts,
+  runPhysicalRetention,
+} from '../lib/retention/physical.js';
+import {
   type RetentionReport,
   retentionAlerts,
   retentionDatabases,
@@ -28,17 +33,28 @@ export interface ApplyRetentionPorts {
   readonly alerter: Alerter;
   readonly clock: Clock;
   readonly logger?: Logger;
+  /** Where the zstd tool is found, for history files where Node cannot decompress them itself. */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 /** Step Functions refuses state over 256 KiB; past this the key lists are cut to a sample (the log has them all). */
 const MAX_RESULT_CHARS = 200_000;
 const SAMPLE = 100;
 
-function bounded(reports: RetentionReport[]) {
-  const full = { databases: reports };
+function bounded(reports: RetentionReport[], physical: PhysicalRetentionReport | undefined) {
+  const full = { databases: reports, ...(physical ? { physical } : {}) };
   if (JSON.stringify(full).length <= MAX_RESULT_CHARS) return { ...full, truncated: false };
   return {
     truncated: true,
+    ...(physical
+      ? {
+          physical: {
+            ...physical,
+            deletedKeys: physical.deletedKeys.slice(0, SAMPLE),
+            deletedKeyCount: physical.deletedKeys.length,
+          },
+        }
+      : {}),
     databases: reports.map((r) => ({
       ...r,
       remove: r.remove.slice(0, SAMPLE).map(({ keys: _keys, ...rest }) => rest),
@@ -86,9 +102,31 @@ export function createApplyRetentionHandler(ports: ApplyRetentionPorts) {
         for (const alert of retentionAlerts(report, now)) await ports.alerter.publish(alert);
         reports.push(report);
       }
-      return { dryRun: event.dryRun, at: now.toISOString(), ...bounded(reports) };
+      // The physical archive (base backups and WAL) with a run over every database.
+      const physical = event.database
+        ? undefined
+        : await runPhysicalRetention({
+            store: ports.store,
+            config: ports.config,
+            now,
+            dryRun: event.dryRun,
+            logger,
+            ...(ports.env ? { env: ports.env } : {}),
+          });
+      if (physical) {
+        for (let i = 0; i < physical.deletedKeys.length; i += 500) {
+          logger.info('deleted keys', {
+            cluster: physical.cluster,
+            keys: physical.deletedKeys.slice(i, i + 500),
+          });
+        }
+        for (const alert of physicalRetentionAlerts(physical, now)) await ports.alerter.publish(alert);
+      }
+      return { dryRun: event.dryRun, at: now.toISOString(), ...bounded(reports, physical) };
     },
   );
 }
 
-export const handler = lazyHandler(async () => createApplyRetentionHandler(await runtimePorts()));
+export const handler = lazyHandler(async () =>
+  createApplyRetentionHandler({ ...(await runtimePorts()), env: process.env }),
+);

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { createLogger, silentLogger } from '../../lib/platform/logger.js';
+import type { PhysicalRetentionReport } from '../../lib/retention/physical.js';
 import type { RetentionReport } from '../../lib/retention/run.js';
 import { type CliDeps, type ExitHolder, err, out } from '../context.js';
 
@@ -26,11 +27,31 @@ function printReport(deps: CliDeps, r: RetentionReport): void {
   for (const f of r.failed) err(deps, `pgbp: could not delete ${f.key}: ${f.code} ${f.message}`);
 }
 
+function printPhysical(deps: CliDeps, r: PhysicalRetentionReport): void {
+  const verb = r.dryRun ? 'would delete' : 'deleted';
+  out(
+    deps,
+    `cluster ${r.cluster}: keep ${r.keptBases.length} base backup${r.keptBases.length === 1 ? '' : 's'} and ${r.wal.kept} WAL files, ${verb} ${r.removedBases.length} base backup${r.removedBases.length === 1 ? '' : 's'} and ${r.wal.removed} WAL files${r.dryRun ? ' (dry run)' : ''}`,
+  );
+  if (r.blocked) out(deps, `  blocked: nothing deleted because ${r.blocked}`);
+  for (const b of r.keptBases) out(deps, `  keep    base ${b.id}  ended ${b.stopTime}`);
+  for (const b of r.removedBases) out(deps, `  delete  base ${b.id}  ended ${b.stopTime}`);
+  for (const [tl, name] of Object.entries(r.keepFrom))
+    out(deps, `  keep    WAL of timeline ${tl} from ${name} on`);
+  for (const b of r.broken) out(deps, `  broken  ${b.key}  ${b.error}`);
+  for (const f of r.failed) err(deps, `pgbp: could not delete ${f.key}: ${f.code} ${f.message}`);
+}
+
 export function registerRetention(program: Command, deps: CliDeps, exit: ExitHolder): void {
   program
     .command('retention')
-    .description('Apply the grandfather-father-son retention plan (or preview it with --dry-run)')
-    .option('--database <name>', 'only this database (default: the configured ones)')
+    .description(
+      "Apply the grandfather-father-son retention plan and the physical archive's (base backups and WAL), or preview them with --dry-run",
+    )
+    .option(
+      '--database <name>',
+      'only this database, and not the physical archive (default: the configured ones)',
+    )
     .option('--dry-run', 'print the plan and delete nothing')
     .option('--store <url>', 'store URL (s3://bucket/prefix, file:///dir or file:dir), overrides the config')
     .option('--config <file>', 'stage config file')
@@ -45,9 +66,14 @@ export function registerRetention(program: Command, deps: CliDeps, exit: ExitHol
         json?: boolean;
         verbose?: boolean;
       }) => {
-        const [{ resolveConfig, resolveStore }, { retentionDatabases, runRetention }] = await Promise.all([
+        const [
+          { resolveConfig, resolveStore },
+          { retentionDatabases, runRetention },
+          { runPhysicalRetention },
+        ] = await Promise.all([
           import('../resolve.js'),
           import('../../lib/retention/run.js'),
+          import('../../lib/retention/physical.js'),
         ]);
         const config = resolveConfig(deps, opts.config);
         const store = await resolveStore(deps, config, opts.store);
@@ -60,11 +86,32 @@ export function registerRetention(program: Command, deps: CliDeps, exit: ExitHol
             await runRetention({ store, config, database, now, dryRun: opts.dryRun ?? false, logger }),
           );
         }
-        if (opts.json) out(deps, JSON.stringify({ dryRun: opts.dryRun ?? false, databases: reports }));
-        else if (reports.length === 0) out(deps, `no databases to apply retention to in ${store.url}`);
-        else for (const r of reports) printReport(deps, r);
+        const physical = opts.database
+          ? undefined
+          : await runPhysicalRetention({
+              store,
+              config,
+              now,
+              dryRun: opts.dryRun ?? false,
+              logger,
+              env: deps.env,
+            });
+        if (opts.json)
+          out(
+            deps,
+            JSON.stringify({
+              dryRun: opts.dryRun ?? false,
+              databases: reports,
+              ...(physical ? { physical } : {}),
+            }),
+          );
+        else {
+          if (reports.length === 0) out(deps, `no databases to apply retention to in ${store.url}`);
+          for (const r of reports) printReport(deps, r);
+          if (physical) printPhysical(deps, physical);
+        }
         // 1: some deletes failed; 2: retention was blocked (a stale database), as `pgbp status` reports it.
-        if (reports.some((r) => r.failed.length > 0)) exit.code = 1;
+        if (reports.some((r) => r.failed.length > 0) || (physical?.failed.length ?? 0) > 0) exit.code = 1;
         else if (reports.some((r) => r.blocked && r.watched)) exit.code = 2;
       },
     );

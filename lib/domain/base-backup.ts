@@ -217,26 +217,3 @@ export function chooseBaseBackup(bases: readonly BaseManifest[], target: Recover
     reason: `${describeTarget(target)} is before the oldest base backup ${oldest.id}, which is consistent from ${reach}: nothing can recover to an earlier point`,
   };
 }
-
-/**
- * The base backups that retention keeps: every one that ended within the PITR window, and the
- * newest that ended before it, so any second of the window can be recovered; never fewer than
- * `minKeep` (the newest ones).
- */
-export function baseBackupsToKeep(
-  bases: readonly BaseManifest[],
-  now: Date,
-  windowMs: number,
-  minKeep = 1,
-): { readonly keep: BaseManifest[]; readonly remove: BaseManifest[] } {
-  const sorted = [...bases].sort((a, b) => (a.stopTime < b.stopTime ? 1 : a.stopTime > b.stopTime ? -1 : 0));
-  const from = now.getTime() - windowMs;
-  const keep = new Set<BaseManifest>();
-  let anchored = false;
-  for (const [i, b] of sorted.entries()) {
-    if (Date.parse(b.stopTime) >= from || i < minKeep) keep.add(b);
-    else if (!anchored) keep.add(b);
-    if (Date.parse(b.stopTime) < from && keep.has(b)) anchored = true;
-  }
-  return { keep: sorted.filter((b) => keep.has(b)), remove: sorted.filter((b) => !keep.has(b)) };
-}

@@ -1,7 +1,7 @@
 import { listBaseBackups, listWal } from '../catalog/physical.js';
 import type { Config } from '../config.js';
-import { baseBackupsToKeep } from '../domain/base-backup.js';
 import { baseBackupKeys } from '../domain/physical-layout.js';
+import { planBaseBackups } from '../domain/physical-retention.js';
 import { type ArchiveGap, archiveGaps } from '../domain/wal-archive-health.js';
 import { checkContinuity } from '../domain/wal-continuity.js';
 import { parseLsn } from '../domain/wal-names.js';
@@ -100,7 +100,7 @@ export async function clusterStatus(options: {
     }
     break;
   }
-  const { remove } = baseBackupsToKeep(bases, now, config.pitr.window);
+  const { remove } = planBaseBackups(bases, now, config.pitr.window);
   return {
     cluster,
     baseBackups: bases.length,

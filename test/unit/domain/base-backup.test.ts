@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
   type BaseManifest,
-  baseBackupsToKeep,
   chooseBaseBackup,
   parseBackupLabel,
   segmentsBetween,
@@ -56,16 +55,5 @@ describe('base backups', () => {
     });
     expect(chooseBaseBackup(bases, { kind: 'latest' })).toMatchObject({ base: { id: '20261117T000000Z' } });
     expect(chooseBaseBackup([], { kind: 'latest' })).toMatchObject({ ok: false });
-  });
-
-  it('are kept for the window, with the newest older one, so every second of the window is reachable', () => {
-    const now = new Date('2026-12-01T00:00:00Z');
-    const days = (n: number) => new Date(now.getTime() - n * 86_400_000).toISOString();
-    const bases = [0, 7, 14.5, 21, 28].map((d, i) => base(`b${i}`, days(d)));
-    const { keep, remove } = baseBackupsToKeep(bases, now, 14 * 86_400_000);
-    expect(keep.map((b) => b.id)).toEqual(['b0', 'b1', 'b2']);
-    expect(remove.map((b) => b.id)).toEqual(['b3', 'b4']);
-    // All older than the window: the newest is still kept.
-    expect(baseBackupsToKeep(bases.slice(3), now, 86_400_000).keep.map((b) => b.id)).toEqual(['b3']);
   });
 });

@@ -1,0 +1,212 @@
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { main } from '../../../cli/main.js';
+import { createApplyRetentionHandler } from '../../../functions/apply-retention.js';
+import {
+  BASE_MANIFEST_VERSION,
+  type BaseManifest,
+  baseBackupIdFor,
+} from '../../../lib/domain/base-backup.js';
+import { baseBackupKeys, walObjectKey } from '../../../lib/domain/physical-layout.js';
+import { historyFileName, parseWalFileName, segmentName } from '../../../lib/domain/wal-names.js';
+import { fixedClock } from '../../../lib/platform/clock.js';
+import { silentLogger } from '../../../lib/platform/logger.js';
+import { runPhysicalRetention } from '../../../lib/retention/physical.js';
+import { FileStore } from '../../../lib/storage/file-store.js';
+import { zstdBuffer } from '../../../lib/storage/small-objects.js';
+import { ageFile, testConfig, withTempDir } from '../../support/manifests.js';
+import { inboxAlerter, writeConfigFile } from '../../support/pipeline.js';
+
+const DAY = 86_400_000;
+const NOW = new Date('2026-12-01T12:00:00Z');
+const ago = (days: number, now = NOW) => new Date(now.getTime() - days * DAY);
+
+/** A base backup of the layout: its objects, then its manifest, dated `days` ago. */
+async function putBase(
+  store: FileStore,
+  days: number,
+  startSegment: number,
+  now = NOW,
+): Promise<BaseManifest> {
+  const start = ago(days, now);
+  const id = baseBackupIdFor(start);
+  const keys = baseBackupKeys(store.prefix, 'main', id);
+  await store.putBytes(keys.tar('base'), 'tar');
+  await store.putBytes(keys.backupManifest, 'manifest');
+  const startWal = segmentName(1, startSegment);
+  const manifest: BaseManifest = {
+    manifestVersion: BASE_MANIFEST_VERSION,
+    kind: 'base',
+    id,
+    cluster: 'main',
+    systemIdentifier: '7000000000000000001',
+    timeline: 1,
+    startLsn: `0/${(startSegment * 0x1000000 + 0x28).toString(16).toUpperCase()}`,
+    stopLsn: `0/${(startSegment * 0x1000000 + 0x100).toString(16).toUpperCase()}`,
+    startWal,
+    stopWal: startWal,
+    startTime: start.toISOString().replace(/\.\d+Z$/, 'Z'),
+    stopTime: new Date(start.getTime() + 60_000).toISOString().replace(/\.\d+Z$/, 'Z'),
+    durationMs: 60_000,
+    serverVersion: '15.8',
+    serverMajor: 15,
+    walSegmentBytes: 16 * 1024 * 1024,
+    key: keys.tar('base'),
+    sizeBytes: 3,
+    originalBytes: 3,
+    sha256: 'a'.repeat(64),
+    compression: { codec: 'zstd', level: 1 },
+    backupManifest: { key: keys.backupManifest, sha256: 'b'.repeat(64), sizeBytes: 8 },
+    tablespaces: ['pg_default', 'pg_global'],
+    storageClass: 'STANDARD',
+    encryption: { type: 'none' },
+    walConfirmedAt: new Date(start.getTime() + 60_000).toISOString().replace(/\.\d+Z$/, 'Z'),
+  };
+  await store.putBytes(keys.manifest, JSON.stringify(manifest));
+  await store.putBytes(keys.drillReport, '{"passed":true}');
+  return manifest;
+}
+
+/** One WAL file per day for 30 days on timeline 1 (segment n archived 31 - n days ago), and a history file. */
+async function putWal(store: FileStore, now = NOW): Promise<Map<string, string>> {
+  const keys = new Map<string, string>();
+  for (let n = 1; n <= 30; n += 1) {
+    const name = segmentName(1, n);
+    const key = walObjectKey(store.prefix, 'main', parseWalFileName(name) as never, 'c'.repeat(64));
+    await store.putBytes(key, await zstdBuffer(Buffer.from(name), 'compress', process.env));
+    await ageFile(store, key, ago(31 - n, now));
+    keys.set(name, key);
+  }
+  const history = historyFileName(2);
+  const key = walObjectKey(store.prefix, 'main', parseWalFileName(history) as never, 'd'.repeat(64));
+  await store.putBytes(
+    key,
+    await zstdBuffer(Buffer.from('1\t0/1F000000\tno recovery target specified\n'), 'compress', process.env),
+  );
+  await ageFile(store, key, ago(40, now));
+  keys.set(history, key);
+  return keys;
+}
+
+async function exists(store: FileStore, key: string): Promise<boolean> {
+  return (await store.head(key)) !== undefined;
+}
+
+describe('retention of the physical archive', () => {
+  it('removes base backups past the window but the newest older one, and the WAL only they needed', async () => {
+    await withTempDir(async (dir) => {
+      const store = new FileStore(dir);
+      const wal = await putWal(store);
+      const oldest = await putBase(store, 27, 4);
+      const anchor = await putBase(store, 20, 11);
+      const newest = await putBase(store, 6, 25);
+      const config = testConfig({ wal: { retention: '14d' }, pitr: { window: '14d' } });
+
+      const preview = await runPhysicalRetention({ store, config, now: NOW, dryRun: true, env: process.env });
+      expect(preview).toMatchObject({
+        blocked: null,
+        removedBases: [{ id: oldest.id }],
+        keptBases: [{ id: newest.id }, { id: anchor.id }],
+        keepFrom: { '1': segmentName(1, 11) },
+        // Ten segments, and the history file of a timeline never used.
+        wal: { removed: 11, kept: 20 },
+        deletedKeys: [],
+      });
+      expect(await exists(store, baseBackupKeys('', 'main', oldest.id).manifest)).toBe(true);
+
+      const applied = await runPhysicalRetention({ store, config, now: NOW, env: process.env });
+      expect(applied?.failed).toEqual([]);
+      const gone = baseBackupKeys('', 'main', oldest.id);
+      for (const key of [gone.manifest, gone.tar('base'), gone.backupManifest, gone.drillReport])
+        expect(await exists(store, key), key).toBe(false);
+      for (const b of [anchor, newest])
+        expect(await exists(store, baseBackupKeys('', 'main', b.id).manifest)).toBe(true);
+      for (let n = 1; n <= 30; n += 1) {
+        const name = segmentName(1, n);
+        expect(await exists(store, wal.get(name) as string), name).toBe(n >= 11);
+      }
+      // Timeline 2 never got a segment and its history is 40 days old: it is not in use.
+      expect(await exists(store, wal.get(historyFileName(2)) as string)).toBe(false);
+    });
+  });
+
+  it('removes nothing while the archive has no base backup, and never the last one however old', async () => {
+    await withTempDir(async (dir) => {
+      const store = new FileStore(dir);
+      const wal = await putWal(store);
+      const config = testConfig();
+      const none = await runPhysicalRetention({ store, config, now: NOW, env: process.env });
+      expect(none?.blocked).toMatch(/no base backup/);
+      for (const key of wal.values()) expect(await exists(store, key)).toBe(true);
+
+      const only = await putBase(store, 100, 2);
+      const report = await runPhysicalRetention({ store, config, now: NOW, env: process.env });
+      expect(report).toMatchObject({ blocked: null, keptBases: [{ id: only.id }], removedBases: [] });
+      expect(await exists(store, wal.get(segmentName(1, 1)) as string)).toBe(false);
+      expect(await exists(store, wal.get(segmentName(1, 2)) as string)).toBe(true);
+    });
+  });
+
+  it('runs from pgbp retention beside the logical plan, and pgbp status names a gap in the archive', async () => {
+    await withTempDir(async (dir) => {
+      // The command reads the system clock: the archive is dated from it.
+      const now = new Date();
+      const store = new FileStore(`${dir}/store`);
+      const wal = await putWal(store, now);
+      await putBase(store, 20, 11, now);
+      await putBase(store, 6, 25, now);
+      // A hole inside what is kept: segments 15 and 16 lost.
+      await store.deleteMany([wal.get(segmentName(1, 15)) as string, wal.get(segmentName(1, 16)) as string]);
+      const config = await writeConfigFile(dir, { stage: 'local', store: `file://${dir}/store` });
+      const pgbp = async (...args: string[]) => {
+        const stdout = new PassThrough();
+        let out = '';
+        stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+        });
+        const code = await main(args, { env: process.env, cwd: dir, stdout, stderr: new PassThrough() });
+        return { code, stdout: out };
+      };
+      const preview = await pgbp('retention', '--dry-run', '--json', '--config', config);
+      expect(preview.code).toBe(0);
+      const json = JSON.parse(preview.stdout);
+      expect(json.physical).toMatchObject({ cluster: 'main', dryRun: true });
+      expect(json.physical.wal.removed).toBe(11);
+
+      const status = await pgbp('status', '--config', config);
+      expect(status.stdout).toContain(
+        `cluster main: MISSING from the archive on timeline 1: ${segmentName(1, 15)}..${segmentName(1, 16)} (2 segments)`,
+      );
+      const statusJson = JSON.parse((await pgbp('status', '--json', '--config', config)).stdout);
+      expect(statusJson.clusters[0].gaps).toEqual([
+        { timeline: 1, from: segmentName(1, 15), to: segmentName(1, 16), missing: 2 },
+      ]);
+    });
+  });
+
+  it('runs from the ApplyRetention Lambda after the nightly backup, and not for a run of one database', async () => {
+    await withTempDir(async (dir) => {
+      const store = new FileStore(dir);
+      const wal = await putWal(store);
+      const oldest = await putBase(store, 27, 4);
+      await putBase(store, 20, 11);
+      const apply = createApplyRetentionHandler({
+        store,
+        config: testConfig(),
+        alerter: inboxAlerter(),
+        clock: fixedClock(NOW),
+        logger: silentLogger,
+        env: process.env,
+      });
+      const one = await apply({ database: 'app' });
+      expect(one.physical).toBeUndefined();
+      expect(await exists(store, baseBackupKeys('', 'main', oldest.id).manifest)).toBe(true);
+
+      const all = await apply({});
+      expect(all.physical?.removedBases.map((b) => b.id)).toEqual([oldest.id]);
+      expect(await exists(store, baseBackupKeys('', 'main', oldest.id).manifest)).toBe(false);
+      expect(await exists(store, wal.get(segmentName(1, 10)) as string)).toBe(false);
+      expect(await exists(store, wal.get(segmentName(1, 11)) as string)).toBe(true);
+    });
+  });
+});
