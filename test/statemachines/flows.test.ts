@@ -38,9 +38,21 @@ interface EcsTask {
 }
 
 /** The runTask states and the states that find and stop what they started. */
-const RUN_TASK_STATES = new Set(['Dump', 'VerifyRestore', 'Restore']);
-const LIST_STATES = new Set(['FindDumpTasks', 'FindVerifyTasks', 'FindRestoreTasks']);
-const STOP_STATES = new Set(['StopDumpTask', 'StopVerifyTask', 'StopRestoreTask']);
+const RUN_TASK_STATES = new Set(['Dump', 'VerifyRestore', 'Restore', 'BaseBackup', 'RecoverCluster']);
+const LIST_STATES = new Set([
+  'FindDumpTasks',
+  'FindVerifyTasks',
+  'FindRestoreTasks',
+  'FindBaseBackupTasks',
+  'FindDrillTasks',
+]);
+const STOP_STATES = new Set([
+  'StopDumpTask',
+  'StopVerifyTask',
+  'StopRestoreTask',
+  'StopBaseBackupTask',
+  'StopDrillTask',
+]);
 /** How Step Functions fails a state whose container went silent or ran too long: the container runs on. */
 const CONTAINER_STILL_RUNNING = new Set(['States.HeartbeatTimeout', 'States.Timeout']);
 
@@ -642,5 +654,84 @@ describe('the restore state machine', () => {
       },
     ]);
     expect(result.error?.name).toBe('RestoreFailedError');
+  });
+});
+
+describe.each([
+  {
+    machine: 'base-backup' as const,
+    task: 'BaseBackup',
+    stop: 'StopBaseBackupTask',
+    result: { id: '20261201T030000Z', startLsn: '0/2000028', stopLsn: '0/2000100', sizeBytes: 4096 },
+  },
+  {
+    machine: 'pitr-drill' as const,
+    task: 'RecoverCluster',
+    stop: 'StopDrillTask',
+    result: {
+      baseId: '20261201T030000Z',
+      target: 'the latest archived state',
+      recoveryPoint: '2026-12-01T03:10:00Z',
+      rtoSeconds: 12.5,
+      segmentsReplayed: 9,
+    },
+  },
+])('the $machine state machine', ({ machine, task, stop, result: answer }) => {
+  it('starts its task with a StartedBy of its own and reports what the task answered', async () => {
+    const result = await run(machine, {}, { [task]: async () => answer, NotifyFailure: async () => ({}) });
+    expect(result.error).toBeUndefined();
+    const [input] = callsTo(result, task);
+    expect(typeof input?.StartedBy).toBe('string');
+    expect(result.tasks).toEqual([expect.objectContaining({ startedBy: input?.StartedBy, stopped: false })]);
+    expect(callsTo(result, stop)).toEqual([]);
+    expect(callsTo(result, 'NotifyFailure')).toEqual([]);
+    expect(result.output).toMatchObject({ cluster: 'main' });
+  });
+
+  it.each(['States.Timeout', 'States.HeartbeatTimeout'])(
+    'stops the task that ran on past %s, alerts naming the cluster, and starts no other',
+    async (error) => {
+      const result = await run(
+        machine,
+        {},
+        {
+          [task]: async () => {
+            throw typedError(error, 'the task ran past its time');
+          },
+          NotifyFailure: async () => ({}),
+        },
+      );
+      expect(result.tasks).toEqual([expect.objectContaining({ running: false, stopped: true })]);
+      expect(callsTo(result, stop)).toEqual([
+        expect.objectContaining({ Cluster: LOCAL_SUBSTITUTIONS.EcsClusterArn, Task: result.tasks[0]?.arn }),
+      ]);
+      expect(callsTo(result, 'NotifyFailure')).toEqual([
+        expect.objectContaining({
+          database: 'cluster main',
+          error: expect.objectContaining({ Error: error }),
+        }),
+      ]);
+      expect(callsTo(result, task)).toHaveLength(1);
+      expect(result.error?.name).toBe(error);
+    },
+  );
+
+  it('stops nothing when the task itself failed and exited, and alerts its error', async () => {
+    const result = await run(
+      machine,
+      {},
+      {
+        [task]: async () => {
+          throw typedError('CorruptWalError', 'segment 000000010000000000000003 is damaged');
+        },
+        NotifyFailure: async () => ({}),
+      },
+    );
+    expect(result.tasks).toEqual([expect.objectContaining({ running: false, stopped: false })]);
+    expect(callsTo(result, stop)).toEqual([]);
+    expect(callsTo(result, 'NotifyFailure')).toEqual([
+      expect.objectContaining({ error: expect.objectContaining({ Error: 'CorruptWalError' }) }),
+    ]);
+    expect(result.error?.name).toBe('CorruptWalError');
   });
 });
