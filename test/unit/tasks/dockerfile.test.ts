@@ -1,4 +1,7 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const dockerfile = readFileSync('tasks/Dockerfile', 'utf8');
@@ -62,14 +65,18 @@ describe('the task image Dockerfile', () => {
   it('starts an entrypoint that the build produces from sources that exist', () => {
     const cmd = instructions.filter((l) => l.startsWith('CMD')).at(-1);
     expect(cmd).toBe('CMD ["node", "dist/tasks/dump.mjs"]');
-    // tasks/build.mjs bundles the entries that cli/bundle.mjs names, with its esbuild settings.
+    // cli/bundle.mjs builds the task entries it names and the CLI, as `npm ci` does.
     const bundles = readFileSync('cli/bundle.mjs', 'utf8');
-    for (const entry of ['tasks/dump.ts', 'tasks/restore.ts']) {
+    for (const entry of [
+      'tasks/dump.ts',
+      'tasks/restore.ts',
+      'tasks/base-backup.ts',
+      'tasks/pitr-drill.ts',
+    ]) {
       expect(bundles).toContain(`'${entry}'`);
       expect(existsSync(entry)).toBe(true);
     }
-    expect(readFileSync('tasks/build.mjs', 'utf8')).toContain("from '../cli/bundle.mjs'");
-    expect(dockerfile).toContain('RUN node tasks/build.mjs dist/tasks');
+    expect(dockerfile).toContain('RUN node cli/bundle.mjs');
   });
 
   it('copies into the build stage every file that the build reads', () => {
@@ -82,9 +89,63 @@ describe('the task image Dockerfile', () => {
       'tsconfig.json',
       'lib',
       'tasks',
-      'cli/bundle.mjs',
+      // the CLI's sources, and the handlers the local runner binds
+      'cli',
+      'functions',
     ]) {
       expect(copied).toContain(path);
+    }
+  });
+
+  it('holds what a recovered server runs as its restore_command: pgbp wal-fetch, found from the drill task', async () => {
+    // The runtime stage's files, laid out as the image has them (the build stage's dist/ is what
+    // `npm ci` built here), then wal-fetch run from there as PostgreSQL runs it.
+    const runtime = instructions.slice(instructions.findLastIndex((l) => l.startsWith('FROM')));
+    const copies = runtime
+      .filter((l) => l.startsWith('COPY'))
+      .map((l) =>
+        l
+          .split(/\s+/)
+          .filter((w) => !w.startsWith('--'))
+          .slice(1),
+      );
+    expect(copies).toEqual(
+      expect.arrayContaining([
+        ['/app/dist', './dist'],
+        ['cli/pgbp.mjs', './cli/pgbp.mjs'],
+        ['statemachines', './statemachines'],
+      ]),
+    );
+    const image = mkdtempSync(join(tmpdir(), 'pgbp-image-'));
+    try {
+      for (const [from, to] of copies as [string, string][]) {
+        const source = from.startsWith('/app/') ? from.slice('/app/'.length) : from;
+        cpSync(source, join(image, to), { recursive: true });
+      }
+      // The drill's restore_command names the install by its statemachines/ folder.
+      expect(existsSync(join(image, 'dist/tasks/pitr-drill.mjs'))).toBe(true);
+      expect(existsSync(join(image, 'statemachines/backup.asl.yml'))).toBe(true);
+      const empty = mkdtempSync(join(tmpdir(), 'pgbp-empty-store-'));
+      const fetched = spawnSync(
+        process.execPath,
+        [
+          join(image, 'cli/pgbp.mjs'),
+          'wal-fetch',
+          '000000010000000000000001',
+          join(empty, 'RECOVERYXLOG'),
+          '--store',
+          `file://${empty}`,
+        ],
+        { encoding: 'utf8', cwd: image },
+      );
+      rmSync(empty, { recursive: true, force: true });
+      // pgbp itself answered (127 would be a missing CLI): this store holds no archive, which
+      // must stop a recovery (above 125), never end it as "not found".
+      expect(fetched.stderr).toContain('WalArchiveUnavailableError: there is no WAL archive main');
+      expect(fetched.status).toBeGreaterThan(125);
+      expect(fetched.status).not.toBe(127);
+    } finally {
+      rmSync(image, { recursive: true, force: true });
     }
   });
 });
