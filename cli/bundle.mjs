@@ -21,6 +21,8 @@ export const TASK_ENTRIES = [
 export const BUNDLES = {
   cli: { entryPoints: ['cli/main.ts'], splitting: true },
   tasks: { entryPoints: TASK_ENTRIES, splitting: false },
+  // What PostgreSQL's once-per-segment calls load before the CLI: Node's own modules only.
+  fast: { entryPoints: ['cli/wal-fast-path.ts'], splitting: false },
 };
 
 function options({ entryPoints, sourcemap, splitting }) {

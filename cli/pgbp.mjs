@@ -7,6 +7,18 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+// A wal-push or wal-fetch whose work is already done ends before the CLI loads (cli/wal-fast-path.ts).
+if (/^wal-(push|fetch)$/.test(process.argv[2] ?? '')) {
+  const fast = await import(pathToFileURL(join(root, 'dist', 'fast', 'wal-fast-path.mjs')).href).catch(
+    () => {},
+  );
+  const early = await fast?.runFastPath(process.argv.slice(2), {
+    cwd: process.cwd(),
+    env: process.env,
+    script: process.argv[1],
+  });
+  if (early !== undefined) process.exit(early);
+}
 const entry = join(root, 'dist', 'cli', 'main.mjs');
 const args = process.argv.slice(2);
 // `pgbp --version` is what a supervisor or a health check runs: answered from package.json,

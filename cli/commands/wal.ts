@@ -1,14 +1,14 @@
-import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { Command } from 'commander';
 import type { Config } from '../../lib/config.js';
 import { WalConflictError } from '../../lib/domain/errors.js';
 import { redact } from '../../lib/domain/redact.js';
 import { systemClock } from '../../lib/platform/clock.js';
 import { WalArchive } from '../../lib/wal/archive.js';
+import { archiveTag } from '../../lib/wal/spool.js';
 import { type CliDeps, type ExitHolder, err, out } from '../context.js';
-import { resolveConfig, resolveStore } from '../resolve.js';
+import { configFileOf, resolveConfig, resolveStore } from '../resolve.js';
+import { parseWalLine, startPrefetcher, type WalLine } from '../wal-line.js';
 
 /**
  * restore_command's status for a file that exists but cannot be handed over (damaged, or the
@@ -19,24 +19,20 @@ export const FETCH_ABORT = 126;
 /** restore_command's status for a file the archive does not hold. */
 export const FETCH_MISSING = 1;
 
-const OPTIONS = {
-  config: { type: 'string' },
-  store: { type: 'string' },
-  cluster: { type: 'string' },
-  json: { type: 'boolean' },
-} as const;
-
-interface Parsed {
-  readonly positionals: string[];
-  readonly config?: string;
-  readonly store?: string;
-  readonly cluster?: string;
-  readonly json?: boolean;
-}
+type Parsed = WalLine;
 
 function parse(args: readonly string[]): Parsed {
-  const { values, positionals } = parseArgs({ args: [...args], options: OPTIONS, allowPositionals: true });
-  return { positionals, ...values };
+  return parseWalLine(args);
+}
+
+/** Which archive's spool and push records this command line uses (see archiveTag). */
+function tagOf(deps: CliDeps, opts: Parsed): string {
+  const configFile = configFileOf(deps, opts.config);
+  return archiveTag(deps.cwd, {
+    ...(configFile ? { configFile } : {}),
+    ...(opts.store ? { store: opts.store } : {}),
+    ...(opts.cluster ? { cluster: opts.cluster } : {}),
+  });
 }
 
 async function openArchive(deps: CliDeps, opts: Parsed): Promise<{ config: Config; archive: WalArchive }> {
@@ -76,6 +72,7 @@ export async function runWalPush(args: readonly string[], deps: CliDeps): Promis
       clock: systemClock,
       env: deps.env,
       ahead: opened.config.wal.pushAhead,
+      tag: tagOf(deps, opts),
     });
     if (opts.json) out(deps, JSON.stringify(outcome));
     return 0;
@@ -125,9 +122,10 @@ export async function runWalFetch(args: readonly string[], deps: CliDeps): Promi
       archive,
       env: deps.env,
       dataDir: deps.cwd,
+      tag: tagOf(deps, opts),
       count: config.wal.prefetch,
       concurrency: config.wal.prefetchConcurrency,
-      startPrefetcher: (after) => startPrefetcher(after, opts, deps),
+      startPrefetcher: (after) => startPrefetcher(process.argv[1], after, opts, deps.cwd, deps.env),
     });
     if (opts.json) out(deps, JSON.stringify(outcome));
     return outcome.status === 'fetched' ? 0 : FETCH_MISSING;
@@ -137,32 +135,6 @@ export async function runWalFetch(args: readonly string[], deps: CliDeps): Promi
   }
 }
 
-/** The options a background prefetcher is started with: the fetch's own, the config made absolute. */
-function forwarded(opts: Parsed, deps: CliDeps): string[] {
-  return [
-    ...(opts.config ? ['--config', resolve(deps.cwd, opts.config)] : []),
-    ...(opts.store ? ['--store', opts.store] : []),
-    ...(opts.cluster ? ['--cluster', opts.cluster] : []),
-  ];
-}
-
-/**
- * Starts `pgbp wal-prefetch AFTER` in the background, in a session of its own so that it does not
- * hold up the fetch that started it; it fetches a bounded number of segments and exits.
- */
-function startPrefetcher(after: string, opts: Parsed, deps: CliDeps): void {
-  const script = process.argv[1];
-  if (!script) return;
-  const child = spawn(process.execPath, [script, 'wal-prefetch', after, ...forwarded(opts, deps)], {
-    cwd: deps.cwd,
-    env: deps.env,
-    detached: true,
-    stdio: 'ignore',
-  });
-  child.on('error', () => {});
-  child.unref();
-}
-
 /** `pgbp wal-prefetch AFTER`: the background half of wal-fetch (see lib/wal/prefetch.ts). */
 export async function runWalPrefetch(args: readonly string[], deps: CliDeps): Promise<number> {
   try {
@@ -170,11 +142,12 @@ export async function runWalPrefetch(args: readonly string[], deps: CliDeps): Pr
     const [after] = opts.positionals;
     if (!after) return 64;
     const { config, archive } = await openArchive(deps, opts);
-    const { prefetchAfter } = await import('../../lib/wal/prefetch.js');
-    await prefetchAfter(after, {
+    const { prefetchAhead } = await import('../../lib/wal/prefetch.js');
+    await prefetchAhead(after, {
       archive,
       env: deps.env,
       dataDir: deps.cwd,
+      tag: tagOf(deps, opts),
       count: config.wal.prefetch,
       concurrency: config.wal.prefetchConcurrency,
     });

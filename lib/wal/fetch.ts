@@ -9,7 +9,7 @@ import { withRetries } from './retry.js';
 
 export interface FetchDeps {
   readonly archive: WalArchive;
-  readonly env?: NodeJS.ProcessEnv;
+  readonly env: NodeJS.ProcessEnv;
   /** Waits between attempts at reading the store (tests shorten them). */
   readonly retryDelaysMs?: readonly number[];
 }

@@ -1,44 +1,51 @@
 import { existsSync } from 'node:fs';
-import { readdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DEFAULT_SEGMENT_BYTES, segmentName, segmentNumber, timelineOf } from '../domain/wal-names.js';
 import { type FetchDeps, type FetchOutcome, fetchWal, locateWal, readVerified, walFileOf } from './fetch.js';
-import { freeBytes, prefetchDir, spool, spooled, sweep, takeSpooled, tryLock } from './spool.js';
+import {
+  freeBytes,
+  inflightMarker,
+  prefetchDir,
+  prefetcherLock,
+  prefetcherRunning,
+  readPosition,
+  spool,
+  spooled,
+  sweep,
+  takeFromSpool,
+  tryLock,
+  writePosition,
+} from './spool.js';
 
 export interface PrefetchSettings {
   /** The data directory (restore_command's working directory), where the spool lives. */
   readonly dataDir: string;
-  /** Segments fetched ahead (0: no prefetch). */
+  /** Which archive's spool (see archiveTag in spool.ts). */
+  readonly tag: string;
+  /** Segments kept fetched ahead of recovery (0: no prefetch). */
   readonly count: number;
   readonly concurrency: number;
 }
 
-const LOCK = '.prefetcher';
 /** Spooled or temporary files older than this are left over from an earlier recovery. */
 const STALE_MS = 15 * 60_000;
 /** How long a fetch waits for a segment the prefetcher is fetching right now. */
-const INFLIGHT_WAIT_MS = 10_000;
+export const INFLIGHT_WAIT_MS = 10_000;
+/** How often the prefetcher looks where recovery is. */
+const POLL_MS = 20;
+/** A prefetcher whose recovery asks for nothing new for this long exits; the next fetch starts another. */
+const IDLE_MS = 30_000;
+/** A segment the archive did not hold yet is asked for again after this (a standby's archive grows). */
+const MISSING_RETRY_MS = 1_000;
 
-function inflightMarker(dir: string, name: string): string {
-  return join(dir, `.${name}.inflight`);
-}
-
-async function prefetcherRunning(dir: string): Promise<boolean> {
-  const pid = Number(await readFile(join(dir, LOCK), 'utf8').catch(() => ''));
-  if (!(pid > 0)) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * restore_command with the spool: a segment the prefetcher already fetched and verified is
- * verified again and renamed into place; any other (missing, damaged, not yet there) is fetched
- * directly. Starts the prefetcher (a process of its own, through `startPrefetcher`) when fewer
- * than half the configured segments are spooled ahead.
+ * restore_command with the spool, when the fast path (cli/wal-fast-path.ts) could not answer: a
+ * segment the prefetcher fetched and verified (or is fetching) is verified again and renamed
+ * into place; any other (missing, damaged, not there) is fetched directly. Starts the prefetcher
+ * (a process of its own, through `startPrefetcher`) when none runs.
  */
 export async function fetchWithSpool(
   name: string,
@@ -47,78 +54,100 @@ export async function fetchWithSpool(
 ): Promise<FetchOutcome> {
   const file = walFileOf(name);
   if (file.kind !== 'segment' || deps.count === 0) return fetchWal(name, dest, deps);
-  const dir = prefetchDir(deps.dataDir);
-  let entries = await spooled(dir);
-  const running = await prefetcherRunning(dir);
-  const ahead = [...entries.keys()].filter((n) => n > name && timelineOf(n) === file.timeline).length;
-  if (!running && ahead < Math.ceil(deps.count / 2)) deps.startPrefetcher(name);
-  if (!entries.has(name) && running && existsSync(inflightMarker(dir, name))) {
-    const deadline = Date.now() + INFLIGHT_WAIT_MS;
-    while (!entries.has(name) && existsSync(inflightMarker(dir, name)) && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 10));
-      entries = await spooled(dir);
-    }
-  }
-  const sha256 = entries.get(name);
-  const bytes = sha256 ? await takeSpooled(dir, name, sha256, dest) : undefined;
-  if (sha256 && bytes !== undefined) return { status: 'fetched', name, sha256, bytes };
+  const dir = prefetchDir(deps.dataDir, deps.tag);
+  const taken = await takeFromSpool(dir, name, dest, INFLIGHT_WAIT_MS);
+  await writePosition(dir, name);
+  if (!(await prefetcherRunning(dir))) deps.startPrefetcher(name);
+  if (taken) return { status: 'fetched', name, ...taken };
   return fetchWal(name, dest, deps);
 }
 
 /**
- * The prefetcher: fetches the `count` segments after `after` into the spool, `concurrency` at a
- * time, each verified before it is spooled; stops at the end of the archive, when recovery has
- * ended, or when the disk has no room for more (wal-fetch then fetches directly). One runs at a
- * time per data directory; it exits once done.
+ * The prefetcher (pgBackRest's asynchronous archive-get): keeps the `count` segments after the
+ * one recovery asked for last (the spool's position, which every fetch writes) fetched,
+ * verified and spooled, `concurrency` at a time, for as long as the recovery runs. A segment is
+ * spooled under its name only once complete and verified. It leaves a segment to wal-fetch (which
+ * then fetches it directly and says why) when it is damaged or unreadable, stops fetching when
+ * the disk has no room, and exits once recovery has ended or has asked for nothing new for a
+ * while. One runs at a time per spool.
  */
-export async function prefetchAfter(after: string, deps: FetchDeps & PrefetchSettings): Promise<number> {
-  const dir = prefetchDir(deps.dataDir);
-  const release = await tryLock(join(dir, LOCK));
+export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSettings): Promise<number> {
+  const dir = prefetchDir(deps.dataDir, deps.tag);
+  const release = await tryLock(prefetcherLock(dir));
   if (!release) return 0;
   let spooledCount = 0;
   try {
-    const timeline = timelineOf(after);
-    await sweep(dir, (n) => n <= after || timelineOf(n) !== timeline, STALE_MS);
     const info = await deps.archive.info();
     const segmentBytes = info?.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
-    const have = await spooled(dir);
-    const first = segmentNumber(after, segmentBytes) + 1;
-    const room = Math.floor((await freeBytes(dir)) / segmentBytes) - 4;
-    const wanted = Array.from({ length: deps.count }, (_, i) =>
-      segmentName(timeline, first + i, segmentBytes),
-    )
-      .filter((n) => !have.has(n))
-      .slice(0, Math.max(0, room));
-    let end = wanted.length;
-    let next = 0;
+    let position = after;
+    let movedAt = Date.now();
+    await sweep(dir, (n) => n <= position || timelineOf(n) !== timelineOf(position), STALE_MS);
+    const inflight = new Set<string>();
+    /** Left to wal-fetch: damaged or unreadable here. */
+    const refused = new Set<string>();
+    let missing: { readonly name: string; readonly at: number } | undefined;
+    let noRoomAt = 0;
     // Recovery goes on while a signal file is there and the server runs.
     const recovering = () =>
       existsSync(join(deps.dataDir, 'postmaster.pid')) &&
       (existsSync(join(deps.dataDir, 'recovery.signal')) || existsSync(join(deps.dataDir, 'standby.signal')));
+
+    const look = async () => {
+      const now = await readPosition(dir);
+      if (now && now !== position && (now > position || timelineOf(now) !== timelineOf(position))) {
+        position = now;
+        movedAt = Date.now();
+        await sweep(dir, (n) => n <= position || timelineOf(n) !== timelineOf(position), STALE_MS);
+      }
+    };
+    const pick = async (): Promise<string | undefined> => {
+      const have = await spooled(dir);
+      const timeline = timelineOf(position);
+      const first = segmentNumber(position, segmentBytes) + 1;
+      for (let i = 0; i < deps.count; i++) {
+        const name = segmentName(timeline, first + i, segmentBytes);
+        if (missing && name >= missing.name && Date.now() - missing.at < MISSING_RETRY_MS) return undefined;
+        if (have.has(name) || inflight.has(name) || refused.has(name)) continue;
+        return name;
+      }
+      return undefined;
+    };
+
     const worker = async () => {
-      while (next < end) {
-        const i = next++;
-        const name = wanted[i] as string;
-        if (!recovering()) {
-          end = i;
-          return;
+      for (;;) {
+        if (!recovering()) return;
+        await look();
+        const name = Date.now() - noRoomAt < MISSING_RETRY_MS ? undefined : await pick();
+        if (!name) {
+          if (Date.now() - movedAt > IDLE_MS) return;
+          await sleep(POLL_MS);
+          continue;
         }
+        if ((await freeBytes(dir)) < 4 * segmentBytes) {
+          noRoomAt = Date.now();
+          continue;
+        }
+        inflight.add(name);
         const marker = inflightMarker(dir, name);
-        await writeFile(marker, '');
         try {
-          const stored = await locateWal(walFileOf(name), deps);
+          await writeFile(marker, '');
+          const file = walFileOf(name);
+          const stored = await locateWal(file, deps);
           if (!stored) {
-            end = Math.min(end, i);
-            return;
+            missing = { name, at: Date.now() };
+            continue;
           }
-          const bytes = await readVerified(walFileOf(name), stored, deps);
-          await spool(dir, name, stored.sha256, bytes);
-          spooledCount++;
+          if (missing && name >= missing.name) missing = undefined;
+          const bytes = await readVerified(file, stored, deps);
+          if (name > position) {
+            await spool(dir, name, stored.sha256, bytes);
+            spooledCount++;
+          }
         } catch {
           // Damaged, unreadable, or no room: wal-fetch fetches this one directly and says why.
-          end = Math.min(end, i);
-          return;
+          refused.add(name);
         } finally {
+          inflight.delete(name);
           await unlink(marker).catch(() => {});
         }
       }
@@ -126,10 +155,6 @@ export async function prefetchAfter(after: string, deps: FetchDeps & PrefetchSet
     await Promise.all(Array.from({ length: Math.max(1, deps.concurrency) }, worker));
   } finally {
     await release();
-    // A prefetcher that stopped early leaves no marker for a fetch to wait on.
-    for (const n of await readdir(dir).catch(() => [] as string[])) {
-      if (n.endsWith('.inflight')) await unlink(join(dir, n)).catch(() => {});
-    }
   }
   return spooledCount;
 }

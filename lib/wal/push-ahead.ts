@@ -1,8 +1,8 @@
-import { mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { parseWalFileName } from '../domain/wal-names.js';
 import { type PushDeps, type PushOutcome, pushWal } from './push.js';
-import { pushedDir, sha256Of, spooled, sweep } from './spool.js';
+import { pushedDir, sweep, takePushRecord } from './spool.js';
 
 /** Records older than this are of an earlier life of the data directory. */
 const STALE_MS = 24 * 3_600_000;
@@ -12,29 +12,25 @@ const STALE_MS = 24 * 3_600_000;
  * segments that PostgreSQL has marked ready (`pg_wal/archive_status/*.ready`), in parallel,
  * and records each once it is durably stored. When PostgreSQL then asks for one of those, the
  * record (`<name>-<sha256>`) answers if the file still has that digest; otherwise the file is
- * pushed as usual. A call returns 0 only for its own file durably stored, now or before.
+ * pushed as usual (cli/wal-fast-path.ts answers such a call before the CLI loads). A call
+ * returns 0 only for its own file durably stored, now or before.
  */
 export async function pushWithAhead(
   path: string,
-  deps: PushDeps & { readonly ahead: number },
+  deps: PushDeps & { readonly ahead: number; readonly tag: string },
 ): Promise<PushOutcome & { readonly pushedAhead: number }> {
   const file = parseWalFileName(basename(path));
   if (file?.kind !== 'segment' || deps.ahead === 0) return { ...(await pushWal(path, deps)), pushedAhead: 0 };
-  const records = pushedDir(deps.dataDir);
-  const recorded = (await spooled(records)).get(file.name);
+  const records = pushedDir(deps.dataDir, deps.tag);
+  const recorded = await takePushRecord(records, file.name, path);
   if (recorded) {
-    const bytes = await readFile(path);
-    await unlink(join(records, `${file.name}-${recorded}`)).catch(() => {});
-    if (sha256Of(bytes) === recorded) {
-      return {
-        name: file.name,
-        status: 'already-stored',
-        key: deps.archive.keyOf(file, recorded),
-        sha256: recorded,
-        bytes: bytes.length,
-        pushedAhead: 0,
-      };
-    }
+    return {
+      name: file.name,
+      status: 'already-stored',
+      key: deps.archive.keyOf(file, recorded.sha256),
+      ...recorded,
+      pushedAhead: 0,
+    };
   }
   await sweep(records, (n) => n < file.name, STALE_MS);
   const pgWal = dirname(path);

@@ -21,7 +21,7 @@ export interface PushDeps {
   /** The data directory (archive_command's working directory), for global/pg_control. */
   readonly dataDir: string;
   readonly clock: Clock;
-  readonly env?: NodeJS.ProcessEnv;
+  readonly env: NodeJS.ProcessEnv;
 }
 
 export interface PushOutcome {

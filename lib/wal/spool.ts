@@ -1,23 +1,62 @@
 import { createHash } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, stat, statfs, unlink, utimes } from 'node:fs/promises';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import {
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  stat,
+  statfs,
+  unlink,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 
 /**
  * pgbp's own corner of a data directory, `pg_wal/.pgbp/`: the prefetch spool of wal-fetch and
  * the records of wal-push's pushes ahead. Inside pg_wal, so base backups never copy it and it
  * sits on the file system of the files it becomes (a spooled segment is renamed into place).
  * Everything in it is a hint that is checked before use: losing it costs speed, never data.
+ * Each archive has a folder of its own there (see {@link archiveTag}): what was fetched from or
+ * stored in one archive never answers for another.
  */
 export function spoolRoot(dataDir: string): string {
   return join(dataDir, 'pg_wal', '.pgbp');
 }
 
-export function prefetchDir(dataDir: string): string {
-  return join(spoolRoot(dataDir), 'prefetch');
+export function prefetchDir(dataDir: string, tag: string): string {
+  return join(spoolRoot(dataDir), 'prefetch', tag);
 }
 
-export function pushedDir(dataDir: string): string {
-  return join(spoolRoot(dataDir), 'pushed');
+export function pushedDir(dataDir: string, tag: string): string {
+  return join(spoolRoot(dataDir), 'pushed', tag);
+}
+
+/** The options of a wal-push or wal-fetch command line that choose the archive. */
+export interface ArchiveOptions {
+  /** The config file, as given or as found (an absolute path); none for the built-in defaults. */
+  readonly configFile?: string;
+  readonly store?: string;
+  readonly cluster?: string;
+}
+
+/**
+ * Names the archive a command line reads or writes, from what chooses it: the config file's
+ * path and contents, `--store` and `--cluster`, and the working directory (a relative store).
+ * Computed without parsing the config, so that a call whose work is already done
+ * (cli/wal-fast-path.ts) knows which records are its own before loading anything: after a change
+ * of archive_command to another store, what was stored in the old one answers nothing.
+ */
+export function archiveTag(cwd: string, options: ArchiveOptions): string {
+  const hash = createHash('sha256');
+  const file = options.configFile ? resolve(cwd, options.configFile) : '';
+  for (const part of [cwd, file, options.store ?? '', options.cluster ?? '']) {
+    hash.update(part).update('\0');
+  }
+  if (file) hash.update(readFileSync(file));
+  return hash.digest('hex').slice(0, 16);
 }
 
 const ENTRY = /^([0-9A-F]{24})-([0-9a-f]{64})$/;
@@ -66,6 +105,77 @@ export async function takeSpooled(
     await unlink(path).catch(() => {});
     return undefined;
   }
+}
+
+/** The segment that recovery asked for last (written by every fetch): the prefetcher keeps ahead of it. */
+export async function writePosition(dir: string, name: string): Promise<void> {
+  await writeFile(join(dir, POSITION), name, { mode: 0o600 }).catch(() => {});
+}
+
+export async function readPosition(dir: string): Promise<string | undefined> {
+  const text = await readFile(join(dir, POSITION), 'utf8').catch(() => '');
+  return /^[0-9A-F]{24}$/.test(text) ? text : undefined;
+}
+
+const POSITION = '.position';
+const PREFETCHER_LOCK = '.prefetcher';
+
+/** The lock the one prefetcher of a spool holds. */
+export function prefetcherLock(dir: string): string {
+  return join(dir, PREFETCHER_LOCK);
+}
+
+/** The marker of a segment that the prefetcher is fetching right now. */
+export function inflightMarker(dir: string, name: string): string {
+  return join(dir, `.${name}.inflight`);
+}
+
+/** Whether a live process holds the spool's prefetcher lock. */
+export async function prefetcherRunning(dir: string): Promise<boolean> {
+  const pid = Number(await readFile(prefetcherLock(dir), 'utf8').catch(() => ''));
+  return pid > 0 && alive(pid);
+}
+
+/**
+ * Takes segment `name` out of the spool into `dest`, verified (see {@link takeSpooled}), waiting
+ * up to `waitMs` while the live prefetcher is fetching it. Undefined when the spool cannot
+ * provide it: the caller fetches it from the archive.
+ */
+export async function takeFromSpool(
+  dir: string,
+  name: string,
+  dest: string,
+  waitMs: number,
+): Promise<{ readonly sha256: string; readonly bytes: number } | undefined> {
+  let entries = await spooled(dir);
+  if (!entries.has(name) && existsSync(inflightMarker(dir, name)) && (await prefetcherRunning(dir))) {
+    const deadline = Date.now() + waitMs;
+    while (!entries.has(name) && existsSync(inflightMarker(dir, name)) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 5));
+      entries = await spooled(dir);
+    }
+  }
+  const sha256 = entries.get(name);
+  if (!sha256) return undefined;
+  const bytes = await takeSpooled(dir, name, sha256, dest);
+  return bytes === undefined ? undefined : { sha256, bytes };
+}
+
+/**
+ * What a push ahead recorded for the file at `path` (see push-ahead.ts): its digest and size
+ * when a record `<name>-<sha256>` is there and the file's bytes still have that digest. The
+ * record is used up either way; without it the file is pushed as usual.
+ */
+export async function takePushRecord(
+  records: string,
+  name: string,
+  path: string,
+): Promise<{ readonly sha256: string; readonly bytes: number } | undefined> {
+  const recorded = (await spooled(records)).get(name);
+  if (!recorded) return undefined;
+  const bytes = await readFile(path);
+  await unlink(join(records, `${name}-${recorded}`)).catch(() => {});
+  return sha256Of(bytes) === recorded ? { sha256: recorded, bytes: bytes.length } : undefined;
 }
 
 /** Writes a verified segment into the spool: a temporary name, renamed once complete. */

@@ -84,7 +84,9 @@ async function archiveAndRecover(storeUrl: (root: string) => Promise<string>) {
     expect(key, name).toBeDefined();
     if (!existsSync(join(source.data, 'pg_wal', name))) continue;
     const original = readFileSync(join(source.data, 'pg_wal', name));
-    expect((await decompress(await store.getBytes(key ?? ''))).equals(original), name).toBe(true);
+    expect((await decompress(await store.getBytes(key ?? ''), process.env)).equals(original), name).toBe(
+      true,
+    );
   }
   expect(archiverStats(source).failed).toBe(0);
 

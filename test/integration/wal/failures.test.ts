@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseWalObjectKey } from '../../../lib/domain/physical-layout.js';
 import { FileStore } from '../../../lib/storage/file-store.js';
+import { archiveTag, prefetchDir } from '../../../lib/wal/spool.js';
 import { runCli } from '../../support/cli.js';
 import {
   asPostgres,
@@ -173,7 +174,8 @@ describe('WAL archiving when things go wrong, as PostgreSQL sees it', { timeout:
     for (const spoolState of ['damaged', 'unwritable'] as const) {
       const data = join(root, `recover-${spoolState}`);
       cpSync(backup, data, { recursive: true });
-      const spool = join(data, 'pg_wal', '.pgbp', 'prefetch');
+      // The spool of this archive, as restore_command's line names it.
+      const spool = prefetchDir(data, archiveTag(data, { store: url }));
       mkdirSync(spool, { recursive: true });
       if (spoolState === 'damaged') {
         // What a crash or a bad disk could leave: every segment spooled, none of them right.

@@ -1,0 +1,61 @@
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+
+/**
+ * The command lines of wal-push, wal-fetch and wal-prefetch, read alike by the CLI
+ * (cli/commands/wal.ts) and by the fast path that runs before it loads (cli/wal-fast-path.ts):
+ * nothing here may import more than Node's own modules.
+ */
+const OPTIONS = {
+  config: { type: 'string' },
+  store: { type: 'string' },
+  cluster: { type: 'string' },
+  json: { type: 'boolean' },
+} as const;
+
+export interface WalLine {
+  readonly positionals: string[];
+  readonly config?: string;
+  readonly store?: string;
+  readonly cluster?: string;
+  readonly json?: boolean;
+}
+
+/** Parses a wal-* command's arguments (after its name); throws on an unknown option. */
+export function parseWalLine(args: readonly string[]): WalLine {
+  const { values, positionals } = parseArgs({ args: [...args], options: OPTIONS, allowPositionals: true });
+  return { positionals, ...values };
+}
+
+/** The options a background prefetcher is started with: the fetch's own, the config made absolute. */
+function forwarded(line: WalLine, cwd: string): string[] {
+  return [
+    ...(line.config ? ['--config', resolve(cwd, line.config)] : []),
+    ...(line.store ? ['--store', line.store] : []),
+    ...(line.cluster ? ['--cluster', line.cluster] : []),
+  ];
+}
+
+/**
+ * Starts `pgbp wal-prefetch AFTER` (the script `script`, cli/pgbp.mjs) in the background, in a
+ * session of its own so that it does not hold up the fetch that started it; it keeps the spool
+ * ahead of recovery and exits once recovery has ended.
+ */
+export function startPrefetcher(
+  script: string | undefined,
+  after: string,
+  line: WalLine,
+  cwd: string,
+  env: NodeJS.ProcessEnv,
+): void {
+  if (!script) return;
+  const child = spawn(process.execPath, [script, 'wal-prefetch', after, ...forwarded(line, cwd)], {
+    cwd,
+    env,
+    detached: true,
+    stdio: 'ignore',
+  });
+  child.on('error', () => {});
+  child.unref();
+}
