@@ -19,9 +19,9 @@ import { cpSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseWalObjectKey } from '../lib/domain/physical-layout.js';
 import { FileStore } from '../lib/storage/file-store.js';
+import { plainBaseBackup, startArchivingCluster } from '../test/support/archiving-cluster.js';
 import { PGBP } from '../test/support/cli.js';
 import {
-  asPostgres,
   pgBin,
   postgresDir,
   postgresIds,
@@ -146,31 +146,11 @@ async function main(): Promise<void> {
     const cpBurst = await burst(cpCluster);
     cpCluster.remove();
 
-    const root = scratchRoot();
+    const { root, source, url, storeDir: pgbpStore } = await startArchivingCluster({ settings });
     roots.push(root);
-    const storeDir = postgresDir(root, 'store');
-    const url = `file://${storeDir}`;
-    const source = await startCluster({
-      root,
-      settings: { ...settings, archive_command: pgbpCommand(['wal-push', '%p', '--store', url]) },
-    });
+    const storeDir = pgbpStore as string;
     const backup = join(root, 'backup');
-    const pgbpBurst = await burst(source, () => {
-      asPostgres([
-        pgBin('pg_basebackup'),
-        '-h',
-        '127.0.0.1',
-        '-p',
-        String(source.port),
-        '-U',
-        'postgres',
-        '-D',
-        backup,
-        '-X',
-        'none',
-        '--no-sync',
-      ]);
-    });
+    const pgbpBurst = await burst(source, () => plainBaseBackup(source, backup));
     source.stop('fast');
 
     // The same WAL: decompressed into a plain directory for cp, and pushed to S3.

@@ -1,22 +1,19 @@
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseWalObjectKey } from '../../../lib/domain/physical-layout.js';
 import { parseWalFileName } from '../../../lib/domain/wal-names.js';
 import { openStore } from '../../../lib/storage/open-store.js';
 import { decompress } from '../../../lib/wal/codec.js';
+import {
+  plainBaseBackup,
+  recoveringCluster,
+  startArchivingCluster,
+} from '../../support/archiving-cluster.js';
 import { runCli } from '../../support/cli.js';
 import { createBucket } from '../../support/s3.js';
-import {
-  asPostgres,
-  pgBin,
-  postgresDir,
-  type ScratchCluster,
-  scratchRoot,
-  startCluster,
-  writeSettings,
-} from '../../support/scratch-cluster.js';
-import { archiverStats, pgbpCommand, switchAndWaitArchived, waitFor } from '../../support/wal.js';
+import type { ScratchCluster } from '../../support/scratch-cluster.js';
+import { archiverStats, switchAndWaitArchived, waitFor } from '../../support/wal.js';
 
 const clusters: ScratchCluster[] = [];
 afterEach(() => {
@@ -30,35 +27,12 @@ beforeAll(async () => {
 
 const ROWS = "select count(*) || ':' || coalesce(sum(hashtext(t::text)), 0) from t";
 
-async function archiveAndRecover(storeUrl: (root: string) => Promise<string>) {
-  const root = scratchRoot();
-  const url = await storeUrl(root);
-  const source = await startCluster({
-    root,
-    walSegmentMb: 1,
-    settings: {
-      wal_level: 'replica',
-      archive_mode: 'on',
-      archive_command: pgbpCommand(['wal-push', '%p', '--store', url]),
-    },
-  });
+async function archiveAndRecover(storeUrl?: string) {
+  const archiving = await startArchivingCluster({ walSegmentMb: 1, ...(storeUrl ? { url: storeUrl } : {}) });
+  const { root, source, url } = archiving;
   clusters.push(source);
   source.sql('create table t (id int primary key, payload text)');
-  const backup = join(root, 'backup');
-  asPostgres([
-    pgBin('pg_basebackup'),
-    '-h',
-    '127.0.0.1',
-    '-p',
-    String(source.port),
-    '-U',
-    'postgres',
-    '-D',
-    backup,
-    '-X',
-    'none',
-    '--no-sync',
-  ]);
+  const backup = plainBaseBackup(source, join(root, 'backup'));
   source.sql('insert into t select g, repeat(md5(g::text), 4) from generate_series(1, 20000) g');
   source.sql("update t set payload = 'changed' where id % 7 = 0");
   const last = await switchAndWaitArchived(source);
@@ -92,17 +66,8 @@ async function archiveAndRecover(storeUrl: (root: string) => Promise<string>) {
 
   // A copy of the base backup recovers from the archive with pgbp wal-fetch, to its end.
   source.stop('fast');
-  const restored = await startCluster({
-    root,
-    data: backup,
-    start: false,
-  });
+  const restored = await recoveringCluster(archiving, backup);
   clusters.push(restored);
-  writeSettings(backup, {
-    archive_mode: 'off',
-    restore_command: pgbpCommand(['wal-fetch', '%f', '%p', '--store', url]),
-  });
-  writeFileSync(join(backup, 'recovery.signal'), '');
   restored.start();
   await waitFor('recovery to end', () => restored.sql('select not pg_is_in_recovery()') === 't', 120_000);
   expect(restored.sql(ROWS)).toBe(rows);
@@ -112,11 +77,11 @@ async function archiveAndRecover(storeUrl: (root: string) => Promise<string>) {
 
 describe('continuous WAL archiving with pgbp wal-push and wal-fetch', { timeout: 240_000 }, () => {
   it('archives every file to a directory as PostgreSQL wrote it, and a base backup recovers from it to the end', async () => {
-    await archiveAndRecover(async (root) => `file://${postgresDir(root, 'store')}`);
+    await archiveAndRecover();
   });
 
   it('does the same with S3', async () => {
     const bucket = await createBucket();
-    await archiveAndRecover(async () => `s3://${bucket}/nightly`);
+    await archiveAndRecover(`s3://${bucket}/nightly`);
   });
 });

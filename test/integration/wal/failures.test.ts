@@ -5,14 +5,17 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseWalObjectKey } from '../../../lib/domain/physical-layout.js';
 import { FileStore } from '../../../lib/storage/file-store.js';
 import { archiveTag, prefetchDir } from '../../../lib/wal/spool.js';
+import {
+  plainBaseBackup,
+  recoveringCluster,
+  startArchivingCluster,
+} from '../../support/archiving-cluster.js';
 import { runCli } from '../../support/cli.js';
 import {
   asPostgres,
   pgBin,
-  postgresDir,
   postgresIds,
   type ScratchCluster,
-  scratchRoot,
   startCluster,
   writeSettings,
 } from '../../support/scratch-cluster.js';
@@ -35,21 +38,10 @@ beforeAll(async () => {
 });
 
 async function archivingCluster() {
-  const root = scratchRoot();
-  const store = postgresDir(root, 'store');
-  const url = `file://${store}`;
-  const source = await startCluster({
-    root,
-    walSegmentMb: 1,
-    settings: {
-      wal_level: 'replica',
-      archive_mode: 'on',
-      archive_command: pgbpCommand(['wal-push', '%p', '--store', url]),
-    },
-  });
-  clusters.push(source);
-  source.sql('create table t (id int primary key, payload text)');
-  return { root, store, url, source };
+  const archiving = await startArchivingCluster({ walSegmentMb: 1 });
+  clusters.push(archiving.source);
+  archiving.source.sql('create table t (id int primary key, payload text)');
+  return { ...archiving, store: archiving.storeDir ?? '' };
 }
 
 async function storedNames(store: string): Promise<Map<string, string>> {
@@ -96,22 +88,9 @@ describe('WAL archiving when things go wrong, as PostgreSQL sees it', { timeout:
   });
 
   it('stops the recovering server on a damaged archived segment instead of promoting it', async () => {
-    const { root, store, url, source } = await archivingCluster();
-    const backup = join(root, 'backup');
-    asPostgres([
-      pgBin('pg_basebackup'),
-      '-h',
-      '127.0.0.1',
-      '-p',
-      String(source.port),
-      '-U',
-      'postgres',
-      '-D',
-      backup,
-      '-X',
-      'none',
-      '--no-sync',
-    ]);
+    const archiving = await archivingCluster();
+    const { root, store, source } = archiving;
+    const backup = plainBaseBackup(source, join(root, 'backup'));
     source.sql("insert into t select g, repeat('y', 200) from generate_series(1, 20000) g");
     const damaged = await switchAndWaitArchived(source);
     source.stop('fast');
@@ -122,13 +101,8 @@ describe('WAL archiving when things go wrong, as PostgreSQL sees it', { timeout:
     bytes[Math.floor(bytes.length / 2)] = (bytes[Math.floor(bytes.length / 2)] ?? 0) ^ 0x20;
     writeFileSync(path, bytes);
 
-    const restored = await startCluster({ root, data: backup, start: false });
+    const restored = await recoveringCluster(archiving, backup);
     clusters.push(restored);
-    writeSettings(backup, {
-      archive_mode: 'off',
-      restore_command: pgbpCommand(['wal-fetch', '%f', '%p', '--store', url]),
-    });
-    writeFileSync(join(backup, 'recovery.signal'), '');
     const before = readFileSync(restored.log, 'utf8').length;
     restored.start({ wait: false });
     const log = await waitFor(
@@ -150,20 +124,7 @@ describe('WAL archiving when things go wrong, as PostgreSQL sees it', { timeout:
   it('recovers to the end when the prefetch spool is damaged or cannot be written, fetching directly', async () => {
     const { root, store, url, source } = await archivingCluster();
     const backup = join(root, 'backup');
-    asPostgres([
-      pgBin('pg_basebackup'),
-      '-h',
-      '127.0.0.1',
-      '-p',
-      String(source.port),
-      '-U',
-      'postgres',
-      '-D',
-      backup,
-      '-X',
-      'none',
-      '--no-sync',
-    ]);
+    plainBaseBackup(source, backup);
     source.sql("insert into t select g, repeat('z', 200) from generate_series(1, 20000) g");
     const last = await switchAndWaitArchived(source);
     const rows = source.sql(ROWS);
