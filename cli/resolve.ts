@@ -1,10 +1,8 @@
 // How a command finds its config and its store. Loaded by a command when it runs, not when it is
 // registered: the config schema, YAML and the store modules are what a command's start-up costs.
-import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { type Config, loadConfig, parseConfig } from '../lib/config.js';
+import { type Config, configFileExists, findConfigFile, loadConfig, parseConfig } from '../lib/config.js';
 import { ConfigError } from '../lib/domain/errors.js';
 import { fileStoreDirectory } from '../lib/storage/file-url.js';
 import { openStore } from '../lib/storage/open-store.js';
@@ -14,14 +12,17 @@ import type { CliDeps } from './context.js';
 /** The built-in local defaults, when no config file is given or found. */
 export const BUILT_IN_CONFIG = { stage: 'local', store: 'file:./backups' } as const;
 
-/** The file {@link resolveConfig} loads: `--config FILE`, else ./config/local.yml when present; undefined for the built-in defaults. */
+/**
+ * The file {@link resolveConfig} loads, by the rule every entrypoint follows
+ * ({@link findConfigFile}: `--config FILE`, else PGBP_CONFIG, else ./config/<stage>.yml);
+ * undefined for the built-in defaults, when no file is named and the default one is not there.
+ */
 export function configFileOf(deps: CliDeps, file?: string): string | undefined {
-  if (file) return resolve(deps.cwd, file);
-  const local = resolve(deps.cwd, 'config/local.yml');
-  return existsSync(local) ? local : undefined;
+  const found = findConfigFile(deps.env, deps.cwd, file);
+  return configFileExists(found) ? found.path : undefined;
 }
 
-/** Loads `--config FILE`, else ./config/local.yml when present, else the built-in local defaults. */
+/** Loads the config file {@link configFileOf} finds, else the built-in local defaults. */
 export function resolveConfig(deps: CliDeps, file?: string): Config {
   const found = configFileOf(deps, file);
   if (found) return loadConfig(found);

@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import * as z from 'zod';
 import { isKeyableDatabaseName } from './domain/backup-layout.js';
@@ -439,4 +440,42 @@ export function loadConfig(file: string): Config {
     throw new ConfigError(`${file}: not valid YAML: ${(cause as Error).message.split('\n')[0]}`, { cause });
   }
   return parseConfig(raw, file);
+}
+
+/** Where a config file was found, and whether it was named (a file named must exist). */
+export interface FoundConfigFile {
+  readonly path: string;
+  /** Named by `--config` or PGBP_CONFIG, rather than the default of the stage. */
+  readonly named: boolean;
+}
+
+/**
+ * The one rule that finds the config file, for the CLI, the Lambdas and the tasks: the file
+ * given (`--config`), else PGBP_CONFIG, else `config/<PGBP_STAGE, or local>.yml` beside the code
+ * on Lambda (LAMBDA_TASK_ROOT) or in the working directory. Relative paths are from `cwd`.
+ */
+export function findConfigFile(
+  env: NodeJS.ProcessEnv,
+  cwd: string = process.cwd(),
+  file?: string,
+): FoundConfigFile {
+  const named = file ?? env.PGBP_CONFIG;
+  if (named) return { path: resolve(cwd, named), named: true };
+  return {
+    path: resolve(env.LAMBDA_TASK_ROOT ?? cwd, 'config', `${env.PGBP_STAGE ?? 'local'}.yml`),
+    named: false,
+  };
+}
+
+/**
+ * The config of a deployed process (a Lambda, a task): {@link findConfigFile}'s file, which must
+ * be there.
+ */
+export function loadDeployedConfig(env: NodeJS.ProcessEnv, cwd?: string): Config {
+  return loadConfig(findConfigFile(env, cwd).path);
+}
+
+/** Whether a config file is there to load: a named one always is (its absence is an error to report). */
+export function configFileExists(found: FoundConfigFile): boolean {
+  return found.named || existsSync(found.path);
 }

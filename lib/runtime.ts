@@ -1,5 +1,4 @@
-import { resolve } from 'node:path';
-import { type Config, loadConfig } from './config.js';
+import { type Config, loadDeployedConfig } from './config.js';
 import { ConfigError } from './domain/errors.js';
 import { type Alerter, consoleAlerter, fanOutAlerter } from './notify/alerter.js';
 import { slackAlerter, slackWebhook } from './notify/slack.js';
@@ -15,15 +14,6 @@ export interface PipelinePorts {
   readonly store: BackupStore;
   readonly alerter: Alerter;
   readonly clock: Clock;
-}
-
-/**
- * The config file of a deployed function: `PGBP_CONFIG`, else `config/<PGBP_STAGE>.yml` packaged
- * beside the code (LAMBDA_TASK_ROOT), else config/local.yml from the working directory.
- */
-export function configFile(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.PGBP_CONFIG) return resolve(env.PGBP_CONFIG);
-  return resolve(env.LAMBDA_TASK_ROOT ?? process.cwd(), 'config', `${env.PGBP_STAGE ?? 'local'}.yml`);
 }
 
 /** The SNS topic for alerts: the stack's (PGBP_ALERTS_TOPIC_ARN, set by serverless.yml) over the config's. */
@@ -65,7 +55,7 @@ let ports: PipelinePorts | undefined;
 
 /** The deployed config, loaded and validated once per process. */
 export function runtimeConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  config ??= loadConfig(configFile(env));
+  config ??= loadDeployedConfig(env);
   return config;
 }
 

@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { baseBackupSettings, runBaseBackup } from '../lib/backup/base-backup.js';
-import { loadConfig } from '../lib/config.js';
+import { loadDeployedConfig } from '../lib/config.js';
 import { sfnClient } from '../lib/platform/aws-clients/sfn.js';
 import { createLogger } from '../lib/platform/logger.js';
 import { connectionFor } from '../lib/postgres/connection.js';
@@ -10,7 +10,7 @@ import { runTask, type TaskDeps } from './task-runner.js';
 /** Fargate entrypoint: one base backup of the stage's cluster into its store; reports the manifest. */
 export function main(deps: TaskDeps): Promise<number> {
   return runTask(async (context) => {
-    const config = loadConfig(deps.env.PGBP_CONFIG ?? 'config/local.yml');
+    const config = loadDeployedConfig(deps.env);
     const settings = baseBackupSettings(config);
     const connection = await connectionFor(config, deps.env, deps.env.PGDATABASE ?? 'postgres');
     context.secrets.push(connection.password);

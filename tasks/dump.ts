@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { compressionFromConfig, runDump } from '../lib/backup/dump.js';
-import { type Config, loadConfig } from '../lib/config.js';
+import { type Config, loadDeployedConfig } from '../lib/config.js';
 import type { Manifest } from '../lib/domain/manifest.js';
 import { sfnClient } from '../lib/platform/aws-clients/sfn.js';
 import { createLogger } from '../lib/platform/logger.js';
@@ -12,7 +12,7 @@ import { runTask, type TaskDeps } from './task-runner.js';
 export function dumpInputs(env: NodeJS.ProcessEnv): { database: string; config: Config; store?: string } {
   const database = env.PGBP_DATABASE;
   if (!database) throw new Error('PGBP_DATABASE is not set: the task needs the database to dump');
-  const config = loadConfig(env.PGBP_CONFIG ?? 'config/local.yml');
+  const config = loadDeployedConfig(env);
   return { database, config, ...(env.PGBP_STORE ? { store: env.PGBP_STORE } : {}) };
 }
 

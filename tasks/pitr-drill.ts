@@ -1,6 +1,5 @@
-import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadConfig } from '../lib/config.js';
+import { findConfigFile, loadConfig } from '../lib/config.js';
 import { sfnClient } from '../lib/platform/aws-clients/sfn.js';
 import { createLogger } from '../lib/platform/logger.js';
 import { connectionFor } from '../lib/postgres/connection.js';
@@ -16,7 +15,7 @@ import { runTask, type TaskDeps } from './task-runner.js';
  */
 export function main(deps: TaskDeps): Promise<number> {
   return runTask(async (context) => {
-    const configFile = resolve(deps.env.PGBP_CONFIG ?? 'config/local.yml');
+    const configFile = findConfigFile(deps.env).path;
     const config = loadConfig(configFile);
     const connection = await connectionFor(config, deps.env, 'postgres');
     context.secrets.push(connection.password);

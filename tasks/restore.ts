@@ -1,13 +1,11 @@
 import { fileURLToPath } from 'node:url';
-import { type Config, databaseSettings, loadConfig } from '../lib/config.js';
+import { type Config, loadDeployedConfig } from '../lib/config.js';
 import { InvalidRestoreRequestError } from '../lib/domain/errors.js';
 import { type RestoreReport, rowsRestored } from '../lib/domain/verify-report.js';
 import { sfnClient } from '../lib/platform/aws-clients/sfn.js';
 import { createLogger } from '../lib/platform/logger.js';
-import { connectionFor } from '../lib/postgres/connection.js';
-import { withRestoreServer } from '../lib/restore/drill-target.js';
 import { parseRestoreRequest, type RestoreRequest } from '../lib/restore/request.js';
-import { runRestore } from '../lib/restore/restore.js';
+import { restoreFromConfig } from '../lib/restore/wiring.js';
 import { openStore } from '../lib/storage/open-store.js';
 import { runTask, type TaskDeps } from './task-runner.js';
 
@@ -32,7 +30,7 @@ export function restoreInputs(env: NodeJS.ProcessEnv): {
     });
   }
   const request = parseRestoreRequest(parsed);
-  const config = loadConfig(env.PGBP_CONFIG ?? 'config/local.yml');
+  const config = loadDeployedConfig(env);
   return { request, config, ...(env.PGBP_STORE ? { store: env.PGBP_STORE } : {}) };
 }
 
@@ -68,29 +66,20 @@ export function main(deps: TaskDeps): Promise<number> {
       const { request, config, store: storeUrl } = restoreInputs(deps.env);
       // A drill (verify) restores into a scratch server of its own or the configured drill
       // server: it never loads the source server unless the config says so.
-      return withRestoreServer(
-        request,
+      return restoreFromConfig(request, {
         config,
-        () => connectionFor(config, deps.env, request.database),
-        async (connection) => {
+        env: deps.env,
+        store: await openStore(storeUrl ?? config.store, config),
+        loggerFor: (connection) => {
           context.secrets.push(connection.password);
-          const logger = createLogger(
+          return createLogger(
             { task: 'restore' },
             { secrets: [connection.password ?? ''], write: (line) => deps.stderr.write(`${line}\n`) },
           );
-          const settings = databaseSettings(config, request.database);
-          return runRestore(request, {
-            store: await openStore(storeUrl ?? config.store, config),
-            connection,
-            policy: settings.restore,
-            assertions: settings.assertions,
-            env: deps.env,
-            logger,
-            signal: context.signal,
-          });
         },
-        { env: deps.env },
-      );
+        signal: context.signal,
+        scratchEnv: deps.env,
+      });
     },
     deps,
     summarizeReport,

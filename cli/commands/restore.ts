@@ -1,16 +1,12 @@
 import type { Command } from 'commander';
-import { databaseSettings } from '../../lib/config.js';
 import { keysFor } from '../../lib/domain/backup-layout.js';
 import { RestoreCheckFailedError } from '../../lib/domain/errors.js';
 import { redact } from '../../lib/domain/redact.js';
 import { formatBytes } from '../../lib/domain/units.js';
 import { type RestoreReport, rowsRestored } from '../../lib/domain/verify-report.js';
 import { createLogger, silentLogger } from '../../lib/platform/logger.js';
-import { connectionFor } from '../../lib/postgres/connection.js';
-import type { Connection } from '../../lib/postgres/pg-tools.js';
-import { withRestoreServer } from '../../lib/restore/drill-target.js';
 import { parseRestoreRequest } from '../../lib/restore/request.js';
-import { runRestore } from '../../lib/restore/restore.js';
+import { restoreFromConfig } from '../../lib/restore/wiring.js';
 import { type CliDeps, type CommonOptions, type ExitHolder, err, out } from '../context.js';
 import { finish, type MachineOptions, restoreSummary, runMachine } from '../machine-command.js';
 import { progressLine } from '../progress.js';
@@ -60,56 +56,47 @@ export async function runRestoreCommand(
   const request = parseRestoreRequest(raw);
   const config = resolveConfig(deps, opts.config);
   const store = await resolveStore(deps, config, opts.store);
-  const settings = databaseSettings(config, request.database);
-  // A verify restores into a scratch server (or the configured drill server), not the source.
-  await withRestoreServer(
-    request,
-    config,
-    () => connectionFor(config, deps.env, request.database),
-    (connection) => restoreOn(connection),
-  );
-
-  async function restoreOn(connection: Connection): Promise<void> {
-    const progress = progressLine(deps.stderr, !opts.json);
-    let bytes = 0;
-    const logger = opts.verbose
-      ? createLogger({ command: request.mode }, { secrets: [connection.password ?? ''] })
-      : silentLogger;
-    let report: RestoreReport;
-    try {
-      report = await runRestore(request, {
-        store,
-        connection,
-        policy: settings.restore,
-        assertions: settings.assertions,
-        env: deps.env,
-        logger,
-        ...(deps.signal ? { signal: deps.signal } : {}),
-        onPhase: (phase) => {
-          progress.phase(`${request.mode} ${request.database}: ${phase}`);
-          progress.update(bytes);
-        },
-        onProgress: (n) => {
-          bytes = n;
-          progress.update(n);
-        },
-      });
-    } catch (error) {
-      progress.done();
-      if (!(error instanceof RestoreCheckFailedError && error.report)) throw error;
-      if (opts.json) out(deps, JSON.stringify(error.report));
-      err(deps, `pgbp: ${error.name}: ${redact(error.message, [connection.password])}`);
-      exit.code = CHECKS_FAILED_EXIT;
-      return;
-    }
+  const progress = progressLine(deps.stderr, !opts.json);
+  let bytes = 0;
+  let password: string | undefined;
+  let report: RestoreReport;
+  try {
+    // A verify restores into a scratch server (or the configured drill server), not the source.
+    report = await restoreFromConfig(request, {
+      config,
+      env: deps.env,
+      store,
+      loggerFor: (connection) => {
+        password = connection.password;
+        return opts.verbose
+          ? createLogger({ command: request.mode }, { secrets: [connection.password ?? ''] })
+          : silentLogger;
+      },
+      ...(deps.signal ? { signal: deps.signal } : {}),
+      onPhase: (phase) => {
+        progress.phase(`${request.mode} ${request.database}: ${phase}`);
+        progress.update(bytes);
+      },
+      onProgress: (n) => {
+        bytes = n;
+        progress.update(n);
+      },
+    });
+  } catch (error) {
     progress.done();
-    if (opts.json) {
-      out(deps, JSON.stringify(report));
-      return;
-    }
-    const key = keysFor(store.prefix, report.backupId).verify;
-    out(deps, summary(report, `${store.url}/${key.slice(store.prefix ? store.prefix.length + 1 : 0)}`));
+    if (!(error instanceof RestoreCheckFailedError && error.report)) throw error;
+    if (opts.json) out(deps, JSON.stringify(error.report));
+    err(deps, `pgbp: ${error.name}: ${redact(error.message, [password])}`);
+    exit.code = CHECKS_FAILED_EXIT;
+    return;
   }
+  progress.done();
+  if (opts.json) {
+    out(deps, JSON.stringify(report));
+    return;
+  }
+  const key = keysFor(store.prefix, report.backupId).verify;
+  out(deps, summary(report, `${store.url}/${key.slice(store.prefix ? store.prefix.length + 1 : 0)}`));
 }
 
 function collect(value: string, previous: string[]): string[] {
