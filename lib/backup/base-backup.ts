@@ -25,11 +25,10 @@ import {
   startChild,
 } from '../platform/processes.js';
 import { type Connection, describeConnection, libpqEnv, pgClient } from '../postgres/pg-tools.js';
-import { childOutput } from '../storage/byte-source.js';
+import { openChildOutput } from '../storage/child-output.js';
 import { zstdBuffer } from '../storage/small-objects.js';
 import type { BackupStore } from '../storage/store.js';
 import { startZstd } from '../storage/zstd.js';
-import { gated, readBack } from './dump.js';
 import { TarScanner } from './tar-scan.js';
 
 /**
@@ -169,21 +168,20 @@ export async function runBaseBackup(request: BaseBackupRequest, deps: BaseBackup
   const started = Date.now();
   log.info('base backup starting', { baseId: id, server: facts.version });
 
-  const [sink, output] = store.openSink
-    ? ([await store.openSink(tarKey), undefined] as const)
-    : ([
-        undefined,
-        await childOutput().catch((cause: unknown) => {
-          throw new BaseBackupFailedError((cause as Error).message, { cause });
-        }),
-      ] as const);
+  const output = await openChildOutput(
+    store,
+    tarKey,
+    'sequential',
+    { storageClass: request.storageClass },
+    (cause) => new BaseBackupFailedError((cause as Error).message, { cause }),
+  );
   const zstd = startZstd(request.compression, {
     env,
     stdin: 'pipe',
-    stdout: sink ? sink.handle.fd : output.childEnd,
+    stdout: output.childEnd,
     ...(deps.spawn ? { spawn: deps.spawn } : {}),
   });
-  output?.childEnd.destroy();
+  output.release();
   let archiveWait: NodeJS.Timeout | undefined;
   let archiveStuck = false;
   const children: Child[] = [];
@@ -247,20 +245,12 @@ export async function runBaseBackup(request: BaseBackupRequest, deps: BaseBackup
   const hash = createHash('sha256');
   let sizeBytes: number;
   try {
-    if (sink) {
-      sizeBytes = await readBack(sink.handle, finished, hash);
-      await sink.commit();
-    } else {
-      ({ bytes: sizeBytes } = await store.putStream(tarKey, gated(output.source, finished, hash), {
-        storageClass: request.storageClass,
-      }));
-    }
+    sizeBytes = await output.store(finished, hash);
     await finished;
   } catch (error) {
     for (const child of children) child.stop();
     await Promise.all(children.map((c) => c.exited));
-    await sink?.abort();
-    output?.source.destroy();
+    await output.abort();
     const ownFailure = await finished.then(
       () => undefined,
       (e: unknown) => e as Error,

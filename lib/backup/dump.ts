@@ -1,5 +1,4 @@
-import { createHash, type Hash } from 'node:crypto';
-import type { FileHandle } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Config } from '../config.js';
 import { backupIdFor, classifyTier, isKeyableDatabaseName, keysFor } from '../domain/backup-layout.js';
@@ -27,9 +26,9 @@ import {
   toolVersion,
 } from '../postgres/pg-tools.js';
 import { requireToolAtLeastServer } from '../postgres/versions.js';
-import { type ByteSource, childOutput } from '../storage/byte-source.js';
+import { openChildOutput } from '../storage/child-output.js';
+import { startEncoder } from '../storage/codec.js';
 import type { BackupStore } from '../storage/store.js';
-import { startZstd } from '../storage/zstd.js';
 
 export interface DumpRequest {
   readonly database: string;
@@ -120,22 +119,18 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   } else {
     dumpArgs.push('--compress=0');
   }
-  // A store on a file system gives zstd the temporary file itself as its output, and this
-  // process reads the file back from the page cache to hash it: the dump then never passes
-  // through a pipe into Node at all. pg_dump never writes into a file directly: on a seekable
-  // output it goes back to rewrite its table of contents, which a reader running behind it
-  // would already have hashed. Otherwise the last process of the pipe writes into a socket
-  // that the store reads from into its own part buffers.
-  const [sink, output] =
-    compression.codec === 'zstd' && store.openSink
-      ? ([await store.openSink(keys.dump, { tags: { tier } }), undefined] as const)
-      : ([
-          undefined,
-          await childOutput().catch((cause: unknown) => {
-            throw new DumpFailedError((cause as Error).message, { cause });
-          }),
-        ] as const);
-  const outputEnd = sink ? sink.handle.fd : output.childEnd;
+  // The last process of the pipe writes the object: zstd, which may write straight into a file
+  // store's temporary file (lib/storage/child-output.ts decides), or pg_dump itself, which on a
+  // seekable output goes back to rewrite its table of contents and so always writes into a
+  // socket that the store reads from into its own part buffers.
+  const output = await openChildOutput(
+    store,
+    keys.dump,
+    compression.codec === 'zstd' ? 'sequential' : 'seeking',
+    { tags: { tier }, storageClass: request.storageClass },
+    (cause) => new DumpFailedError((cause as Error).message, { cause }),
+  );
+  const outputEnd = output.childEnd;
 
   // zstd is started first so that pg_dump can write straight into it through an OS pipe: the
   // uncompressed dump, several times the size of what is stored, never passes through this
@@ -143,13 +138,11 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   const children: Child[] = [];
   const exits: Promise<void>[] = [];
   const processFailures: ProcessFailure[] = [];
-  const zstd =
-    compression.codec === 'zstd'
-      ? startZstd(
-          { level: compression.level ?? 1, threads: compression.threads },
-          { env, spawn, stdout: outputEnd },
-        )
-      : undefined;
+  const zstd = startEncoder(
+    compression.codec,
+    { level: compression.level ?? 1, threads: compression.threads },
+    { env, spawn, stdout: outputEnd },
+  );
   if (zstd) {
     exits.push(exitOf(zstd, processFailures));
     children.push(zstd);
@@ -171,7 +164,7 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   // Our ends of the pipes close, so each reader sees the end of input exactly when its writer
   // ends; if zstd dies, pg_dump gets EPIPE. Either failure surfaces through the exit codes.
   zstd?.stdin?.destroy();
-  output?.childEnd.destroy();
+  output.release();
   exits.unshift(exitOf(dumper, processFailures));
   children.unshift(dumper);
   const stopOnSignal = () => {
@@ -209,20 +202,12 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   // The store holds the whole object: an interruption from here on deletes it.
   let storedWhole = false;
   try {
-    if (sink) {
-      bytes = await readBack(sink.handle, finished, hash, deps.onProgress);
-      throwIfInterrupted(deps.signal);
-      await sink.commit();
-      storedWhole = true;
-    } else {
-      ({ bytes } = await store.putStream(keys.dump, gated(output.source, finished, hash), {
-        tags: { tier },
-        storageClass: request.storageClass,
-        ...(deps.onProgress ? { onProgress: deps.onProgress } : {}),
-      }));
-      storedWhole = true;
-      throwIfInterrupted(deps.signal);
-    }
+    bytes = await output.store(finished, hash, {
+      ...(deps.onProgress ? { onProgress: deps.onProgress } : {}),
+      beforeCommit: () => throwIfInterrupted(deps.signal),
+    });
+    storedWhole = true;
+    throwIfInterrupted(deps.signal);
     // Both have settled by now: `finished` waited for them.
     ({ server, pgDump } = await checks);
   } catch (error) {
@@ -241,8 +226,7 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
         (failure: unknown) => failure as Error,
       ),
     ]);
-    await sink?.abort();
-    output?.source.destroy();
+    await output.abort();
     deps.signal?.removeEventListener('abort', stopOnSignal);
     if (deps.signal?.aborted) {
       if (storedWhole) await store.deleteMany([keys.dump]).catch(() => {});
@@ -306,76 +290,4 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   }
   log.info('dump stored', { backupId: id, sizeBytes: bytes, durationMs: manifest.durationMs });
   return manifest;
-}
-
-/**
- * The dump's output as the store reads it: every byte hashed as it is filled in, and the end
- * held back until `finished` (every process exited with 0, every check passed), so the store
- * completes the object only for a whole dump. A failure stops it at once, mid-part.
- */
-export function gated(source: ByteSource, finished: Promise<void>, hash: Hash): ByteSource {
-  finished.catch((error: unknown) => source.destroy(error as Error));
-  return {
-    async fill(into) {
-      const filled = await source.fill(into);
-      hash.update(into.subarray(0, filled));
-      if (filled < into.length) await finished;
-      return filled;
-    },
-    destroy: (error) => source.destroy(error),
-  };
-}
-
-/** Read-back buffer, and how much is written before the next flush to disk is started. */
-const READ_BACK_BYTES = 1024 * 1024;
-const FLUSH_EVERY_BYTES = 64 * 1024 * 1024;
-
-/**
- * Reads back, as it grows, a file that the processes are writing, until `finished` (they all
- * exited, the checks passed) and its end is reached; hashes every byte. Flushes to disk run
- * behind the writer every 64 MiB, so that the final sync has only the tail left to wait for.
- * Rejects as soon as a process or check fails.
- */
-export async function readBack(
-  handle: FileHandle,
-  finished: Promise<void>,
-  hash: Hash,
-  onProgress?: (bytes: number) => void,
-): Promise<number> {
-  let complete = false;
-  let failure: unknown;
-  const settled = finished.then(
-    () => {
-      complete = true;
-    },
-    (error: unknown) => {
-      failure = error;
-    },
-  );
-  const buffer = Buffer.allocUnsafe(READ_BACK_BYTES);
-  let position = 0;
-  let flushedTo = 0;
-  let flushing: Promise<void> = Promise.resolve();
-  for (;;) {
-    if (failure) throw failure;
-    // Checked before the read: once every writer has exited, a read that finds nothing is the end.
-    const writersDone = complete;
-    const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
-    if (bytesRead > 0) {
-      hash.update(buffer.subarray(0, bytesRead));
-      position += bytesRead;
-      onProgress?.(position);
-      if (position - flushedTo >= FLUSH_EVERY_BYTES) {
-        await flushing;
-        flushedTo = position;
-        flushing = handle.datasync();
-      }
-    } else if (writersDone) {
-      break;
-    } else {
-      await Promise.race([settled, delay(20)]);
-    }
-  }
-  await flushing;
-  return position;
 }

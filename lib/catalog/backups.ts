@@ -71,8 +71,9 @@ export async function scanDatabase(
     groups.set(parsed.backupId, group);
   }
   const uploads: IncompleteUpload[] = [];
-  if (options.uploads && store.incompleteUploads) {
-    for await (const upload of store.incompleteUploads(folder)) {
+  const parts = store.capabilities.partUploads;
+  if (options.uploads && parts) {
+    for await (const upload of parts.incomplete(folder)) {
       if (parseKey(store.prefix, upload.key)?.database === database) uploads.push(upload);
     }
   }

@@ -17,6 +17,7 @@ export async function thawBackup(
 ): Promise<ThawResult> {
   const { backup, object } = await locateBackup(store, database, selector);
   const key = backup.manifest.key;
-  const thaw = needsThaw(object.storageClass) ? await store.thaw(key, options) : object.thaw;
+  const archive = store.capabilities.archive;
+  const thaw = archive && needsThaw(object.storageClass) ? await archive.thaw(key, options) : object.thaw;
   return { backupId: backup.manifest.id, key, storageClass: object.storageClass, thaw };
 }

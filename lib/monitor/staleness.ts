@@ -104,7 +104,7 @@ export async function storeStatus(options: {
       };
     }),
   );
-  const space = await store.freeSpace();
+  const space = await store.capabilities.local?.freeSpace();
   return {
     store: store.url,
     at: now.toISOString(),

@@ -6,7 +6,7 @@ import { type ChildExit, cutOffByReader, describeExit, exitedCleanly } from '../
 import type { ArchiveCounts } from '../postgres/archive-counts.js';
 import { type PgRestoreOptions, startPgRestore } from '../postgres/pg-restore.js';
 import { libpqEnv } from '../postgres/pg-tools.js';
-import { startZstd } from '../storage/zstd.js';
+import { startDecoder } from '../storage/codec.js';
 import { feedCounting } from './archive-checks.js';
 import { fetchFailed, type RestoreContext } from './context.js';
 import { checkDigest, type Pumped, pump } from './pump.js';
@@ -52,19 +52,20 @@ export async function streamRestore(ctx: RestoreContext, target: string): Promis
   }
   let restore: ReturnType<typeof startPgRestore>;
   let sink: Writable;
-  let zstd: ReturnType<typeof startZstd> | undefined;
+  const zstd = startDecoder(manifest.compression.codec, {
+    env: libpqEnv(deps.connection, deps.env),
+    spawn: ctx.spawn,
+  });
   let fed: Promise<void> | undefined;
   const { counter } = ctx;
-  if (manifest.compression.codec === 'zstd') {
-    const z = startZstd('decompress', { env: libpqEnv(deps.connection, deps.env), spawn: ctx.spawn });
-    zstd = z;
+  if (zstd) {
     // zstd's output passes through this process on its way to pg_restore, to be counted: the
     // row check needs every table's rows as the archive holds them. Measured, this keeps a
     // verify within its target of plain `zstd -dc | pg_restore`.
     restore = startPgRestore(pgRestoreOptions(ctx, target, 1));
-    fed = feedCounting(z.stdout as Readable, restore.stdin as Writable, counter);
+    fed = feedCounting(zstd.stdout as Readable, restore.stdin as Writable, counter);
     fed.catch(() => {}); // read below, once the processes have exited
-    sink = z.stdin as Writable;
+    sink = zstd.stdin as Writable;
   } else {
     restore = startPgRestore(pgRestoreOptions(ctx, target, 1));
     sink = restore.stdin as Writable;

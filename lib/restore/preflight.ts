@@ -9,8 +9,8 @@ import { archiveSchemas, readTocFrom, UnsupportedArchiveError } from '../postgre
 import { serverVersion } from '../postgres/pg-restore.js';
 import { describeConnection, libpqEnv, toolVersion } from '../postgres/pg-tools.js';
 import { parseVersion, requireToolAtLeastServer } from '../postgres/versions.js';
+import { startDecoder } from '../storage/codec.js';
 import type { ObjectDetails } from '../storage/store.js';
-import { startZstd } from '../storage/zstd.js';
 import { archiveCounter } from './archive-checks.js';
 import { fetchFailed, type RestoreContext, type RestoreDeps } from './context.js';
 import { type RestoreRequest, selectorOf } from './request.js';
@@ -111,11 +111,14 @@ async function schemasInBackup(ctx: RestoreContext): Promise<string[] | undefine
   } catch (error) {
     fetchFailed(ctx, error);
   }
-  let zstd: ReturnType<typeof startZstd> | undefined;
+  let zstd: ReturnType<typeof startDecoder>;
   try {
     let chunks: AsyncIterable<Buffer> = source;
-    if (manifest.compression.codec === 'zstd') {
-      zstd = startZstd('decompress', { env: libpqEnv(deps.connection, deps.env), spawn: ctx.spawn });
+    zstd = startDecoder(manifest.compression.codec, {
+      env: libpqEnv(deps.connection, deps.env),
+      spawn: ctx.spawn,
+    });
+    if (zstd) {
       // Stopping once the TOC is read cuts the pipe: the error that follows is expected.
       pipeline(source, zstd.stdin as Writable).catch(() => {});
       chunks = zstd.stdout as Readable;

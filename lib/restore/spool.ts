@@ -12,7 +12,7 @@ import { describeExit, exitedCleanly } from '../platform/processes.js';
 import type { ArchiveCounts } from '../postgres/archive-counts.js';
 import { type OffsetPlan, writeOffsets } from '../postgres/custom-archive.js';
 import { libpqEnv } from '../postgres/pg-tools.js';
-import { startZstd } from '../storage/zstd.js';
+import { startDecoder } from '../storage/codec.js';
 import { archiveCounter } from './archive-checks.js';
 import { fetchFailed, type RestoreContext } from './context.js';
 import { checkDigest, type Pumped, pump } from './pump.js';
@@ -140,14 +140,17 @@ async function spool(ctx: RestoreContext): Promise<SpoolOutcome> {
       return e;
     },
   );
-  let zstd: ReturnType<typeof startZstd> | undefined;
+  let zstd: ReturnType<typeof startDecoder>;
   let source: Readable | undefined;
   try {
     source = await deps.store.getStream(manifest.key);
     let sink: Writable = meter;
-    if (manifest.compression.codec === 'zstd') {
-      const z = startZstd('decompress', { env: libpqEnv(deps.connection, deps.env), spawn: ctx.spawn });
-      zstd = z;
+    const z = startDecoder(manifest.compression.codec, {
+      env: libpqEnv(deps.connection, deps.env),
+      spawn: ctx.spawn,
+    });
+    zstd = z;
+    if (z) {
       const out = z.stdout as Readable;
       out.pipe(meter);
       out.on('error', (e) => meter.destroy(e));

@@ -178,7 +178,7 @@ export async function runRetention(options: RetentionRunOptions): Promise<Retent
   const failed: { key: string; code: string; message: string }[] = [];
   if (!dryRun) {
     for (const upload of uploadsToAbort) {
-      await store.abortUpload?.(upload).catch((e: Error) => {
+      await store.capabilities.partUploads?.abort(upload).catch((e: Error) => {
         failed.push({
           key: upload.key,
           code: e.name,

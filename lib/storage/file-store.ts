@@ -26,7 +26,7 @@ import type {
   ObjectDetails,
   ObjectInfo,
   PutOptions,
-  ThawState,
+  StoreCapabilities,
 } from './store.js';
 
 /** The temporary name of a write in progress, or of one that was killed: `.<name>.partial-<hex>`. */
@@ -42,10 +42,17 @@ const WRITE_BYTES = 1024 * 1024;
  * temporary file by the compressor itself ({@link FileStore.openSink}).
  */
 export class FileStore implements BackupStore {
-  readonly kind = 'file' as const;
   readonly prefix = '';
   readonly url: string;
   readonly root: string;
+
+  /** A directory on this machine: its free space, and files a compressor can write objects into. */
+  readonly capabilities: StoreCapabilities = {
+    local: {
+      freeSpace: () => this.freeSpace(),
+      openSink: (key, options) => this.openSink(key, options),
+    },
+  };
 
   constructor(root: string) {
     this.root = resolve(root);
@@ -263,10 +270,6 @@ export class FileStore implements BackupStore {
 
   async putTags(key: string, tags: Readonly<Record<string, string>>): Promise<void> {
     await writeFile(this.tagsPathOf(key), JSON.stringify(tags));
-  }
-
-  async thaw(): Promise<ThawState> {
-    return { state: 'not-archived' };
   }
 
   /** Undefined while the directory does not exist: asking creates nothing. */

@@ -1,11 +1,9 @@
 import type { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
-  type CompletedPart,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
+  GetObjectLockConfigurationCommand,
   GetObjectTaggingCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
@@ -15,13 +13,12 @@ import {
   RestoreObjectCommand,
   type S3Client,
   type ServerSideEncryption,
-  type StorageClass,
-  UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { ArchivedBackupError, ObjectExistsError } from '../domain/errors.js';
-import { MAX_PARTS, partSizeFor } from '../domain/part-size.js';
 import { s3Client } from '../platform/aws-clients/s3.js';
-import { type Body, endsHere, sourceOf } from './byte-source.js';
+import type { Body } from './byte-source.js';
+import { errorName, isNotFound, isPreconditionFailed, tagging } from './s3-errors.js';
+import { uploadStream } from './s3-upload.js';
 import {
   type BackupStore,
   type DeleteResult,
@@ -30,6 +27,7 @@ import {
   type ObjectDetails,
   type ObjectInfo,
   type PutOptions,
+  type StoreCapabilities,
   type ThawState,
 } from './store.js';
 
@@ -43,27 +41,6 @@ export interface S3StoreOptions {
 }
 
 const DELETE_BATCH = 1000;
-
-function tagging(tags: Readonly<Record<string, string>> | undefined): string | undefined {
-  if (!tags || Object.keys(tags).length === 0) return undefined;
-  return new URLSearchParams(tags).toString();
-}
-
-function errorName(error: unknown): string {
-  const e = error as { name?: string; Code?: string; $metadata?: { httpStatusCode?: number } };
-  return e.name ?? e.Code ?? '';
-}
-
-function isPreconditionFailed(error: unknown): boolean {
-  const e = error as { $metadata?: { httpStatusCode?: number } };
-  return errorName(error) === 'PreconditionFailed' || e.$metadata?.httpStatusCode === 412;
-}
-
-function isNotFound(error: unknown): boolean {
-  const e = error as { $metadata?: { httpStatusCode?: number } };
-  const name = errorName(error);
-  return name === 'NotFound' || name === 'NoSuchKey' || e.$metadata?.httpStatusCode === 404;
-}
 
 /** `ongoing-request="false", expiry-date="…"` → a thaw state. */
 export function parseRestoreHeader(storageClass: string, header: string | undefined): ThawState {
@@ -80,12 +57,21 @@ export function parseRestoreHeader(storageClass: string, header: string | undefi
  * (`If-None-Match: *`), and any failure aborts the multipart upload.
  */
 export class S3Store implements BackupStore {
-  readonly kind = 's3' as const;
   readonly url: string;
   readonly bucket: string;
   readonly prefix: string;
   private readonly options: S3StoreOptions;
   private readonly client: S3Client;
+
+  /** Archive classes and thaw, Object Lock, and uploads in parts that a killed run leaves open. */
+  readonly capabilities: StoreCapabilities = {
+    archive: { thaw: (key, options) => this.thaw(key, options) },
+    objectLock: { possible: () => this.objectLockEnabled() },
+    partUploads: {
+      incomplete: (prefix) => this.incompleteUploads(prefix),
+      abort: (upload) => this.abortUpload(upload),
+    },
+  };
 
   constructor(bucket: string, prefix: string, options: S3StoreOptions = {}) {
     this.bucket = bucket;
@@ -107,117 +93,20 @@ export class S3Store implements BackupStore {
       : { ServerSideEncryption: 'AES256' };
   }
 
-  /**
-   * No HeadObject first: the conditional write (`If-None-Match: *` on PutObject and
-   * CompleteMultipartUpload) is what refuses an existing key. A HEAD of a missing key answers 403,
-   * not 404, to a role without an unconditioned s3:ListBucket, which would fail every new dump.
-   */
-  async putStream(key: string, body: Body, options: PutOptions = {}): Promise<{ bytes: number }> {
-    const source = sourceOf(body);
-    const common = {
-      Bucket: this.bucket,
-      Key: key,
-      ContentType: options.contentType ?? 'application/octet-stream',
-      StorageClass: (options.storageClass ?? this.options.storageClass ?? 'STANDARD') as StorageClass,
-      Tagging: tagging(options.tags),
-      ...this.encryption(),
-    };
-    const queueSize = this.options.queueSize ?? 2;
-    let uploadId: string | undefined;
-    const parts: CompletedPart[] = [];
-    const inFlight = new Set<Promise<void>>();
-    let failure: unknown;
-    let total = 0;
-
-    // The source fills each part buffer in place, and a buffer is reused once its upload
-    // settles: memory stays at queueSize + 1 parts, and no garbage waits for the collector.
-    const spare: Buffer[] = [];
-    const uploadPart = (partNumber: number, data: Buffer, reusable: boolean) => {
-      const task = this.client
-        .send(
-          new UploadPartCommand({
-            Bucket: this.bucket,
-            Key: key,
-            UploadId: uploadId,
-            PartNumber: partNumber,
-            Body: data,
-            ContentLength: data.length,
-          }),
-        )
-        .then((out) => {
-          parts.push({ PartNumber: partNumber, ETag: out.ETag });
-        })
-        .catch((error: unknown) => {
-          failure ??= error;
-        })
-        .finally(() => {
-          inFlight.delete(task);
-          if (reusable && spare.length < queueSize) spare.push(data);
-        });
-      inFlight.add(task);
-    };
-
-    try {
-      for (let partNumber = 1; ; partNumber += 1) {
-        const size = partSizeFor(partNumber);
-        const recycled = spare.findIndex((b) => b.length === size);
-        const part = recycled >= 0 ? (spare.splice(recycled, 1)[0] as Buffer) : Buffer.allocUnsafeSlow(size);
-        const filled = await source.fill(part);
-        if (failure) throw failure;
-        total += filled;
-        options.onProgress?.(total);
-        // Only the last part is short; a stream that ends on a part boundary ends with a full one.
-        const last = filled < size || (partNumber === MAX_PARTS && (await endsHere(source)));
-        if (!uploadId) {
-          if (last) {
-            await this.client.send(
-              new PutObjectCommand({
-                ...common,
-                Body: part.subarray(0, filled),
-                ContentLength: filled,
-                ...(options.replace ? {} : { IfNoneMatch: '*' }),
-              }),
-            );
-            return { bytes: total };
-          }
-          const created = await this.client.send(new CreateMultipartUploadCommand(common));
-          uploadId = created.UploadId;
-        }
-        if (filled > 0) uploadPart(partNumber, part.subarray(0, filled), !last);
-        if (last) break;
-        if (partNumber === MAX_PARTS) throw new RangeError(`stream exceeds ${MAX_PARTS} parts`);
-        while (inFlight.size >= queueSize) await Promise.race(inFlight);
-        if (failure) throw failure;
-      }
-      await Promise.all(inFlight);
-      if (failure) throw failure;
-      parts.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
-      await this.client.send(
-        new CompleteMultipartUploadCommand({
-          Bucket: this.bucket,
-          Key: key,
-          UploadId: uploadId,
-          MultipartUpload: { Parts: parts },
-          ...(options.replace ? {} : { IfNoneMatch: '*' }),
-        }),
-      );
-      uploadId = undefined;
-      return { bytes: total };
-    } catch (error) {
-      source.destroy();
-      await Promise.allSettled(inFlight);
-      if (uploadId) {
-        await this.client
-          .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }))
-          .catch(() => {});
-      }
-      if (isPreconditionFailed(error)) {
-        throw new ObjectExistsError(`${key} already exists in ${this.url}; refusing to overwrite it`, {
-          cause: error,
-        });
-      }
-      throw error;
-    }
+  putStream(key: string, body: Body, options: PutOptions = {}): Promise<{ bytes: number }> {
+    return uploadStream(
+      {
+        client: this.client,
+        bucket: this.bucket,
+        url: this.url,
+        encryption: this.encryption(),
+        ...(this.options.storageClass ? { storageClass: this.options.storageClass } : {}),
+        queueSize: this.options.queueSize ?? 2,
+      },
+      key,
+      body,
+      options,
+    );
   }
 
   async putBytes(key: string, data: Uint8Array | string, options: PutOptions = {}): Promise<void> {
@@ -400,7 +289,13 @@ export class S3Store implements BackupStore {
     return after && after.thaw.state !== 'archived' ? after.thaw : { state: 'requested' };
   }
 
-  async freeSpace(): Promise<undefined> {
-    return undefined;
+  /** Whether the bucket has Object Lock enabled; yes when the answer is unknown (no permission). */
+  private async objectLockEnabled(): Promise<boolean> {
+    try {
+      const out = await this.client.send(new GetObjectLockConfigurationCommand({ Bucket: this.bucket }));
+      return out.ObjectLockConfiguration?.ObjectLockEnabled === 'Enabled';
+    } catch (error) {
+      return errorName(error) !== 'ObjectLockConfigurationNotFoundError';
+    }
   }
 }

@@ -1,4 +1,5 @@
-import { type Spawn, startChild } from '../platform/processes.js';
+import type { Spawn } from '../platform/processes.js';
+import { startZstd } from './zstd.js';
 
 /**
  * Compresses or decompresses a small buffer (a backup_manifest, a history file) with zstd, the
@@ -10,8 +11,10 @@ export async function zstdBuffer(
   env: NodeJS.ProcessEnv,
   spawn?: Spawn,
 ): Promise<Buffer> {
-  const args = mode === 'compress' ? ['-3', '-q', '-c'] : ['-d', '-q', '-c'];
-  const child = startChild('zstd', args, { env, stdin: 'pipe', stdout: 'pipe', ...(spawn ? { spawn } : {}) });
+  const child = startZstd(mode === 'compress' ? { level: 3, threads: 1 } : 'decompress', {
+    env,
+    ...(spawn ? { spawn } : {}),
+  });
   const chunks: Buffer[] = [];
   child.stdout?.on('data', (d: Buffer) => chunks.push(d));
   child.stdin?.end(data);

@@ -72,13 +72,21 @@ export interface FileSink {
 }
 
 /**
- * Where backups live: an S3 bucket or a directory (the on-premises NAS). Writes are atomic and
- * never overwrite: an object either exists complete, or not at all.
+ * Where backups live: an S3 bucket or a directory (the on-premises NAS), or a wrapper of one
+ * (encryption, a second store). Writes are atomic and never overwrite: an object either exists
+ * complete, or not at all.
+ *
+ * The core is what every store does: put a stream, get a stream, head, list, delete many; the
+ * whole-object forms of put and get for manifests, reports and WAL files, which a store may
+ * write in one request; and the tags an object carries (its retention tier, which lifecycle
+ * rules read). What only some stores can do is in {@link StoreCapabilities}, found by asking
+ * for it, never by the kind of store: a wrapper that cannot keep a capability true (an
+ * encrypting wrapper cannot let a compressor write into the inner store's file) leaves it out,
+ * and callers take the general path.
  */
 export interface BackupStore {
   /** The store's URL, safe to print. */
   readonly url: string;
-  readonly kind: 's3' | 'file';
   /** Key prefix under which the catalog lives ('' for a directory). */
   readonly prefix: string;
   /**
@@ -86,16 +94,8 @@ export interface BackupStore {
    * with ObjectExistsError when the key exists; leaves nothing on failure.
    */
   putStream(key: string, body: Body, options?: PutOptions): Promise<{ readonly bytes: number }>;
-  /**
-   * A file another process can write a new object into, for stores on a file system (absent
-   * for S3); refuses with ObjectExistsError when the key exists.
-   */
-  openSink?(key: string, options?: PutOptions): Promise<FileSink>;
-  /** Writes a small object (manifest, report) atomically; refuses to overwrite unless `replace`. */
-  putBytes(key: string, data: Uint8Array | string, options?: PutOptions): Promise<void>;
   /** A readable of the object; ArchivedBackupError when it must be thawed first. */
   getStream(key: string): Promise<Readable>;
-  getBytes(key: string): Promise<Buffer>;
   /** Details of one object, or undefined when it does not exist. */
   head(key: string): Promise<ObjectDetails | undefined>;
   /**
@@ -103,21 +103,59 @@ export interface BackupStore {
    * temporary files of writes that never completed (`<dir>/.<name>.partial-<hex>`), as debris.
    */
   list(prefix: string): AsyncIterable<ObjectInfo>;
-  /**
-   * Multipart uploads under `prefix` that were begun and never completed or aborted (stores
-   * that upload in parts; absent for the file store, whose temporary files `list` shows).
-   */
-  incompleteUploads?(prefix: string): AsyncIterable<IncompleteUpload>;
-  /** Aborts an incomplete upload, freeing its parts. */
-  abortUpload?(upload: IncompleteUpload): Promise<void>;
   /** Deletes keys in batches of at most 1,000; a key that cannot be deleted is reported, not thrown. */
   deleteMany(keys: readonly string[]): Promise<DeleteResult>;
+  /** Writes a small object (manifest, report) atomically; refuses to overwrite unless `replace`. */
+  putBytes(key: string, data: Uint8Array | string, options?: PutOptions): Promise<void>;
+  getBytes(key: string): Promise<Buffer>;
   getTags(key: string): Promise<Record<string, string>>;
   putTags(key: string, tags: Readonly<Record<string, string>>): Promise<void>;
+  /** What this store can do beyond the core. */
+  readonly capabilities: StoreCapabilities;
+}
+
+/** Optional capabilities of a store; each is absent where the store has no such thing. */
+export interface StoreCapabilities {
+  /** Archive storage classes, whose objects must be thawed before they can be read (S3 Glacier). */
+  readonly archive?: ArchiveTiers;
+  /** The store is a directory on this machine. */
+  readonly local?: LocalFiles;
+  /** Objects can be under Object Lock (retention dates, legal holds). */
+  readonly objectLock?: ObjectLocking;
+  /** Objects are uploaded in parts, which a killed upload leaves behind until aborted. */
+  readonly partUploads?: PartUploads;
+}
+
+export interface ArchiveTiers {
   /** Asks for an archived object to be made readable; reports where that stands. */
   thaw(key: string, options: { readonly tier: string; readonly days: number }): Promise<ThawState>;
-  /** Free space where the store keeps its data, when the store has such a thing (a directory). */
+}
+
+export interface LocalFiles {
+  /** Free space where the store keeps its data; undefined while its directory does not exist. */
   freeSpace(): Promise<FreeSpace | undefined>;
+  /**
+   * A file another process can write a new object into, its bytes never passing through this
+   * one; refuses with ObjectExistsError when the key exists. Absent over a wrapper that changes
+   * the bytes it stores (encryption): the fast path of lib/storage/child-output.ts then does
+   * not apply.
+   */
+  openSink?(key: string, options?: PutOptions): Promise<FileSink>;
+}
+
+export interface ObjectLocking {
+  /**
+   * Whether any object can be under Object Lock (the bucket has it enabled); retention asks once
+   * per run so it can skip a HEAD per object otherwise. Yes when the answer is unknown.
+   */
+  possible(): Promise<boolean>;
+}
+
+export interface PartUploads {
+  /** Uploads under `prefix` that were begun and never completed or aborted. */
+  incomplete(prefix: string): AsyncIterable<IncompleteUpload>;
+  /** Aborts an incomplete upload, freeing its parts. */
+  abort(upload: IncompleteUpload): Promise<void>;
 }
 
 export const ARCHIVE_CLASSES: ReadonlySet<string> = new Set(['GLACIER', 'DEEP_ARCHIVE', 'GLACIER_IR']);

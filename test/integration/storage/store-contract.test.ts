@@ -1,0 +1,16 @@
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FileStore } from '../../../lib/storage/file-store.js';
+import { S3Store } from '../../../lib/storage/s3-store.js';
+import { createBucket } from '../../support/s3.js';
+import { scrambledStore } from '../../support/scrambled-store.js';
+import { describeStoreContract } from '../../support/store-contract.js';
+
+const fileStore = async () => new FileStore(await mkdtemp(join(tmpdir(), 'pgbp-contract-')));
+const s3Store = async () => new S3Store(await createBucket(), 'backups');
+
+describeStoreContract('FileStore', fileStore);
+describeStoreContract('S3Store', s3Store);
+describeStoreContract('a wrapper over the FileStore', async () => scrambledStore(await fileStore()));
+describeStoreContract('a wrapper over the S3Store', async () => scrambledStore(await s3Store()));
