@@ -1,8 +1,8 @@
 import * as z from 'zod';
+import { alertSubject } from '../lib/domain/alert-texts.js';
 import {
   ALERT_KINDS,
   type Alert,
-  alertSubject,
   failureAlert,
   restoreCompletedAlert,
   sizeAlert,

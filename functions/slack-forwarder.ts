@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { slackMessage, slackViewOfNotification } from '../lib/domain/alerts.js';
+import { slackMessage, slackViewOfNotification } from '../lib/domain/alert-texts.js';
 import { ConfigError } from '../lib/domain/errors.js';
 import { type SlackWebhook, slackWebhook } from '../lib/notify/slack.js';
 import { lambdaHandler, lazyHandler } from '../lib/platform/lambda.js';

@@ -4,6 +4,7 @@ import { type Alerter, consoleAlerter, fanOutAlerter } from './notify/alerter.js
 import { slackAlerter, slackWebhook } from './notify/slack.js';
 import { snsAlerter } from './notify/sns.js';
 import { type Clock, systemClock } from './platform/clock.js';
+import { processEnv } from './platform/environment.js';
 import { getSecret } from './platform/secrets.js';
 import { openStore } from './storage/open-store.js';
 import type { BackupStore } from './storage/store.js';
@@ -17,12 +18,12 @@ export interface PipelinePorts {
 }
 
 /** The SNS topic for alerts: the stack's (PGBP_ALERTS_TOPIC_ARN, set by serverless.yml) over the config's. */
-export function alertsTopicArn(config: Config, env: NodeJS.ProcessEnv = process.env): string | undefined {
+export function alertsTopicArn(config: Config, env: NodeJS.ProcessEnv = processEnv()): string | undefined {
   return env.PGBP_ALERTS_TOPIC_ARN || config.alerts.snsTopicArn;
 }
 
 /** The Slack webhook secret: PGBP_SLACK_WEBHOOK_SECRET_ID over the config's. A JSON secret yields its `url`. */
-export function slackSecretId(config: Config, env: NodeJS.ProcessEnv = process.env): string | undefined {
+export function slackSecretId(config: Config, env: NodeJS.ProcessEnv = processEnv()): string | undefined {
   return env.PGBP_SLACK_WEBHOOK_SECRET_ID || config.alerts.slackWebhookSecretId;
 }
 
@@ -33,7 +34,7 @@ export function slackSecretId(config: Config, env: NodeJS.ProcessEnv = process.e
  */
 export function createAlerter(
   config: Config,
-  env: NodeJS.ProcessEnv = process.env,
+  env: NodeJS.ProcessEnv = processEnv(),
   /** Where console alerts go (stderr by default): the CLI passes its own stream. */
   write?: (text: string) => void,
 ): Alerter {
@@ -54,13 +55,13 @@ let config: Config | undefined;
 let ports: PipelinePorts | undefined;
 
 /** The deployed config, loaded and validated once per process. */
-export function runtimeConfig(env: NodeJS.ProcessEnv = process.env): Config {
+export function runtimeConfig(env: NodeJS.ProcessEnv = processEnv()): Config {
   config ??= loadDeployedConfig(env);
   return config;
 }
 
 /** The real ports, built once per process from the deployed config. */
-export async function runtimePorts(env: NodeJS.ProcessEnv = process.env): Promise<PipelinePorts> {
+export async function runtimePorts(env: NodeJS.ProcessEnv = processEnv()): Promise<PipelinePorts> {
   if (!ports) {
     const c = runtimeConfig(env);
     ports = {

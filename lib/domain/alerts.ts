@@ -3,6 +3,7 @@
  * what went wrong; published by the adapters. Secrets never survive into an alert: causes are
  * scrubbed of secret-looking fields and passed through {@link redact}.
  */
+import { describeCause, truncate } from './alert-causes.js';
 import { redact } from './redact.js';
 import type { SizeVerdict } from './size-check.js';
 import type { FreeSpaceVerdict, StalenessVerdict } from './staleness.js';
@@ -41,7 +42,8 @@ export interface Alert {
   readonly at: string;
 }
 
-const TITLES: Record<AlertKind, string> = {
+/** The title of each kind of alert, as people read it. */
+export const TITLES: Record<AlertKind, string> = {
   'backup-failed': 'Backup failed',
   'backup-stale': 'Backup stale',
   'size-anomaly': 'Backup size anomaly',
@@ -54,78 +56,6 @@ const TITLES: Record<AlertKind, string> = {
   'wal-archive-stale': 'WAL archive stale',
   'wal-archive-failing': 'WAL archiving failing',
 };
-
-const MAX_CAUSE = 2000;
-/** SNS: a subject is under 100 characters, without line breaks or control characters. */
-export const MAX_SUBJECT = 99;
-
-const SECRET_KEY = /pass(word)?|secret|token|webhook|authori[sz]ation|api[-_]?key|credential/i;
-
-/** Masks the values of secret-looking keys (and `{ name: 'PGPASSWORD', value }` pairs) in parsed JSON. */
-export function scrubSecrets(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(scrubSecrets);
-  if (value && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>);
-    const named = entries.find(([k]) => k.toLowerCase() === 'name')?.[1];
-    const secretPair = typeof named === 'string' && SECRET_KEY.test(named);
-    return Object.fromEntries(
-      entries.map(([k, v]) => {
-        if (typeof v === 'string' && (SECRET_KEY.test(k) || (secretPair && k.toLowerCase() === 'value'))) {
-          return [k, '***'];
-        }
-        return [k, scrubSecrets(v)];
-      }),
-    );
-  }
-  return value;
-}
-
-function truncate(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max - 3)}...`;
-}
-
-interface EcsTaskCause {
-  StoppedReason?: string;
-  StopCode?: string;
-  Containers?: { Name?: string; ExitCode?: number; Reason?: string }[];
-}
-
-/**
- * A Step Functions `Cause` made readable: the message of a Lambda error, the stop reason and
- * exit codes of an ECS task, or the text itself; secrets removed, length bounded.
- */
-export function describeCause(cause: string | undefined, secrets: readonly string[] = []): string {
-  if (!cause) return '';
-  let text = cause;
-  try {
-    const parsed = JSON.parse(cause) as unknown;
-    if (typeof parsed === 'string') text = parsed;
-    else if (parsed && typeof parsed === 'object') {
-      const o = parsed as Record<string, unknown> & EcsTaskCause;
-      if (typeof o.errorMessage === 'string') text = o.errorMessage;
-      else if (o.StoppedReason !== undefined || Array.isArray(o.Containers)) {
-        const containers = (o.Containers ?? []).map(
-          (c) =>
-            `container ${c.Name ?? '?'} exited with ${c.ExitCode ?? 'no exit code'}${c.Reason ? ` (${c.Reason})` : ''}`,
-        );
-        text = [`task stopped: ${o.StoppedReason ?? o.StopCode ?? 'no reason given'}`, ...containers].join(
-          '; ',
-        );
-      } else text = JSON.stringify(scrubSecrets(parsed));
-    }
-  } catch {
-    // not JSON: the text as it is
-  }
-  return truncate(redact(maskJsonSecrets(text), secrets), MAX_CAUSE);
-}
-
-/** `"password": "…"` inside text that is JSON-like but was not parsed as a whole. */
-function maskJsonSecrets(text: string): string {
-  return text.replace(
-    /("[^"]*(?:pass(?:word)?|secret|token|webhook|api[-_]?key)[^"]*"\s*:\s*)"(?:[^"\\]|\\.)*"/gi,
-    '$1"***"',
-  );
-}
 
 /** Which kind of alert a typed error stands for, when the caller did not say. */
 export function kindForError(errorName: string): AlertKind {
@@ -356,144 +286,6 @@ export function lowFreeSpaceAlert(store: string, verdict: FreeSpaceVerdict, now:
     summary: `${store} has ${Math.floor(verdict.freeRatio * 1000) / 10} % free (${verdict.freeBytes} of ${verdict.totalBytes} bytes), below the ${Math.round(verdict.minFreeRatio * 100)} % floor.`,
     nextSteps: nextStepsFor('low-free-space', undefined, undefined),
     at: now.toISOString(),
-  };
-}
-
-/** The one-line title: `[CRITICAL] Backup failed: db (DumpFailedError)`. */
-export function alertTitle(alert: Alert): string {
-  const parts = [`[${alert.severity.toUpperCase()}] ${TITLES[alert.kind]}`];
-  if (alert.database) parts.push(`: ${alert.database}`);
-  if (alert.error) parts.push(` (${alert.error.name})`);
-  return parts.join('');
-}
-
-/** An SNS subject: printable ASCII, one line, under 100 characters. */
-export function alertSubject(alert: Alert): string {
-  const ascii = alertTitle(alert)
-    .replace(/[\r\n\t]+/g, ' ')
-    .replace(/[^\x20-\x7e]/g, '?')
-    .trim();
-  return truncate(ascii, MAX_SUBJECT);
-}
-
-/** The readable body of an alert: for e-mail, the console, and Slack's message text. */
-export function alertText(alert: Alert): string {
-  const lines = [alertTitle(alert), ''];
-  lines.push(`Severity:  ${alert.severity}`);
-  lines.push(`Kind:      ${alert.kind}`);
-  if (alert.database) lines.push(`Database:  ${alert.database}`);
-  if (alert.backupId) lines.push(`Backup:    ${alert.backupId}`);
-  if (alert.execution) lines.push(`Execution: ${alert.execution}`);
-  lines.push(`When:      ${alert.at}`);
-  lines.push('', 'What happened:', alert.summary);
-  if (alert.error) {
-    lines.push('', `Error: ${alert.error.name}`);
-    if (alert.error.cause) lines.push(`Cause: ${alert.error.cause}`);
-  }
-  lines.push('', 'What to do next:', ...alert.nextSteps.map((s) => `- ${s}`));
-  return redact(lines.join('\n'));
-}
-
-/** What a Slack message is made from: an alert of ours, or any notification on the topic. */
-export interface SlackView {
-  readonly title: string;
-  readonly severity?: string;
-  readonly kind?: string;
-  readonly database?: string;
-  readonly backupId?: string;
-  readonly body: string;
-  readonly at?: string;
-}
-
-export interface SlackMessage {
-  readonly text: string;
-  readonly blocks: readonly Record<string, unknown>[];
-}
-
-const EMOJI: Record<string, string> = {
-  critical: ':red_circle:',
-  warning: ':warning:',
-  info: ':information_source:',
-};
-
-function mrkdwnEscape(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-}
-
-/** A Block Kit message within Slack's limits (header 150, section text 3,000, field 2,000 characters). */
-export function slackMessage(view: SlackView): SlackMessage {
-  const title = redact(view.title);
-  const emoji = (view.severity && EMOJI[view.severity]) ?? ':bell:';
-  const fields = (
-    [
-      ['Severity', view.severity],
-      ['Kind', view.kind],
-      ['Database', view.database],
-      ['Backup', view.backupId],
-    ] as const
-  )
-    .filter(([, v]) => v)
-    .map(([k, v]) => ({ type: 'mrkdwn', text: truncate(`*${k}*\n${mrkdwnEscape(redact(v ?? ''))}`, 2000) }));
-  const blocks: Record<string, unknown>[] = [
-    { type: 'header', text: { type: 'plain_text', text: truncate(`${emoji} ${title}`, 150), emoji: true } },
-  ];
-  if (fields.length > 0) blocks.push({ type: 'section', fields });
-  const body = redact(view.body).trim();
-  if (body) {
-    blocks.push({
-      type: 'section',
-      text: { type: 'mrkdwn', text: `\`\`\`${truncate(mrkdwnEscape(body), 2980)}\`\`\`` },
-    });
-  }
-  blocks.push({
-    type: 'context',
-    elements: [{ type: 'mrkdwn', text: `pg-backup-pipeline${view.at ? ` · ${view.at}` : ''}` }],
-  });
-  return { text: truncate(title, 3000), blocks };
-}
-
-/** The Slack view of one of our alerts. */
-export function slackViewOf(alert: Alert): SlackView {
-  return {
-    title: alertTitle(alert),
-    severity: alert.severity,
-    kind: alert.kind,
-    ...(alert.database ? { database: alert.database } : {}),
-    ...(alert.backupId ? { backupId: alert.backupId } : {}),
-    body: alertText(alert),
-    at: alert.at,
-  };
-}
-
-/** An SNS notification as the forwarder receives it (any publisher's, not only ours). */
-export interface TopicNotification {
-  readonly subject?: string | null;
-  readonly message: string;
-  readonly attributes?: Readonly<Record<string, { readonly Value?: string } | undefined>>;
-  readonly timestamp?: string;
-}
-
-/** The Slack view of a notification: subject as title, attributes as fields, the message as body. */
-export function slackViewOfNotification(n: TopicNotification): SlackView {
-  const firstLine = n.message.split('\n', 1)[0]?.trim() ?? '';
-  const title = n.subject?.trim() || truncate(firstLine || 'Notification', 140);
-  // Our bodies start with the title line; Slack shows it as the header already.
-  const body = n.message.startsWith(`${title}\n`)
-    ? n.message.slice(title.length).replace(/^\n+/, '')
-    : n.message;
-  const attr = (name: string) => n.attributes?.[name]?.Value;
-  const severity = attr('severity');
-  const kind = attr('kind');
-  const database = attr('database');
-  const backupId = attr('backupId');
-  return {
-    title,
-    body,
-    ...(severity ? { severity } : {}),
-    ...(kind ? { kind } : {}),
-    ...(database ? { database } : {}),
-    ...(backupId ? { backupId } : {}),
-    ...(n.timestamp ? { at: n.timestamp } : {}),
   };
 }
 

@@ -1,4 +1,5 @@
-import { type Alert, alertText } from '../domain/alerts.js';
+import { alertText } from '../domain/alert-texts.js';
+import type { Alert } from '../domain/alerts.js';
 import { AlertDeliveryError } from '../domain/errors.js';
 
 /** Where alerts go: SNS, Slack, the console, or several of them. */

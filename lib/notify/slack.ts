@@ -1,5 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { type Alert, type SlackMessage, slackMessage, slackViewOf } from '../domain/alerts.js';
+import { type SlackMessage, slackMessage, slackViewOf } from '../domain/alert-texts.js';
+import type { Alert } from '../domain/alerts.js';
 import { AlertDeliveryError } from '../domain/errors.js';
 import { redact } from '../domain/redact.js';
 import type { Alerter } from './alerter.js';

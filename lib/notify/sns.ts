@@ -1,5 +1,6 @@
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
-import { type Alert, alertSubject, alertText } from '../domain/alerts.js';
+import { alertSubject, alertText } from '../domain/alert-texts.js';
+import type { Alert } from '../domain/alerts.js';
 import { AlertDeliveryError } from '../domain/errors.js';
 import { snsClient } from '../platform/aws-clients/sns.js';
 import type { Alerter } from './alerter.js';

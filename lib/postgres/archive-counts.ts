@@ -1,6 +1,7 @@
 import { createInflate, type Inflate } from 'node:zlib';
+import { type BlockSink, OffsetCollector, type OffsetPlan } from './archive-offsets.js';
 import { CopyLines } from './copy-lines.js';
-import { type ArchiveToc, type BlockSink, OffsetCollector, type OffsetPlan } from './custom-archive.js';
+import type { ArchiveToc } from './custom-archive.js';
 
 /**
  * What a custom-format archive holds, table by table, read as the archive goes by: each table's

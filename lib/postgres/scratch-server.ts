@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
+import { processEnv } from '../platform/environment.js';
 import type { Connection } from './pg-tools.js';
 
 const run = promisify(execFile);
@@ -46,7 +47,7 @@ function freeLoopbackPort(): Promise<number> {
 }
 
 /** The folder of the PostgreSQL server binaries: the PATH's initdb, else pg_config --bindir. */
-export function serverBindir(env: NodeJS.ProcessEnv = process.env): string {
+export function serverBindir(env: NodeJS.ProcessEnv = processEnv()): string {
   for (const dir of (env.PATH ?? '').split(delimiter).filter(Boolean)) {
     try {
       accessSync(join(dir, 'initdb'), constants.X_OK);
@@ -96,7 +97,7 @@ function untrack(remove: () => void): void {
 
 /** Starts a scratch server; throws (leaving nothing behind) when initdb or the start fails. */
 export async function startScratchServer(options: ScratchServerOptions = {}): Promise<ScratchServer> {
-  const env = options.env ?? process.env;
+  const env = options.env ?? processEnv();
   const bindir = options.bindir ?? serverBindir(env);
   const asRoot = process.getuid?.() === 0;
   // initdb refuses to run as root: then the server is the postgres OS user's.

@@ -10,7 +10,7 @@ import { formatBytes } from '../domain/units.js';
 import { throwIfInterrupted } from '../platform/interrupts.js';
 import { describeExit, exitedCleanly } from '../platform/processes.js';
 import type { ArchiveCounts } from '../postgres/archive-counts.js';
-import { type OffsetPlan, writeOffsets } from '../postgres/custom-archive.js';
+import { type OffsetPlan, writeOffsets } from '../postgres/archive-offsets.js';
 import { libpqEnv } from '../postgres/pg-tools.js';
 import { startDecoder } from '../storage/codec.js';
 import { archiveCounter } from './archive-checks.js';

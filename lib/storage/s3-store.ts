@@ -3,7 +3,6 @@ import {
   AbortMultipartUploadCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
-  GetObjectLockConfigurationCommand,
   GetObjectTaggingCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
@@ -64,14 +63,7 @@ export class S3Store implements BackupStore {
   private readonly client: S3Client;
 
   /** Archive classes and thaw, Object Lock, and uploads in parts that a killed run leaves open. */
-  readonly capabilities: StoreCapabilities = {
-    archive: { thaw: (key, options) => this.thaw(key, options) },
-    objectLock: { possible: () => this.objectLockEnabled() },
-    partUploads: {
-      incomplete: (prefix) => this.incompleteUploads(prefix),
-      abort: (upload) => this.abortUpload(upload),
-    },
-  };
+  readonly capabilities: StoreCapabilities;
 
   constructor(bucket: string, prefix: string, options: S3StoreOptions = {}) {
     this.bucket = bucket;
@@ -79,6 +71,14 @@ export class S3Store implements BackupStore {
     this.url = `s3://${bucket}${this.prefix ? `/${this.prefix}` : ''}`;
     this.options = options;
     this.client = options.client ?? s3Client();
+    this.capabilities = {
+      archive: { thaw: (key, thawOptions) => this.thaw(key, thawOptions) },
+      objectLock: { bucket: this.bucket, client: this.client },
+      partUploads: {
+        incomplete: (under) => this.incompleteUploads(under),
+        abort: (upload) => this.abortUpload(upload),
+      },
+    };
   }
 
   static fromUrl(url: string, options: S3StoreOptions = {}): S3Store {
@@ -287,15 +287,5 @@ export class S3Store implements BackupStore {
     }
     const after = await this.head(key);
     return after && after.thaw.state !== 'archived' ? after.thaw : { state: 'requested' };
-  }
-
-  /** Whether the bucket has Object Lock enabled; yes when the answer is unknown (no permission). */
-  private async objectLockEnabled(): Promise<boolean> {
-    try {
-      const out = await this.client.send(new GetObjectLockConfigurationCommand({ Bucket: this.bucket }));
-      return out.ObjectLockConfiguration?.ObjectLockEnabled === 'Enabled';
-    } catch (error) {
-      return errorName(error) !== 'ObjectLockConfigurationNotFoundError';
-    }
   }
 }

@@ -1,5 +1,6 @@
 import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
+import type { S3Client } from '@aws-sdk/client-s3';
 import type { Body } from './byte-source.js';
 
 /** Thaw state of an archived object: S3 `RestoreObject` as people read it. */
@@ -143,12 +144,14 @@ export interface LocalFiles {
   openSink?(key: string, options?: PutOptions): Promise<FileSink>;
 }
 
+/**
+ * Where the Object Lock setting is read (lib/storage/object-lock.ts): the S3 bucket and its
+ * client. Data rather than a method, so that only what asks (retention) carries the S3 command,
+ * and the permission for it.
+ */
 export interface ObjectLocking {
-  /**
-   * Whether any object can be under Object Lock (the bucket has it enabled); retention asks once
-   * per run so it can skip a HEAD per object otherwise. Yes when the answer is unknown.
-   */
-  possible(): Promise<boolean>;
+  readonly bucket: string;
+  readonly client: S3Client;
 }
 
 export interface PartUploads {

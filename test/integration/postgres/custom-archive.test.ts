@@ -5,14 +5,16 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  K_OFFSET_NO_DATA,
-  K_OFFSET_POS_NOT_SET,
-  K_OFFSET_POS_SET,
   OffsetCollector,
   type OffsetPlan,
   planOffsets,
-  readToc,
   writeOffsets,
+} from '../../../lib/postgres/archive-offsets.js';
+import {
+  K_OFFSET_NO_DATA,
+  K_OFFSET_POS_NOT_SET,
+  K_OFFSET_POS_SET,
+  readToc,
 } from '../../../lib/postgres/custom-archive.js';
 import { parseRestoreRequest } from '../../../lib/restore/request.js';
 import { runRestore } from '../../../lib/restore/restore.js';

@@ -1,17 +1,19 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { describeCause } from '../../../lib/domain/alert-causes.js';
+import {
+  alertSubject,
+  alertText,
+  slackMessage,
+  slackViewOfNotification,
+} from '../../../lib/domain/alert-texts.js';
 import {
   ALERT_KINDS,
   type Alert,
-  alertSubject,
-  alertText,
-  describeCause,
   failureAlert,
   kindForError,
   restoreCompletedAlert,
   SEVERITIES,
-  slackMessage,
-  slackViewOfNotification,
   staleAlert,
 } from '../../../lib/domain/alerts.js';
 import { errorNames } from '../../../lib/domain/errors.js';
