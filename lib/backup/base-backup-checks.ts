@@ -2,6 +2,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { foldersOf, listWal } from '../catalog/physical.js';
 import { BaseBackupFailedError } from '../domain/errors.js';
 import { type Connection, pgClient } from '../postgres/pg-tools.js';
+import { serverVersionOf } from '../postgres/versions.js';
 import type { BackupStore } from '../storage/store.js';
 
 /**
@@ -35,10 +36,10 @@ export async function serverFacts(connection: Connection): Promise<ServerFacts> 
       [BUILT_IN_TABLESPACES],
     );
     const row = facts.rows[0];
-    const num = Number(row?.num ?? 0);
+    const version = serverVersionOf(row?.version ?? '', row?.num ?? '');
     return {
-      version: (row?.version ?? '').split(' ')[0] ?? '',
-      major: Math.floor(num / 10000),
+      version: version.text,
+      major: version.major,
       segmentBytes: Number(row?.seg ?? 0),
       archiveMode: row?.archive ?? 'off',
       tablespaces: spaces.rows,
