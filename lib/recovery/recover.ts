@@ -1,8 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import type { Assertion } from '../config.js';
+import { evaluateAssertion } from '../domain/assertions.js';
 import { describeTarget, type RecoveryTarget, targetSettings } from '../domain/base-backup.js';
 import { RecoveryFailedError } from '../domain/errors.js';
-import { type CheckResult, evaluateAssertion } from '../domain/restore-checks.js';
+import type { CheckResult } from '../domain/restore-checks.js';
 import type { Reachable } from '../domain/wal-continuity.js';
 import type { Logger } from '../platform/logger.js';
 import type { Spawn } from '../platform/processes.js';

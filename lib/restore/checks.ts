@@ -1,10 +1,10 @@
 import type { Client } from 'pg';
 import type { Assertion } from '../config.js';
+import { evaluateAssertion } from '../domain/assertions.js';
 import { redact } from '../domain/redact.js';
 import {
   type CheckResult,
   checkTablesPresent,
-  evaluateAssertion,
   type ManifestTable,
   type QueryOutcome,
   tableKey,

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { evaluateAssertion, meetsExpectation } from '../../../lib/domain/assertions.js';
 import {
   type AssertionSpec,
   checkContent,
@@ -7,11 +8,9 @@ import {
   checkTablesPresent,
   describeFailedChecks,
   estimateWarnings,
-  evaluateAssertion,
   judgeRowCount,
   leftoverScratch,
   type ManifestTable,
-  meetsExpectation,
   ROW_SLACK,
   scratchCreatedAt,
   scratchDatabaseName,
