@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { CliDeps, ExitHolder } from '../context.js';
-import { type RestoreCommandOptions, runRestoreCommand } from './restore.js';
+import type { RestoreCommandOptions } from './restore-run.js';
 
 export function registerVerify(program: Command, deps: CliDeps, exit: ExitHolder): void {
   program
@@ -16,6 +16,7 @@ export function registerVerify(program: Command, deps: CliDeps, exit: ExitHolder
     .option('--json', 'print the verify report as one JSON object')
     .option('--verbose', 'structured log lines on stderr')
     .action(async (backup: string, opts: RestoreCommandOptions) => {
+      const { runRestoreCommand } = await import('./restore-run.js');
       await runRestoreCommand(
         deps,
         exit,

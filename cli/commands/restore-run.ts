@@ -1,0 +1,100 @@
+// A verify or a restore run from the CLI: loaded by `pgbp restore` and `pgbp verify` when they
+// run, so that their registration and help load no restore machinery.
+import { keysFor } from '../../lib/domain/backup-layout.js';
+import { RestoreCheckFailedError } from '../../lib/domain/errors.js';
+import { redact } from '../../lib/domain/redact.js';
+import { formatBytes } from '../../lib/domain/units.js';
+import { type RestoreReport, rowsRestored } from '../../lib/domain/verify-report.js';
+import { createLogger, silentLogger } from '../../lib/platform/logger.js';
+import { parseRestoreRequest } from '../../lib/restore/request.js';
+import { restoreFromConfig } from '../../lib/restore/wiring.js';
+import { type CliDeps, type CommonOptions, type ExitHolder, err, out } from '../context.js';
+import { progressLine } from '../progress.js';
+import { resolveConfig, resolveStore } from '../resolve.js';
+
+/** The exit code of a restore that ran but whose checks failed (1 is any other failure). */
+export const CHECKS_FAILED_EXIT = 2;
+
+export interface RestoreCommandOptions extends CommonOptions {
+  readonly database: string;
+  readonly before?: string;
+  readonly jobs?: string;
+  readonly depth?: string;
+  readonly verbose?: boolean;
+}
+
+function summary(report: RestoreReport, storePath: string): string {
+  const t = report.timings;
+  const rows = rowsRestored(report);
+  const passed = report.checks.filter((c) => c.passed).length;
+  const what =
+    report.mode === 'verify' ? 'verified' : report.replaced ? 'restored, replacing' : 'restored into';
+  const into = report.mode === 'verify' ? `(scratch database dropped, report ${storePath})` : report.target;
+  return [
+    `${report.backupId}: ${what} ${into}`,
+    `${report.recoverySeconds.toFixed(1)} s (fetch ${t.fetchSeconds.toFixed(1)} s, restore ${t.restoreSeconds.toFixed(1)} s, checks ${t.checksSeconds.toFixed(1)} s)`,
+    `${formatBytes(report.bytesFetched)}, ${report.jobs} job${report.jobs > 1 ? 's' : ''}${report.spooled ? ' from a spool' : ''}`,
+    `${report.tables.length} tables, ${rows} rows`,
+    `${passed}/${report.checks.length} checks passed`,
+    ...(report.warnings.length > 0
+      ? [`${report.warnings.length} warning(s): ${report.warnings.slice(0, 3).join(' | ')}`]
+      : []),
+  ].join(', ');
+}
+
+/**
+ * Runs a verify or restore for the CLI: validates the request before touching anything, shows
+ * progress on a terminal, prints the report (`--json`) or one line. Exit 0 only when every
+ * check passed.
+ */
+export async function runRestoreCommand(
+  deps: CliDeps,
+  exit: ExitHolder,
+  raw: Record<string, unknown>,
+  opts: RestoreCommandOptions,
+): Promise<void> {
+  const request = parseRestoreRequest(raw);
+  const config = resolveConfig(deps, opts.config);
+  const store = await resolveStore(deps, config, opts.store);
+  const progress = progressLine(deps.stderr, !opts.json);
+  let bytes = 0;
+  let password: string | undefined;
+  let report: RestoreReport;
+  try {
+    // A verify restores into a scratch server (or the configured drill server), not the source.
+    report = await restoreFromConfig(request, {
+      config,
+      env: deps.env,
+      store,
+      loggerFor: (connection) => {
+        password = connection.password;
+        return opts.verbose
+          ? createLogger({ command: request.mode }, { secrets: [connection.password ?? ''] })
+          : silentLogger;
+      },
+      ...(deps.signal ? { signal: deps.signal } : {}),
+      onPhase: (phase) => {
+        progress.phase(`${request.mode} ${request.database}: ${phase}`);
+        progress.update(bytes);
+      },
+      onProgress: (n) => {
+        bytes = n;
+        progress.update(n);
+      },
+    });
+  } catch (error) {
+    progress.done();
+    if (!(error instanceof RestoreCheckFailedError && error.report)) throw error;
+    if (opts.json) out(deps, JSON.stringify(error.report));
+    err(deps, `pgbp: ${error.name}: ${redact(error.message, [password])}`);
+    exit.code = CHECKS_FAILED_EXIT;
+    return;
+  }
+  progress.done();
+  if (opts.json) {
+    out(deps, JSON.stringify(report));
+    return;
+  }
+  const key = keysFor(store.prefix, report.backupId).verify;
+  out(deps, summary(report, `${store.url}/${key.slice(store.prefix ? store.prefix.length + 1 : 0)}`));
+}
