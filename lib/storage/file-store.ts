@@ -107,6 +107,10 @@ export class FileStore implements BackupStore {
     };
     const commit = async () => {
       try {
+        // Dated by this process's clock, the clock of the host it runs on (for WAL, PostgreSQL's
+        // own host), not by a NAS's: a recovery plan compares archived times with commit times.
+        const now = new Date();
+        await handle.utimes(now, now);
         await handle.sync();
         await close();
         if (options.replace) {

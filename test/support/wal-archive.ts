@@ -26,6 +26,8 @@ esac
 mkdir -p "$d"
 sha=$(sha256sum "$p" | cut -c1-64)
 zstd -q -c "$p" > "$d/.$f.tmp"
+# Dated by this host's clock, as the file store dates what it writes.
+touch -d "@$(date +%s.%N)" "$d/.$f.tmp"
 mv "$d/.$f.tmp" "$d/$f-$sha.zst"
 `,
   );
