@@ -123,7 +123,8 @@ describe('WAL retention', () => {
       const shift = NOW.getTime() - 3_600_000 - newest;
       const shifted = files.map((f) => ({ ...f, archivedAt: new Date(f.archivedAt.getTime() + shift) }));
       const segments = shifted.filter((f) => f.name.length === 24);
-      const bases: RetainableBase[] = a.baseSeeds.map((s, i) => {
+      // Every segment may be a hole: an empty archive has no base backup to start from.
+      const bases: RetainableBase[] = (segments.length > 0 ? a.baseSeeds : []).map((s, i) => {
         const start = segments[s.at % segments.length] as ArchivedWalFile;
         return {
           id: `b${i}`,
