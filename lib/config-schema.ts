@@ -287,7 +287,7 @@ export const configSchema = z
         level: z.number().int().min(1).max(19).default(1),
         /** Other ready segments one wal-push call stores alongside its own, in parallel (0: none). */
         pushAhead: z.number().int().min(0).max(32).default(3),
-        /** Segments one wal-fetch fetches ahead into the spool (0: none). */
+        /** Segments the prefetcher keeps fetched ahead of recovery in the spool (0: none). */
         prefetch: z.number().int().min(0).max(64).default(8),
         /** How many prefetches run at once. */
         prefetchConcurrency: z.number().int().min(1).max(16).default(2),
