@@ -10,7 +10,7 @@
  * reported as seconds, ratios and the peak RSS of each pgbp process (GNU time).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { outputOf } from '../lib/platform/processes.js';
 import {
@@ -137,10 +137,16 @@ async function main(): Promise<void> {
     // c) plain tools.
     const plain = postgresDir(root, 'plain');
     const c0 = process.hrtime.bigint();
-    asPostgres(['sh', '-c', `zstd -d -q -c ${tarFile} | tar -x -C ${plain}`]);
+    // As the user that ran pgbp basebackup (its files are that user's); chowned to postgres below.
+    const extracted = spawnSync('sh', ['-c', `zstd -d -q -c ${quote(tarFile)} | tar -x -C ${quote(plain)}`], {
+      encoding: 'utf8',
+    });
+    if (extracted.status !== 0) throw new Error(`extracting the base backup failed: ${extracted.stderr}`);
     writeSettings(plain, { restore_command: `cp ${plainWal}/%f %p`, archive_mode: 'off' });
     writeFileSync(join(plain, 'recovery.signal'), '');
     spawnSync('chown', ['-R', 'postgres:postgres', plain]);
+    // PostgreSQL starts only on a data directory that is its user's alone.
+    spawnSync('chmod', ['700', plain]);
     const plainCluster = await startCluster({
       root,
       data: plain,
@@ -148,7 +154,11 @@ async function main(): Promise<void> {
       settings: { archive_mode: 'off' },
     });
     recovered.push(plain);
-    plainCluster.start();
+    try {
+      plainCluster.start();
+    } catch (error) {
+      throw new Error(`${(error as Error).message}\n${readFileSync(plainCluster.log, 'utf8').slice(-1500)}`);
+    }
     for (;;) {
       if (plainCluster.sql('select pg_is_in_recovery()') === 'f') break;
       await new Promise((r) => setTimeout(r, 200));
