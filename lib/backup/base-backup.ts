@@ -16,9 +16,9 @@ import { formatLsn } from '../domain/wal-names.js';
 import type { Logger } from '../platform/logger.js';
 import {
   type Child,
-  cutOffByReader,
   describeExit,
   exitedCleanly,
+  ownFailure,
   type Spawn,
   startChild,
 } from '../platform/processes.js';
@@ -184,9 +184,8 @@ export async function runBaseBackup(request: BaseBackupRequest, deps: BaseBackup
         `the server waited ${Math.round(request.walWaitMs / 1000)} s for the backup's WAL to be archived, in vain: archive_command is failing or behind on ${describeConnection(connection)} (see the server's log); nothing was kept`,
       );
     }
-    const failed = [results[0], results[1]].filter((e) => !exitedCleanly(e));
-    // A process that stopped because its reader had gone is not the cause.
-    const cause = failed.find((e) => !cutOffByReader(e)) ?? failed[0];
+    const exits = [results[0], results[1]];
+    const cause = ownFailure(exits) ?? exits.find((e) => !exitedCleanly(e));
     if (cause) throw new BaseBackupFailedError(describeExit(cause));
     if (!scanner.complete)
       throw new BaseBackupFailedError('pg_basebackup ended its output before the end of the tar stream');
@@ -206,11 +205,11 @@ export async function runBaseBackup(request: BaseBackupRequest, deps: BaseBackup
     for (const child of children) child.stop();
     await Promise.all(children.map((c) => c.exited));
     await output.abort();
-    const ownFailure = await finished.then(
+    const processFailure = await finished.then(
       () => undefined,
       (e: unknown) => e as Error,
     );
-    if (ownFailure) throw ownFailure;
+    if (processFailure) throw processFailure;
     if (error instanceof PipelineError) throw error;
     throw new BaseBackupFailedError(
       `storing ${tarKey} in ${store.url} failed: ${redact((error as Error).message, secrets)}`,

@@ -9,11 +9,12 @@ import { interruptionOf, throwIfInterrupted } from '../platform/interrupts.js';
 import type { Logger } from '../platform/logger.js';
 import {
   type Child,
+  type ChildExit,
   ChildFailedError,
-  cutOffByReader,
   defaultSpawn,
   describeExit,
   exitedCleanly,
+  ownFailure,
   type Spawn,
   startChild,
 } from '../platform/processes.js';
@@ -62,29 +63,17 @@ export function compressionFromConfig(config: Config): DumpRequest['compression'
   };
 }
 
-/** A process of the pipe that failed, in the order they were seen. */
-interface ProcessFailure {
-  readonly error: DumpFailedError;
-  /** SIGPIPE: it was writing to a process that had already gone, which is the cause. */
-  readonly brokenPipe: boolean;
-}
+/** The pipe's processes that exited badly, in the order seen, each with the error it raised. */
+type FailedExits = { readonly exit: ChildExit; readonly error: DumpFailedError }[];
 
-/** Resolves once the child has exited cleanly; otherwise records its failure and rejects with it. */
-function exitOf(child: Child, failures: ProcessFailure[]): Promise<void> {
+/** Resolves once the child has exited cleanly; otherwise records its exit and rejects. */
+function cleanExitOf(child: Child, failed: FailedExits): Promise<void> {
   return child.exited.then((exit) => {
     if (exitedCleanly(exit)) return;
     const error = new DumpFailedError(describeExit(exit), { cause: new ChildFailedError(exit) });
-    failures.push({ error, brokenPipe: cutOffByReader(exit) });
+    failed.push({ exit, error });
     throw error;
   });
-}
-
-/**
- * A process that failed on its own: the first that is not a broken pipe. A broken pipe only
- * follows another failure: a process of the pipe, or the store, that stopped reading.
- */
-function causeOf(failures: readonly ProcessFailure[]): DumpFailedError | undefined {
-  return failures.find((f) => !f.brokenPipe)?.error;
 }
 
 /**
@@ -137,14 +126,14 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   // process.
   const children: Child[] = [];
   const exits: Promise<void>[] = [];
-  const processFailures: ProcessFailure[] = [];
+  const failedExits: FailedExits = [];
   const zstd = startEncoder(
     compression.codec,
     { level: compression.level ?? 1, threads: compression.threads },
     { env, spawn, stdout: outputEnd },
   );
   if (zstd) {
-    exits.push(exitOf(zstd, processFailures));
+    exits.push(cleanExitOf(zstd, failedExits));
     children.push(zstd);
   }
   // pg_dump writes through stdio, whose buffer on a pipe is one page: 200,000 writes and as
@@ -165,7 +154,7 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   // ends; if zstd dies, pg_dump gets EPIPE. Either failure surfaces through the exit codes.
   zstd?.stdin?.destroy();
   output.release();
-  exits.unshift(exitOf(dumper, processFailures));
+  exits.unshift(cleanExitOf(dumper, failedExits));
   children.unshift(dumper);
   const stopOnSignal = () => {
     for (const child of children) child.stop();
@@ -216,8 +205,9 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
     // cause rather than in time: the others end by themselves (a broken pipe, the end of input),
     // so they get a moment before the rest are stopped. A process we stop because the store
     // failed is not the cause.
-    if (processFailures.length > 0) await Promise.race([allSettled, delay(2000)]);
-    const ownFailure = causeOf(processFailures);
+    if (failedExits.length > 0) await Promise.race([allSettled, delay(2000)]);
+    const own = ownFailure(failedExits.map((f) => f.exit));
+    const ownError = failedExits.find((f) => f.exit === own)?.error;
     for (const child of children) child.stop();
     const [, checkFailure] = await Promise.all([
       allSettled,
@@ -233,9 +223,9 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
       throw interruptionOf(deps.signal);
     }
     if (checkFailure) throw checkFailure;
-    const fromProcess = processFailures.some((f) => f.error === error);
+    const fromProcess = failedExits.some((f) => f.error === error);
     if (error instanceof PipelineError && !fromProcess) throw error;
-    if (ownFailure) throw ownFailure;
+    if (ownError) throw ownError;
     // Only broken pipes: the store stopped reading, unless it was a process that ended the stream.
     if (fromProcess) throw error;
     throw new DumpFailedError(

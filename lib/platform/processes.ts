@@ -34,6 +34,14 @@ export function cutOffByReader(exit: ChildExit): boolean {
   return !exit.spawnError && (exit.signal === 'SIGPIPE' || /broken pipe/i.test(exit.stderr));
 }
 
+/**
+ * Of the exits of a pipe's processes, in the order seen, the one that failed on its own: a
+ * broken pipe only follows another failure (a process or the reader that stopped reading).
+ */
+export function ownFailure(exits: readonly ChildExit[]): ChildExit | undefined {
+  return exits.find((e) => !exitedCleanly(e) && !cutOffByReader(e));
+}
+
 /** `pg_restore exited with code 1: …`, `zstd was killed by SIGKILL`, `pg_dump could not start: …`. */
 export function describeExit(exit: ChildExit): string {
   if (exit.spawnError) return `${exit.tool} could not start: ${exit.spawnError.message}`;
