@@ -14,6 +14,7 @@ import type { Spawn } from '../platform/processes.js';
 import { ArchiveCounter, type ArchiveCounts } from '../postgres/archive-counts.js';
 import { digestRestoredTable } from '../postgres/copy-out.js';
 import type { Connection } from '../postgres/pg-tools.js';
+import { drained } from './pump.js';
 
 /**
  * The checks of a restored database against the archive it came from: the archive is counted
@@ -24,21 +25,6 @@ import type { Connection } from '../postgres/pg-tools.js';
 /** A reader of the archive's bytes as the restore reads them; digests rows only at content depth. */
 export function archiveCounter(depth: CheckDepth): ArchiveCounter {
   return new ArchiveCounter({ digest: depth === 'content' });
-}
-
-/** Waits until a writable can take more, or is gone. */
-function drained(sink: Writable): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      sink.off('drain', done);
-      sink.off('error', done);
-      sink.off('close', done);
-      resolve();
-    };
-    sink.on('drain', done);
-    sink.on('error', done);
-    sink.on('close', done);
-  });
 }
 
 /**

@@ -5,7 +5,7 @@ import type { Manifest } from '../domain/manifest.js';
 import type { ArchiveCounter } from '../postgres/archive-counts.js';
 
 /** Waits until a writable can take more, or is gone. */
-function drained(sink: Writable): Promise<void> {
+export function drained(sink: Writable): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       sink.off('drain', done);
