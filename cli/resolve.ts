@@ -7,6 +7,7 @@ import { ConfigError } from '../lib/domain/errors.js';
 import { fileStoreDirectory } from '../lib/storage/file-url.js';
 import { openStore } from '../lib/storage/open-store.js';
 import type { BackupStore } from '../lib/storage/store.js';
+import { openStoresFor, type RoleStore } from '../lib/storage/store-roles.js';
 import type { CliDeps } from './context.js';
 
 /** The built-in local defaults, when no config file is given or found. */
@@ -36,7 +37,7 @@ export function resolveConfig(deps: CliDeps, file?: string): Config {
  */
 export async function resolveStore(
   deps: CliDeps,
-  config: Config,
+  config: { readonly store: string; readonly kmsKeyId?: string | undefined; readonly storageClass?: string },
   url?: string,
   use: 'read' | 'write' = 'read',
 ): Promise<BackupStore> {
@@ -52,4 +53,24 @@ export async function resolveStore(
     }
   }
   return openStore(pathToFileURL(dir).href, config);
+}
+
+/**
+ * The stores a command uses: `--store URL` alone, else the config's primary and secondary,
+ * each opened with its own settings and checked as {@link resolveStore} checks one.
+ */
+export function resolveStores(
+  deps: CliDeps,
+  config: Config,
+  url?: string,
+  use: 'read' | 'write' = 'read',
+): Promise<RoleStore[]> {
+  const open = (u: string, settings: { kmsKeyId?: string; storageClass: string }) =>
+    resolveStore(
+      deps,
+      { store: u, storageClass: settings.storageClass, kmsKeyId: settings.kmsKeyId },
+      u,
+      use,
+    );
+  return openStoresFor(config, url, open);
 }

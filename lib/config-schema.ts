@@ -149,11 +149,30 @@ export const database = z
   })
   .strict();
 
+/**
+ * One store of the two the guide keeps backups in: the primary (the on-premises NAS, for quick
+ * recovery) and the secondary (S3, for geographic redundancy). Its retention is laid over the
+ * database's: a store's own limits (the NAS keeps 7 daily backups) win.
+ */
+const storeRole = z
+  .object({
+    url: storeUrl,
+    retention: retentionOverride.optional(),
+    /** The S3 storage class of new objects in this store, over the stage's `storageClass`. */
+    storageClass: z.enum(['STANDARD', 'STANDARD_IA', 'INTELLIGENT_TIERING', 'ONEZONE_IA']).optional(),
+    /** The SSE-KMS key of this store (another region's bucket has its own), over the stage's `kmsKeyId`. */
+    kmsKeyId: z.string().optional(),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     stage: z.enum(['local', 'dev', 'staging', 'prod']),
     mode: z.enum(['local', 'aws']).prefault('local'),
-    store: storeUrl,
+    /** The one store; or, with `stores`, absent (it is then `stores.primary.url`). */
+    store: storeUrl.optional(),
+    /** A primary and a secondary store, each backup written to both; instead of `store`. */
+    stores: z.object({ primary: storeRole, secondary: storeRole.optional() }).strict().optional(),
     region: z.string().prefault('eu-west-1'),
     kmsKeyId: z.string().optional(),
     storageClass: z
@@ -373,4 +392,30 @@ export const configSchema = z
       .strict()
       .prefault({}),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.store === undefined && c.stores === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['store'], message: 'expected a store URL (or stores.primary)' });
+    }
+    if (c.store !== undefined && c.stores !== undefined && c.store !== c.stores.primary.url) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['store'],
+        message: 'store and stores.primary name different stores: keep one of them',
+      });
+    }
+    if (c.stores?.secondary && c.stores.secondary.url === c.stores.primary.url) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['stores', 'secondary', 'url'],
+        message: 'the secondary store must be another store than the primary',
+      });
+    }
+  })
+  // `store` is always the primary's URL, so what reads one store reads the primary; `stores`
+  // always names the primary, and the secondary where there is one.
+  .transform(({ store, stores, ...rest }) => ({
+    ...rest,
+    store: (store ?? stores?.primary.url) as string,
+    stores: stores ?? ({ primary: { url: store as string } } as NonNullable<typeof stores>),
+  }));

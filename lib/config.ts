@@ -12,6 +12,7 @@ import {
 } from './config-schema.js';
 import { ConfigError } from './domain/errors.js';
 import { describeIssues } from './domain/schema-issues.js';
+import type { StoreRole } from './domain/store-roles.js';
 
 export type Config = z.output<typeof configSchema>;
 export type DatabaseConfig = z.output<typeof database>;
@@ -41,6 +42,15 @@ export function databaseSettings(config: Config, name: string): DatabaseSettings
     restore: { ...config.defaults.restore, ...stripUndefined(entry?.restore ?? {}) },
     assertions: entry?.assertions ?? [],
   });
+}
+
+/**
+ * The retention of one database in one store: the database's settings with the store's own laid
+ * over them (the NAS keeps its 7 daily backups whatever a database asks of S3).
+ */
+export function storeRetention(config: Config, role: StoreRole, database: string): RetentionPolicy {
+  const own = role === 'primary' ? config.stores.primary.retention : config.stores.secondary?.retention;
+  return Object.freeze({ ...databaseSettings(config, database).retention, ...stripUndefined(own ?? {}) });
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

@@ -1,11 +1,12 @@
 import { fileURLToPath } from 'node:url';
-import { compressionFromConfig, runDump } from '../lib/backup/dump.js';
+import { compressionFromConfig, type DumpResult, runDumpToStores } from '../lib/backup/dump.js';
 import { type Config, loadDeployedConfig } from '../lib/config.js';
 import type { Manifest } from '../lib/domain/manifest.js';
+import { isDegraded } from '../lib/domain/store-roles.js';
 import { sfnClient } from '../lib/platform/aws-clients/sfn.js';
 import { createLogger } from '../lib/platform/logger.js';
 import { connectionFor } from '../lib/postgres/connection.js';
-import { openStore } from '../lib/storage/open-store.js';
+import { openStoresFor } from '../lib/storage/store-roles.js';
 import { runTask, type TaskDeps } from './task-runner.js';
 
 /** The dump task's inputs, from the container's environment (the ECS overrides). */
@@ -17,12 +18,23 @@ export function dumpInputs(env: NodeJS.ProcessEnv): { database: string; config: 
 }
 
 /** The Step Functions output: the manifest without its table list, which can be long. */
-export function summarizeManifest(m: Manifest): Omit<Manifest, 'tables'> & { tableCount: number } {
+export function summarizeManifest<M extends Manifest>(m: M): Omit<M, 'tables'> & { tableCount: number } {
   const { tables, ...rest } = m;
   return { ...rest, tableCount: tables.length };
 }
 
-/** Fargate entrypoint: dump one database into the stage's store and report the manifest. */
+/**
+ * What the dump task reports: the manifest (the primary's, or the secondary's when only that
+ * store holds it), each store's outcome, and `degraded` when a store failed while the other
+ * holds the backup (the backup machine alerts it).
+ */
+export type DumpTaskResult = Manifest & { readonly copies: DumpResult['copies']; readonly degraded: boolean };
+
+function taskResult({ manifest, copies }: DumpResult): DumpTaskResult {
+  return { ...manifest, copies, degraded: isDegraded(copies) };
+}
+
+/** Fargate entrypoint: dump one database into the stage's stores and report the manifest. */
 export function main(deps: TaskDeps): Promise<number> {
   return runTask(
     async (context) => {
@@ -30,16 +42,20 @@ export function main(deps: TaskDeps): Promise<number> {
       const connection = await connectionFor(config, deps.env, database);
       context.secrets.push(connection.password);
       const logger = createLogger({ task: 'dump' }, { secrets: [connection.password ?? ''] });
-      return runDump(
+      const [primary, secondary] = await openStoresFor(config, storeUrl);
+      if (!primary) throw new Error('no store configured');
+      const result = await runDumpToStores(
         {
           database,
           connection,
-          store: await openStore(storeUrl ?? config.store, config),
+          store: primary.store,
           compression: compressionFromConfig(config),
-          storageClass: config.storageClass,
+          storageClass: primary.storageClass,
+          ...(secondary ? { secondary } : {}),
         },
         { env: deps.env, logger, signal: context.signal },
       );
+      return taskResult(result);
     },
     deps,
     summarizeManifest,

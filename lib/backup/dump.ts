@@ -5,6 +5,7 @@ import { backupIdFor, classifyTier, isKeyableDatabaseName, keysFor } from '../do
 import { DumpFailedError, PipelineError } from '../domain/errors.js';
 import { type Codec, MANIFEST_VERSION, type Manifest, parseManifest } from '../domain/manifest.js';
 import { redact } from '../domain/redact.js';
+import type { CopyOutcome, StoreRole } from '../domain/store-roles.js';
 import { interruptionOf, throwIfInterrupted } from '../platform/interrupts.js';
 import type { Logger } from '../platform/logger.js';
 import {
@@ -29,6 +30,7 @@ import {
 import { requireToolAtLeastServer } from '../postgres/versions.js';
 import { openChildOutput } from '../storage/child-output.js';
 import { startEncoder } from '../storage/codec.js';
+import { type FanOutResult, openFanOutOutput } from '../storage/fan-out.js';
 import type { BackupStore } from '../storage/store.js';
 
 export interface DumpRequest {
@@ -37,6 +39,17 @@ export interface DumpRequest {
   readonly store: BackupStore;
   readonly compression: { readonly codec: Codec; readonly level?: number; readonly threads: number };
   readonly storageClass: string;
+  /**
+   * A second store the same dump is written to (the guide's S3 beside the NAS), read once and
+   * fanned out: each store gets its own copy and, once that copy is whole, its own manifest.
+   */
+  readonly secondary?: { readonly store: BackupStore; readonly storageClass: string };
+}
+
+/** A dump's manifest (the primary's, or the secondary's when only that one holds it) and each store's outcome. */
+export interface DumpResult {
+  readonly manifest: Manifest;
+  readonly copies: readonly CopyOutcome[];
 }
 
 export interface DumpDeps {
@@ -82,6 +95,34 @@ function cleanExitOf(child: Child, failed: FailedExits): Promise<void> {
  * pipe has exited cleanly: a killed pg_dump never leaves an object that looks whole.
  */
 export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Manifest> {
+  return (await runDumpToStores(request, deps)).manifest;
+}
+
+interface Target {
+  readonly role: StoreRole;
+  readonly store: BackupStore;
+  readonly storageClass: string;
+  readonly keys: ReturnType<typeof keysFor>;
+}
+
+/** A store's error as a copy outcome carries it. */
+function failedCopy(target: Target, error: unknown): CopyOutcome {
+  const e = error as Error;
+  return {
+    role: target.role,
+    url: target.store.url,
+    status: 'failed',
+    error: { name: e?.name ?? 'Error', message: e?.message ?? String(error) },
+  };
+}
+
+/**
+ * {@link runDump} to the primary and, when the request names one, the secondary store, from
+ * one pg_dump. A store that fails loses only its copy: the dump lands in the other, and the
+ * outcome says which store failed and why (a degraded run). Fails only when no store holds
+ * the backup.
+ */
+export async function runDumpToStores(request: DumpRequest, deps: DumpDeps): Promise<DumpResult> {
   const { database, connection, store, compression } = request;
   const spawn = deps.spawn ?? defaultSpawn;
   const clock = deps.clock ?? (() => new Date());
@@ -99,6 +140,18 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   createdAt.setUTCMilliseconds(0);
   const id = backupIdFor(database, createdAt);
   const keys = keysFor(store.prefix, id);
+  const targets: Target[] = [
+    { role: 'primary', store, storageClass: request.storageClass, keys },
+    ...(request.secondary
+      ? [
+          {
+            role: 'secondary' as const,
+            ...request.secondary,
+            keys: keysFor(request.secondary.store.prefix, id),
+          },
+        ]
+      : []),
+  ];
   const tier = classifyTier(createdAt);
   const started = Date.now();
 
@@ -112,13 +165,25 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   // store's temporary file (lib/storage/child-output.ts decides), or pg_dump itself, which on a
   // seekable output goes back to rewrite its table of contents and so always writes into a
   // socket that the store reads from into its own part buffers.
-  const output = await openChildOutput(
-    store,
-    keys.dump,
-    compression.codec === 'zstd' ? 'sequential' : 'seeking',
-    { tags: { tier }, storageClass: request.storageClass },
-    (cause) => new DumpFailedError((cause as Error).message, { cause }),
-  );
+  // With two stores, the output goes through this process once and is fanned out to both.
+  const socketFailed = (cause: unknown) => new DumpFailedError((cause as Error).message, { cause });
+  const output =
+    targets.length === 1
+      ? await openChildOutput(
+          store,
+          keys.dump,
+          compression.codec === 'zstd' ? 'sequential' : 'seeking',
+          { tags: { tier }, storageClass: request.storageClass },
+          socketFailed,
+        )
+      : await openFanOutOutput(
+          targets.map((t) => ({
+            store: t.store,
+            key: t.keys.dump,
+            put: { tags: { tier }, storageClass: t.storageClass },
+          })),
+          socketFailed,
+        );
   const outputEnd = output.childEnd;
 
   // zstd is started first so that pg_dump can write straight into it through an OS pipe: the
@@ -185,16 +250,25 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
   const allSettled = Promise.allSettled(exits);
 
   const hash = createHash('sha256');
-  let bytes: number;
+  let results: FanOutResult[];
   let server: Awaited<typeof checks>['server'];
   let pgDump: Awaited<typeof checks>['pgDump'];
   // The store holds the whole object: an interruption from here on deletes it.
   let storedWhole = false;
   try {
-    bytes = await output.store(finished, hash, {
-      ...(deps.onProgress ? { onProgress: deps.onProgress } : {}),
-      beforeCommit: () => throwIfInterrupted(deps.signal),
-    });
+    const progress = deps.onProgress ? { onProgress: deps.onProgress } : {};
+    results =
+      'intoFile' in output
+        ? [
+            {
+              ok: true,
+              bytes: await output.store(finished, hash, {
+                ...progress,
+                beforeCommit: () => throwIfInterrupted(deps.signal),
+              }),
+            },
+          ]
+        : await output.store(finished, hash, progress);
     storedWhole = true;
     throwIfInterrupted(deps.signal);
     // Both have settled by now: `finished` waited for them.
@@ -219,7 +293,7 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
     await output.abort();
     deps.signal?.removeEventListener('abort', stopOnSignal);
     if (deps.signal?.aborted) {
-      if (storedWhole) await store.deleteMany([keys.dump]).catch(() => {});
+      if (storedWhole) await deleteCopies(targets, (t) => [t.keys.dump]);
       throw interruptionOf(deps.signal);
     }
     if (checkFailure) throw checkFailure;
@@ -236,35 +310,94 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
 
   deps.signal?.removeEventListener('abort', stopOnSignal);
   const finishedAt = new Date();
+  const sha256 = hash.digest('hex');
+  const copies: CopyOutcome[] = [];
+  const manifests: Manifest[] = [];
+  for (const [i, target] of targets.entries()) {
+    const result = results[i] as FanOutResult;
+    if (!result.ok) {
+      log.warn('dump not stored in one store', { role: target.role, store: target.store.url });
+      copies.push(failedCopy(target, result.error));
+      continue;
+    }
+    // Each store's manifest is written last, only once its own copy is whole.
+    try {
+      const manifest = await completeCopy(target, result.bytes, deps.signal, {
+        manifestVersion: MANIFEST_VERSION,
+        id,
+        database,
+        tier,
+        createdAt: createdAt.toISOString(),
+        finishedAt: finishedAt.toISOString(),
+        durationMs: Date.now() - started,
+        format: 'custom',
+        compression: { codec: compression.codec, level: compression.level ?? null },
+        sizeBytes: result.bytes,
+        sha256,
+        serverVersion: server.version.text,
+        pgDumpVersion: pgDump.text,
+        tables: server.tables,
+        // pg_dump's session takes its time zone from PGTZ when set, as every libpq client does.
+        dumpSettings: { ...server.settings, timeZone: env.PGTZ || server.settings.timeZone },
+      });
+      manifests.push(manifest);
+      copies.push({ role: target.role, url: target.store.url, status: 'stored', key: target.keys.dump });
+    } catch (error) {
+      if (deps.signal?.aborted) {
+        await deleteCopies(targets, (t) => [t.keys.dump, t.keys.manifest]);
+        throw interruptionOf(deps.signal);
+      }
+      if (targets.length === 1) throw error;
+      copies.push(failedCopy(target, error));
+    }
+  }
+  const manifest = manifests[0];
+  if (!manifest) {
+    const first = copies[0];
+    throw new DumpFailedError(
+      `no store holds ${id}: ${copies.map((c) => (c.status === 'failed' ? `${c.role}: ${c.error.message}` : '')).join('; ')}`,
+      first?.status === 'failed' ? { cause: first.error } : undefined,
+    );
+  }
+  log.info('dump stored', {
+    backupId: id,
+    sizeBytes: manifest.sizeBytes,
+    durationMs: manifest.durationMs,
+    ...(targets.length > 1 ? { stores: copies.map((c) => `${c.role}: ${c.status}`) } : {}),
+  });
+  return { manifest, copies };
+}
+
+/** Removes what the stores hold of an interrupted dump. */
+async function deleteCopies(targets: readonly Target[], keysOf: (t: Target) => string[]): Promise<void> {
+  await Promise.all(targets.map((t) => t.store.deleteMany(keysOf(t)).catch(() => {})));
+}
+
+/**
+ * Checks one store's copy (its size as stored) and writes its manifest, with what that store
+ * says of the object (storage class, encryption). A copy that fails its check is deleted.
+ */
+async function completeCopy(
+  target: Target,
+  bytes: number,
+  signal: AbortSignal | undefined,
+  fields: Readonly<Record<string, unknown>>,
+): Promise<Manifest> {
+  const { store, keys } = target;
   const stored = await store.head(keys.dump);
   const manifest = parseManifest({
-    manifestVersion: MANIFEST_VERSION,
-    id,
-    database,
-    tier,
-    createdAt: createdAt.toISOString(),
-    finishedAt: finishedAt.toISOString(),
-    durationMs: Date.now() - started,
-    format: 'custom',
-    compression: { codec: compression.codec, level: compression.level ?? null },
-    sizeBytes: bytes,
-    sha256: hash.digest('hex'),
-    serverVersion: server.version.text,
-    pgDumpVersion: pgDump.text,
+    ...fields,
     key: keys.dump,
-    storageClass: stored?.storageClass ?? request.storageClass,
+    storageClass: stored?.storageClass ?? target.storageClass,
     encryption: stored?.encryption ?? { type: 'none' },
-    tables: server.tables,
-    // pg_dump's session takes its time zone from PGTZ when set, as every libpq client does.
-    dumpSettings: { ...server.settings, timeZone: env.PGTZ || server.settings.timeZone },
   });
   if (stored?.size !== bytes) {
     await store.deleteMany([keys.dump]);
     throw new DumpFailedError(`stored ${keys.dump} is ${stored?.size ?? 'missing'}, expected ${bytes} bytes`);
   }
-  if (deps.signal?.aborted) {
+  if (signal?.aborted) {
     await store.deleteMany([keys.dump]).catch(() => {});
-    throw interruptionOf(deps.signal);
+    throw interruptionOf(signal);
   }
   try {
     await store.putBytes(keys.manifest, `${JSON.stringify(manifest, null, 2)}\n`, {
@@ -278,6 +411,5 @@ export async function runDump(request: DumpRequest, deps: DumpDeps): Promise<Man
       cause: error,
     });
   }
-  log.info('dump stored', { backupId: id, sizeBytes: bytes, durationMs: manifest.durationMs });
   return manifest;
 }

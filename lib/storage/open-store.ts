@@ -1,4 +1,3 @@
-import type { Config } from '../config.js';
 import type { BackupStore } from './store.js';
 
 /**
@@ -9,7 +8,7 @@ import type { BackupStore } from './store.js';
  */
 export async function openStore(
   url: string,
-  config?: Pick<Config, 'kmsKeyId' | 'storageClass'>,
+  config?: { readonly kmsKeyId?: string | undefined; readonly storageClass?: string },
 ): Promise<BackupStore> {
   if (url.startsWith('s3://')) {
     const { S3Store } = await import('./s3-store.js');

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { databaseSettings, loadConfig } from '../../lib/config.js';
+import { databaseSettings, loadConfig, storeRetention } from '../../lib/config.js';
 import { ConfigError } from '../../lib/domain/errors.js';
 
 /** One folder for the file's configs, removed when it is done. */
@@ -78,6 +78,36 @@ describe('config', () => {
     expect(loadConfig(file('stage: dev\nstore: s3://bucket-a/p\n')).drill).toEqual({ target: 'scratch' });
     const path = file('stage: dev\nstore: s3://bucket-a/p\ndrill: { target: server }\n');
     expect(() => loadConfig(path)).toThrow(`${path}: drill.server: target server needs drill.server`);
+  });
+
+  it('names a primary and a secondary store, each with its own retention over the database', () => {
+    const config = loadConfig(
+      file(
+        [
+          'stage: dev',
+          'stores:',
+          '  primary: { url: file:///nas/pg-backups, retention: { daily: 7, monthly: 0, yearly: 0 } }',
+          '  secondary: { url: s3://bucket-a/backups, storageClass: STANDARD_IA }',
+          'databases:',
+          '  - name: app',
+          '    retention: { daily: 14 }',
+        ].join('\n'),
+      ),
+    );
+    expect(config.store).toBe('file:///nas/pg-backups');
+    expect(config.stores.secondary?.url).toBe('s3://bucket-a/backups');
+    expect(storeRetention(config, 'primary', 'app')).toMatchObject({ daily: 7, monthly: 0, yearly: 0 });
+    expect(storeRetention(config, 'secondary', 'app')).toMatchObject({ daily: 14, monthly: 12, yearly: 7 });
+    const single = loadConfig(file('stage: dev\nstore: s3://bucket-a/p\n'));
+    expect(single.stores).toEqual({ primary: { url: 's3://bucket-a/p' } });
+    expect(() => loadConfig(file('stage: dev\n'))).toThrow(/store: expected a store URL/);
+    expect(() =>
+      loadConfig(
+        file(
+          'stage: dev\nstores:\n  primary: { url: s3://bucket-a/p }\n  secondary: { url: s3://bucket-a/p }\n',
+        ),
+      ),
+    ).toThrow(/stores\.secondary\.url: the secondary store must be another store/);
   });
 
   it('names a missing file and a broken YAML file', () => {

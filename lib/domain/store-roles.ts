@@ -1,0 +1,35 @@
+/**
+ * The two stores the recovery guide keeps every backup in: the primary (the on-premises NAS,
+ * for quick recovery) and the secondary (S3, for geographic redundancy). A stage with one
+ * store has only the primary.
+ */
+export const STORE_ROLES = ['primary', 'secondary'] as const;
+export type StoreRole = (typeof STORE_ROLES)[number];
+
+/** The other store of the two. */
+export function otherRole(role: StoreRole): StoreRole {
+  return role === 'primary' ? 'secondary' : 'primary';
+}
+
+/** What became of one store's copy of a backup. */
+export type CopyOutcome =
+  | { readonly role: StoreRole; readonly url: string; readonly status: 'stored'; readonly key: string }
+  | {
+      readonly role: StoreRole;
+      readonly url: string;
+      readonly status: 'failed';
+      /** The error's name and message (never a secret: store errors carry no credentials). */
+      readonly error: { readonly name: string; readonly message: string };
+    };
+
+/** A run that stored its backup in some of its stores but not all: the backup exists, once. */
+export function isDegraded(copies: readonly CopyOutcome[]): boolean {
+  return copies.some((c) => c.status === 'failed') && copies.some((c) => c.status === 'stored');
+}
+
+/** One line per failed copy: which store, and why. */
+export function describeFailedCopies(copies: readonly CopyOutcome[]): string[] {
+  return copies.flatMap((c) =>
+    c.status === 'failed' ? [`${c.role} store ${c.url}: ${c.error.message}`] : [],
+  );
+}
