@@ -31,6 +31,7 @@ const commands: Record<string, () => Promise<Register>> = {
   check: async () => (await import('./commands/check.js')).registerCheck,
   basebackup: async () => (await import('./commands/basebackup.js')).registerBaseBackup,
   recover: async () => (await import('./commands/recover.js')).registerRecover,
+  sync: async () => (await import('./commands/sync.js')).registerSync,
 };
 
 /**

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
@@ -13,6 +13,8 @@ import { resolveConnection } from '../../../lib/postgres/pg-tools.js';
 import { FileStore } from '../../../lib/storage/file-store.js';
 import { S3Store } from '../../../lib/storage/s3-store.js';
 import type { BackupStore } from '../../../lib/storage/store.js';
+import { syncStores } from '../../../lib/sync/sync.js';
+import { runCli } from '../../support/cli.js';
 import { createDatabase, dropDatabase, uniqueDbName } from '../../support/pg.js';
 import { freePort } from '../../support/ports.js';
 import { createBucket, inProgressUploads, listKeys } from '../../support/s3.js';
@@ -145,5 +147,99 @@ describe('a dump to a primary and a secondary store', () => {
       [manifest.key, manifest.key.replace(/\.dump$/, '.manifest.json')].sort(),
     );
     expect(await inProgressUploads(bucket)).toBe(0);
+
+    // The NAS has room again: sync copies the backup back from S3, verified.
+    spawnSync('umount', [fullNas]);
+    fullNas = undefined;
+    const roomy = new FileStore(join(work, 'full-nas'));
+    const synced = await syncStores({
+      stores: [
+        { role: 'primary', store: roomy, storageClass: 'STANDARD' },
+        { role: 'secondary', store: s3, storageClass: 'STANDARD' },
+      ],
+      database,
+      rules: () => ({ daily: 7, monthly: 0, yearly: 0, minKeep: 1, debrisGrace: 0 }),
+      now: new Date(),
+      logger: silentLogger,
+    });
+    expect(synced).toMatchObject([
+      { backupId: manifest.id, from: 'secondary', to: 'primary', status: 'copied' },
+    ]);
+    const local = manifest.key.slice('backups/'.length);
+    expect((await roomy.getBytes(local)).equals(await s3.getBytes(manifest.key))).toBe(true);
+    const copied = parseManifest(
+      JSON.parse((await roomy.getBytes(local.replace(/\.dump$/, '.manifest.json'))).toString()),
+    );
+    expect(copied).toMatchObject({ key: local, sha256: manifest.sha256, sizeBytes: manifest.sizeBytes });
+  });
+
+  it('copies nothing whose bytes do not match the manifest', async () => {
+    const source = new FileStore(join(work, 'flipped'));
+    const target = new FileStore(join(work, 'flipped-target'));
+    const { manifest } = await dumpTo(
+      source,
+      new FileStore(join(work, 'flipped-other')),
+      countingSpawn().spawn,
+    );
+    const path = join(work, 'flipped', manifest.key);
+    const bytes = readFileSync(path);
+    const middle = Math.floor(bytes.length / 2);
+    bytes[middle] = (bytes[middle] as number) ^ 0x01;
+    writeFileSync(path, bytes);
+
+    const synced = await syncStores({
+      stores: [
+        { role: 'primary', store: source, storageClass: 'STANDARD' },
+        { role: 'secondary', store: target, storageClass: 'STANDARD' },
+      ],
+      rules: () => ({ daily: 7, monthly: 0, yearly: 0, minKeep: 1, debrisGrace: 0 }),
+      now: new Date(),
+      logger: silentLogger,
+    });
+    expect(synced).toMatchObject([
+      {
+        backupId: manifest.id,
+        status: 'failed',
+        reason: expect.stringMatching(/does not match its manifest/),
+      },
+    ]);
+    expect(filesUnder(join(work, 'flipped-target'))).toEqual([]);
+  });
+});
+
+describe('pgbp dump and pgbp sync with two stores', () => {
+  it('reports a dump with S3 down as degraded, and sync copies it once S3 is back', async () => {
+    const bucket = await createBucket();
+    const nas = join(work, 'cli-nas');
+    const file = join(work, 'two-stores.yml');
+    writeFileSync(
+      file,
+      [
+        'stage: local',
+        'stores:',
+        `  primary: { url: "file://${nas}" }`,
+        `  secondary: { url: "s3://${bucket}/backups" }`,
+        'dump: { threads: 1 }',
+      ].join('\n'),
+    );
+    const down = { AWS_ENDPOINT_URL: `http://127.0.0.1:${await freePort()}`, AWS_MAX_ATTEMPTS: '1' };
+
+    const dump = await runCli(['dump', '--database', database, '--config', file], { env: down });
+    expect(dump.code, dump.stderr).toBe(0);
+    expect(dump.stderr).toMatch(
+      new RegExp(
+        `DEGRADED: ${database}-\\d{8}T\\d{6}Z not stored in the secondary store s3://${bucket}/backups`,
+      ),
+    );
+    expect(dump.stdout).toMatch(/\(degraded\)$/m);
+    expect(await listKeys(bucket)).toEqual([]);
+
+    const sync = await runCli(['sync', '--database', database, '--config', file]);
+    expect(sync.code, sync.stderr).toBe(0);
+    expect(sync.stdout).toMatch(/^copied {2}\S+ primary → secondary \(.+, sha256 verified\)$/m);
+    const keys = await listKeys(bucket);
+    expect(keys.filter((k) => k.endsWith('.manifest.json'))).toHaveLength(1);
+    const again = await runCli(['sync', '--database', database, '--config', file]);
+    expect(again.stdout.trim()).toBe(`the stores hold the same backups of ${database}`);
   });
 });
