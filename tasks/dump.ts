@@ -1,12 +1,13 @@
 import { fileURLToPath } from 'node:url';
 import { compressionFromConfig, type DumpResult, runDumpToStores } from '../lib/backup/dump.js';
-import { type Config, loadDeployedConfig } from '../lib/config.js';
+import { type Config, loadDeployedConfig, storeRetention } from '../lib/config.js';
 import type { Manifest } from '../lib/domain/manifest.js';
 import { isDegraded } from '../lib/domain/store-roles.js';
 import { sfnClient } from '../lib/platform/aws-clients/sfn.js';
 import { createLogger } from '../lib/platform/logger.js';
 import { connectionFor } from '../lib/postgres/connection.js';
 import { openStoresFor } from '../lib/storage/store-roles.js';
+import { type SyncedBackup, syncStores } from '../lib/sync/sync.js';
 import { runTask, type TaskDeps } from './task-runner.js';
 
 /** The dump task's inputs, from the container's environment (the ECS overrides). */
@@ -28,10 +29,20 @@ export function summarizeManifest<M extends Manifest>(m: M): Omit<M, 'tables'> &
  * store holds it), each store's outcome, and `degraded` when a store failed while the other
  * holds the backup (the backup machine alerts it).
  */
-export type DumpTaskResult = Manifest & { readonly copies: DumpResult['copies']; readonly degraded: boolean };
+export type DumpTaskResult = Manifest & {
+  readonly copies: DumpResult['copies'];
+  /** Earlier backups one store lacked, copied from the other after this dump (or not, and why). */
+  readonly synced: readonly SyncedBackup[];
+  readonly degraded: boolean;
+};
 
-function taskResult({ manifest, copies }: DumpResult): DumpTaskResult {
-  return { ...manifest, copies, degraded: isDegraded(copies) };
+function taskResult({ manifest, copies }: DumpResult, synced: readonly SyncedBackup[]): DumpTaskResult {
+  return {
+    ...manifest,
+    copies,
+    synced,
+    degraded: isDegraded(copies) || synced.some((s) => s.status === 'failed'),
+  };
 }
 
 /** Fargate entrypoint: dump one database into the stage's stores and report the manifest. */
@@ -55,7 +66,22 @@ export function main(deps: TaskDeps): Promise<number> {
         },
         { env: deps.env, logger, signal: context.signal },
       );
-      return taskResult(result);
+      // The next scheduled run heals a degraded one: what one store lacks is copied from the
+      // other. Its failures are reported with the run, never fail the dump that succeeded.
+      const synced =
+        secondary && !context.signal.aborted
+          ? await syncStores({
+              stores: [primary, secondary],
+              database,
+              rules: (role, name) => storeRetention(config, role, name),
+              now: new Date(),
+              logger,
+            }).catch((error: unknown): SyncedBackup[] => {
+              logger.warn('stores not synced', { error: (error as Error).message });
+              return [];
+            })
+          : [];
+      return taskResult(result, synced);
     },
     deps,
     summarizeManifest,
