@@ -26,6 +26,7 @@ const rounds = Number(process.env.BENCH_ROUNDS ?? 2);
 const scale = Number(process.env.BENCH_PITR_SCALE ?? 60);
 const walMb = Number(process.env.BENCH_PITR_WAL_MB ?? 700);
 const pgbp = resolve(import.meta.dirname, '../cli/pgbp.mjs');
+const launcher = resolve(import.meta.dirname, '../cli/pgbp');
 
 interface Timed {
   readonly seconds: number;
@@ -56,9 +57,15 @@ async function main(): Promise<void> {
   const config = join(root, 'bench.yml');
   writeFileSync(config, `stage: local\nstore: file://${storeDir}\nwal: { cluster: bench }\n`);
   spawnSync('chmod', ['644', config]);
-  const push = [process.execPath, pgbp, 'wal-push', '%p', '--config', config]
-    .map((a) => (a.startsWith('%') ? a : quote(a)))
-    .join(' ');
+  // archive_command as installed: the `pgbp` launcher (cli/pgbp), with this node for the CLI.
+  const push = [
+    `PGBP_NODE=${quote(process.execPath)}`,
+    quote(launcher),
+    'wal-push',
+    '%p',
+    '--config',
+    quote(config),
+  ].join(' ');
   const cluster = await startCluster({
     root,
     settings: {

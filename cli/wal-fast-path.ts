@@ -1,4 +1,5 @@
-import { basename, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import {
   archiveTag,
   prefetchDir,
@@ -31,11 +32,18 @@ export interface FastPathDeps {
 
 const SEGMENT = /^[0-9A-F]{24}$/;
 
-function lineOf(args: readonly string[]): WalLine | undefined {
+function lineOf(args: readonly string[], deps: FastPathDeps): WalLine | undefined {
   try {
     const line = parseWalLine(args);
     // The archive must be named on the line: the built-in defaults depend on the config found.
-    return line.json || !(line.config || line.store) ? undefined : line;
+    if (line.json || !(line.config || line.store)) return undefined;
+    // Without --config the CLI may find one (PGBP_CONFIG, ./config/<stage>.yml), which is part of
+    // the archive's tag there: the CLI decides (cli/pgbp does the same).
+    if (!line.config && (deps.env.PGBP_CONFIG || deps.env.LAMBDA_TASK_ROOT)) return undefined;
+    if (!line.config && existsSync(join(deps.cwd, 'config', `${deps.env.PGBP_STAGE ?? 'local'}.yml`))) {
+      return undefined;
+    }
+    return line;
   } catch {
     return undefined;
   }
@@ -54,7 +62,7 @@ function tagOf(line: WalLine, deps: FastPathDeps): string | undefined {
 }
 
 async function fastFetch(args: readonly string[], deps: FastPathDeps): Promise<number | undefined> {
-  const line = lineOf(args);
+  const line = lineOf(args, deps);
   const [name, dest, ...rest] = line?.positionals ?? [];
   if (!line || !name || !dest || rest.length > 0 || !SEGMENT.test(name)) return undefined;
   const tag = tagOf(line, deps);
@@ -69,7 +77,7 @@ async function fastFetch(args: readonly string[], deps: FastPathDeps): Promise<n
 }
 
 async function fastPush(args: readonly string[], deps: FastPathDeps): Promise<number | undefined> {
-  const line = lineOf(args);
+  const line = lineOf(args, deps);
   const [path, ...rest] = line?.positionals ?? [];
   if (!line || !path || rest.length > 0 || !SEGMENT.test(basename(path))) return undefined;
   const tag = tagOf(line, deps);

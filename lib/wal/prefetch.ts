@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DEFAULT_SEGMENT_BYTES, segmentName, segmentNumber, timelineOf } from '../domain/wal-names.js';
+import { cksumOf } from './cksum.js';
 import { type FetchDeps, type FetchOutcome, fetchWal, locateWal, readVerified, walFileOf } from './fetch.js';
 import {
   freeBytes,
@@ -140,7 +141,8 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
           if (missing && name >= missing.name) missing = undefined;
           const bytes = await readVerified(file, stored, deps);
           if (name > position) {
-            await spool(dir, name, stored.sha256, bytes);
+            // The launcher's check (cli/pgbp): the CRC of these verified bytes.
+            await spool(dir, name, stored.sha256, bytes, await cksumOf(bytes, deps.env));
             spooledCount++;
           }
         } catch {

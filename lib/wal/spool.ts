@@ -59,17 +59,34 @@ export function archiveTag(cwd: string, options: ArchiveOptions): string {
   return hash.digest('hex').slice(0, 16);
 }
 
-const ENTRY = /^([0-9A-F]{24})-([0-9a-f]{64})$/;
+/**
+ * A spooled segment or a push record: `<name>-<sha256>`, or `<name>-<sha256>-<crc>-<size>` with
+ * the CRC and size that coreutils `cksum` gives for the same bytes, which cli/pgbp (the `sh`
+ * launcher) checks in a few milliseconds where a SHA-256 would cost more than the call.
+ */
+const ENTRY = /^([0-9A-F]{24})-([0-9a-f]{64})(?:-([0-9]{1,10})-([0-9]{1,12}))?$/;
 
-/** The spooled files of a folder: segment name → digest (the files named `<name>-<sha256>`). */
-export async function spooled(dir: string): Promise<Map<string, string>> {
-  const found = new Map<string, string>();
+/** One file of a spool or of the push records. */
+export interface SpoolEntry {
+  /** The file's name in its folder. */
+  readonly file: string;
+  readonly sha256: string;
+}
+
+/** The spooled files of a folder (or the push records): segment name → its entry. */
+export async function spooled(dir: string): Promise<Map<string, SpoolEntry>> {
+  const found = new Map<string, SpoolEntry>();
   const names = await readdir(dir).catch(() => [] as string[]);
   for (const n of names) {
     const m = ENTRY.exec(n);
-    if (m?.[1] && m[2]) found.set(m[1], m[2]);
+    if (m?.[1] && m[2]) found.set(m[1], { file: n, sha256: m[2] });
   }
   return found;
+}
+
+/** An entry's name for `name` with these bytes' digest, and their `cksum` when known. */
+export function entryName(name: string, sha256: string, check?: string): string {
+  return check ? `${name}-${sha256}-${check}` : `${name}-${sha256}`;
 }
 
 export function sha256Of(bytes: Uint8Array): string {
@@ -81,13 +98,9 @@ export function sha256Of(bytes: Uint8Array): string {
  * its name; a damaged one is removed. Returns the size of the verified segment now at `dest`,
  * or undefined when the spool could not provide it.
  */
-export async function takeSpooled(
-  dir: string,
-  name: string,
-  sha256: string,
-  dest: string,
-): Promise<number | undefined> {
-  const path = join(dir, `${name}-${sha256}`);
+export async function takeSpooled(dir: string, entry: SpoolEntry, dest: string): Promise<number | undefined> {
+  const { sha256 } = entry;
+  const path = join(dir, entry.file);
   let bytes: Buffer;
   try {
     bytes = await readFile(path);
@@ -155,10 +168,10 @@ export async function takeFromSpool(
       entries = await spooled(dir);
     }
   }
-  const sha256 = entries.get(name);
-  if (!sha256) return undefined;
-  const bytes = await takeSpooled(dir, name, sha256, dest);
-  return bytes === undefined ? undefined : { sha256, bytes };
+  const entry = entries.get(name);
+  if (!entry) return undefined;
+  const bytes = await takeSpooled(dir, entry, dest);
+  return bytes === undefined ? undefined : { sha256: entry.sha256, bytes };
 }
 
 /**
@@ -174,12 +187,21 @@ export async function takePushRecord(
   const recorded = (await spooled(records)).get(name);
   if (!recorded) return undefined;
   const bytes = await readFile(path);
-  await unlink(join(records, `${name}-${recorded}`)).catch(() => {});
-  return sha256Of(bytes) === recorded ? { sha256: recorded, bytes: bytes.length } : undefined;
+  await unlink(join(records, recorded.file)).catch(() => {});
+  return sha256Of(bytes) === recorded.sha256 ? { sha256: recorded.sha256, bytes: bytes.length } : undefined;
 }
 
-/** Writes a verified segment into the spool: a temporary name, renamed once complete. */
-export async function spool(dir: string, name: string, sha256: string, bytes: Uint8Array): Promise<void> {
+/**
+ * Writes a verified segment into the spool: a temporary name, renamed once complete, under its
+ * digest and `check` (its cksum, lib/wal/cksum.ts) when known.
+ */
+export async function spool(
+  dir: string,
+  name: string,
+  sha256: string,
+  bytes: Uint8Array,
+  check?: string,
+): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const temp = join(dir, `.${name}.${process.pid}`);
   const fh = await open(temp, 'w', 0o600);
@@ -191,7 +213,7 @@ export async function spool(dir: string, name: string, sha256: string, bytes: Ui
     throw error;
   }
   await fh.close();
-  await rename(temp, join(dir, `${name}-${sha256}`));
+  await rename(temp, join(dir, entryName(name, sha256, check)));
 }
 
 /** Free bytes on the file system of `dir` (or of its nearest existing parent). */

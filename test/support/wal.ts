@@ -1,6 +1,6 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { PGBP } from './cli.js';
+import { PGBP_LAUNCHER } from './cli.js';
 import type { ScratchCluster } from './scratch-cluster.js';
 
 /** A shell word, quoted for archive_command / restore_command lines. */
@@ -8,9 +8,14 @@ export function shellQuote(word: string): string {
   return `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
-/** The command line PostgreSQL runs: the real pgbp, as a user would configure it. */
+/**
+ * The command line PostgreSQL runs: the real pgbp as a user configures it, the installed command
+ * (the launcher cli/pgbp, which runs this node for what it does not answer itself).
+ */
 export function pgbpCommand(args: readonly string[]): string {
-  return [process.execPath, PGBP, ...args].map((a) => (a.startsWith('%') ? a : shellQuote(a))).join(' ');
+  return [`PGBP_NODE=${shellQuote(process.execPath)}`, shellQuote(PGBP_LAUNCHER)]
+    .concat(args.map((a) => (a.startsWith('%') ? a : shellQuote(a))))
+    .join(' ');
 }
 
 /** Waits until `check` returns a value (not undefined/false), polling; throws with `what` after `ms`. */

@@ -1,7 +1,9 @@
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import {
   chownSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -13,6 +15,8 @@ import { tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
+import { cksumOf } from '../../../lib/wal/cksum.js';
+import { archiveTag, entryName, prefetchDir, pushedDir, sha256Of, spool } from '../../../lib/wal/spool.js';
 import {
   type RunResult,
   readOnlyInstall,
@@ -152,6 +156,42 @@ describe('pgbp installed read-only by root, run as the postgres OS user', () => 
     expect(list.code).toBe(0);
     expect((JSON.parse(list.stdout) as { id: string }[]).map((b) => b.id)).toEqual([manifest.id]);
     expect(snapshot(install)).toEqual(installed);
+  });
+
+  it('answers PostgreSQL through the installed pgbp launcher: spooled fetches and recorded pushes itself, the rest through the CLI', async () => {
+    const bin = JSON.parse(readFileSync(join(install, 'package.json'), 'utf8')).bin.pgbp as string;
+    const launcher = join(install, bin);
+    // A data directory of the postgres user's, with a spooled segment and a push ahead's record.
+    const data = mkdtempSync(join(tmpdir(), 'pgbp-ro-data-'));
+    try {
+      const url = `file://${store}`;
+      const name = '000000010000000000000007';
+      const bytes = randomBytes(1 << 20);
+      const check = await cksumOf(bytes, process.env);
+      await spool(prefetchDir(data, archiveTag(data, { store: url })), name, sha256Of(bytes), bytes, check);
+      writeFileSync(join(data, 'pg_wal', name), bytes);
+      const records = pushedDir(data, archiveTag(data, { store: url }));
+      mkdirSync(records, { recursive: true });
+      writeFileSync(join(records, entryName(name, sha256Of(bytes), check)), '');
+      execFileSync('chown', ['-R', `${uid(USER, '-u')}:${uid(USER, '-g')}`, data]);
+      const run = (args: string[]) =>
+        runAs(USER, [launcher, ...args, '--store', url], { cwd: data, env: serviceEnv() });
+
+      const fetched = await run(['wal-fetch', name, 'pg_wal/RECOVERYXLOG']);
+      expect(fetched, fetched.stderr).toMatchObject({ code: 0, stderr: '' });
+      expect(readFileSync(join(data, 'pg_wal/RECOVERYXLOG')).equals(bytes)).toBe(true);
+      const pushed = await run(['wal-push', `pg_wal/${name}`]);
+      expect(pushed, pushed.stderr).toMatchObject({ code: 0, stderr: '' });
+      expect(readdirSync(records)).toEqual([]);
+      // Not spooled: the launcher runs the installed CLI (node from systemd's PATH), which says
+      // this store holds no archive and stops recovery rather than end it.
+      const missed = await run(['wal-fetch', '000000010000000000000008', 'pg_wal/RECOVERYXLOG']);
+      expect(missed.stderr).toContain('WalArchiveUnavailableError: there is no WAL archive main');
+      expect(missed.code).toBe(126);
+      expect(snapshot(install)).toEqual(installed);
+    } finally {
+      rmSync(data, { recursive: true, force: true });
+    }
   });
 
   it('says what to run, in one line and without a stack trace, when the install was never built', async () => {

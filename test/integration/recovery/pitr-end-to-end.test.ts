@@ -127,7 +127,7 @@ describe('point-in-time recovery with pgbp wal-push, basebackup, recover and wal
     expect(rows.stdout.trim()).toBe('1,2');
     // The WAL came through pgbp wal-fetch: restore_command names it, and the server restored from it.
     expect(readFileSync(join(pgdata, 'postgresql.auto.conf'), 'utf8')).toMatch(
-      /pgbp\.mjs.* wal-fetch %f %p --config/,
+      /cli\/pgbp wal-fetch %f %p --config/,
     );
     expect(readFileSync(join(pgdata, 'pgbp-recovery.log'), 'utf8')).toMatch(
       /restored log file "[0-9A-F]{24}" from archive/,

@@ -113,6 +113,7 @@ describe('the task image Dockerfile', () => {
       expect.arrayContaining([
         ['/app/dist', './dist'],
         ['cli/pgbp.mjs', './cli/pgbp.mjs'],
+        ['cli/pgbp', './cli/pgbp'],
         ['statemachines', './statemachines'],
       ]),
     );
@@ -126,17 +127,11 @@ describe('the task image Dockerfile', () => {
       expect(existsSync(join(image, 'dist/tasks/pitr-drill.mjs'))).toBe(true);
       expect(existsSync(join(image, 'statemachines/backup.asl.yml'))).toBe(true);
       const empty = mkdtempSync(join(tmpdir(), 'pgbp-empty-store-'));
+      // The launcher, as restore_command names it, and the node it runs for the CLI.
       const fetched = spawnSync(
-        process.execPath,
-        [
-          join(image, 'cli/pgbp.mjs'),
-          'wal-fetch',
-          '000000010000000000000001',
-          join(empty, 'RECOVERYXLOG'),
-          '--store',
-          `file://${empty}`,
-        ],
-        { encoding: 'utf8', cwd: image },
+        join(image, 'cli/pgbp'),
+        ['wal-fetch', '000000010000000000000001', join(empty, 'RECOVERYXLOG'), '--store', `file://${empty}`],
+        { encoding: 'utf8', cwd: image, env: { ...process.env, PGBP_NODE: process.execPath } },
       );
       rmSync(empty, { recursive: true, force: true });
       // pgbp itself answered (127 would be a missing CLI): this store holds no archive, which

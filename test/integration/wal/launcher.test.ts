@@ -1,0 +1,269 @@
+/**
+ * The `pgbp` launcher (cli/pgbp, what archive_command and restore_command run): the calls it
+ * answers without starting Node, and that everything else, or anything in doubt, reaches the CLI.
+ * A launcher given a node that does not exist (PGBP_NODE) answers only what it answers itself;
+ * any call it leaves to the CLI then fails with 127, as a command that cannot be found.
+ */
+
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { outputOf } from '../../../lib/platform/processes.js';
+import { cksumOf } from '../../../lib/wal/cksum.js';
+import {
+  type ArchiveOptions,
+  archiveTag,
+  entryName,
+  prefetchDir,
+  pushedDir,
+  sha256Of,
+  spool,
+} from '../../../lib/wal/spool.js';
+import { PGBP_LAUNCHER, runCli } from '../../support/cli.js';
+import { waitFor } from '../../support/wal.js';
+
+const NO_NODE = '/nonexistent/node';
+const SEGMENT_BYTES = 1 << 20;
+const names = ['000000010000000000000001', '000000010000000000000002', '000000010000000000000003'];
+
+let work: string;
+let url: string;
+const segments = new Map<string, Buffer>();
+
+/** A 1 MiB segment: the long page header of a PostgreSQL 15 cluster, then random bytes. */
+function segment(): Buffer {
+  const bytes = randomBytes(SEGMENT_BYTES);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, 40);
+  view.setUint16(0, 0xd110, true);
+  view.setUint16(2, 0x0002, true);
+  view.setUint32(4, 1, true);
+  view.setBigUint64(24, 7446098012345678901n, true);
+  view.setUint32(32, SEGMENT_BYTES, true);
+  view.setUint32(36, 8192, true);
+  return bytes;
+}
+
+function dataDir(): string {
+  const dir = mkdtempSync(join(work, 'data-'));
+  mkdirSync(join(dir, 'pg_wal'));
+  return dir;
+}
+
+function launch(args: readonly string[], cwd: string, node: string = process.execPath) {
+  return outputOf(
+    spawn(PGBP_LAUNCHER, args, {
+      cwd,
+      env: { ...process.env, PGBP_NODE: node },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
+}
+
+/** Spools `name` as the prefetcher does: verified bytes under their digest and their cksum. */
+async function spoolAs(data: string, options: ArchiveOptions, name: string, bytes = segments.get(name)) {
+  const dir = prefetchDir(data, archiveTag(data, options));
+  await spool(
+    dir,
+    name,
+    sha256Of(bytes as Buffer),
+    bytes as Buffer,
+    await cksumOf(bytes as Buffer, process.env),
+  );
+  return dir;
+}
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'pgbp-launcher-'));
+  url = `file://${join(work, 'store')}`;
+  mkdirSync(join(work, 'store'));
+  const pusher = dataDir();
+  for (const name of names) {
+    segments.set(name, segment());
+    writeFileSync(join(pusher, 'pg_wal', name), segments.get(name) as Buffer);
+    const pushed = await runCli(['wal-push', join('pg_wal', name), '--store', url], { cwd: pusher });
+    expect(pushed.code, pushed.stderr).toBe(0);
+  }
+});
+
+afterAll(() => {
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe('wal-fetch through the launcher', () => {
+  it('hands over a spooled segment itself, for each way the line names the archive', async () => {
+    const name = names[0] as string;
+    const lines: { args: string[]; options: (data: string) => ArchiveOptions }[] = [
+      { args: ['--store', url], options: () => ({ store: url }) },
+      { args: [`--store=${url}`, '--cluster', 'main'], options: () => ({ store: url, cluster: 'main' }) },
+      { args: ['--config', join(work, 'pgbp.yml')], options: () => ({ configFile: join(work, 'pgbp.yml') }) },
+      { args: ['--config', './pgbp.yml'], options: (data) => ({ configFile: join(data, 'pgbp.yml') }) },
+    ];
+    writeFileSync(join(work, 'pgbp.yml'), `stage: local\nstore: ${url}\n`);
+    for (const line of lines) {
+      const data = dataDir();
+      writeFileSync(join(data, 'pgbp.yml'), `stage: local\nstore: ${url}\n`);
+      const dir = await spoolAs(data, line.options(data), name);
+      const result = await launch(['wal-fetch', name, 'pg_wal/RECOVERYXLOG', ...line.args], data, NO_NODE);
+      expect(result.code, `${line.args.join(' ')}: ${result.stderr}`).toBe(0);
+      expect(readFileSync(join(data, 'pg_wal/RECOVERYXLOG')).equals(segments.get(name) as Buffer)).toBe(true);
+      expect(readdirSync(dir).filter((n) => n.startsWith(name))).toEqual([]);
+      // Where recovery is, for the prefetcher to keep ahead of.
+      expect(readFileSync(join(dir, '.position'), 'utf8')).toBe(name);
+    }
+  });
+
+  it("leaves to the CLI what another archive's spool holds, or the spool of a config since changed", async () => {
+    const name = names[0] as string;
+    const data = dataDir();
+    await spoolAs(data, { store: `${url}-elsewhere` }, name);
+    const config = join(data, 'pgbp.yml');
+    writeFileSync(config, `stage: local\nstore: ${url}\n`);
+    await spoolAs(data, { configFile: config }, name);
+    writeFileSync(config, `stage: local\nstore: ${url}\nwal: { cluster: main }\n`);
+    for (const args of [
+      ['--store', url],
+      ['--config', config],
+    ]) {
+      const result = await launch(['wal-fetch', name, 'pg_wal/RECOVERYXLOG', ...args], data, NO_NODE);
+      expect(result.code, args.join(' ')).toBe(127);
+      expect(existsSync(join(data, 'pg_wal/RECOVERYXLOG'))).toBe(false);
+    }
+    // The CLI fetches it from the archive the line names.
+    const fetched = await launch(['wal-fetch', name, 'pg_wal/RECOVERYXLOG', '--store', url], data);
+    expect(fetched.code, fetched.stderr).toBe(0);
+    expect(readFileSync(join(data, 'pg_wal/RECOVERYXLOG')).equals(segments.get(name) as Buffer)).toBe(true);
+  });
+
+  it('removes a damaged spool entry and lets the CLI fetch the segment from the archive', async () => {
+    const name = names[1] as string;
+    const data = dataDir();
+    for (const node of [NO_NODE, process.execPath]) {
+      const dir = await spoolAs(data, { store: url }, name);
+      // The bytes changed after the prefetcher verified them (a bad disk): same size, one bit off.
+      const [entry] = readdirSync(dir).filter((n) => n.startsWith(name));
+      const damaged = readFileSync(join(dir, entry as string));
+      damaged[1000] = (damaged[1000] ?? 0) ^ 0x01;
+      writeFileSync(join(dir, entry as string), damaged);
+
+      const result = await launch(['wal-fetch', name, 'pg_wal/RECOVERYXLOG', '--store', url], data, node);
+      expect(readdirSync(dir).filter((n) => n.startsWith(name))).toEqual([]);
+      if (node === NO_NODE) {
+        expect(result.code).toBe(127);
+        expect(existsSync(join(data, 'pg_wal/RECOVERYXLOG'))).toBe(false);
+      } else {
+        expect(result.code, result.stderr).toBe(0);
+        expect(readFileSync(join(data, 'pg_wal/RECOVERYXLOG')).equals(segments.get(name) as Buffer)).toBe(
+          true,
+        );
+      }
+    }
+  });
+
+  it('never answers "not archived" nor a failure itself: the CLI does', async () => {
+    const data = dataDir();
+    const missing = '0000000100000000000000F0';
+    expect(
+      (await launch(['wal-fetch', missing, 'pg_wal/RECOVERYXLOG', '--store', url], data, NO_NODE)).code,
+    ).toBe(127);
+    const result = await launch(['wal-fetch', missing, 'pg_wal/RECOVERYXLOG', '--store', url], data);
+    expect(result).toMatchObject({ code: 1, stderr: '' });
+    // A spooled segment asked for with what the launcher does not read itself goes to the CLI too.
+    await spoolAs(data, { store: url }, names[0] as string);
+    for (const extra of [['--json'], ['--store', url], ['--help']]) {
+      const args = ['wal-fetch', names[0] as string, 'pg_wal/RECOVERYXLOG', '--store', url, ...extra];
+      expect((await launch(args, data, NO_NODE)).code, extra.join(' ')).toBe(127);
+    }
+    const elsewhere = await launch(
+      ['wal-fetch', names[0] as string, join(work, 'RECOVERYXLOG'), '--store', url],
+      data,
+      NO_NODE,
+    );
+    expect(elsewhere.code).toBe(127);
+  });
+
+  it('starts the prefetcher when none runs, which spools the next segments with their check', async () => {
+    const data = dataDir();
+    // A server in recovery, as far as the prefetcher looks.
+    writeFileSync(join(data, 'postmaster.pid'), '');
+    writeFileSync(join(data, 'recovery.signal'), '');
+    const dir = await spoolAs(data, { store: url }, names[0] as string);
+    const result = await launch(
+      ['wal-fetch', names[0] as string, 'pg_wal/RECOVERYXLOG', '--store', url],
+      data,
+    );
+    expect(result.code, result.stderr).toBe(0);
+    try {
+      const spooled = await waitFor(
+        'the next segments spooled',
+        () => {
+          const found = readdirSync(dir).filter((n) => /^[0-9A-F]{24}-[0-9a-f]{64}-[0-9]+-[0-9]+$/.test(n));
+          return found.length === 2 && found.sort();
+        },
+        30_000,
+      );
+      expect(spooled.map((n) => n.slice(0, 24))).toEqual(names.slice(1));
+      // The next fetch is answered from there, without Node.
+      const next = await launch(
+        ['wal-fetch', names[1] as string, 'pg_wal/RECOVERYXLOG', '--store', url],
+        data,
+        NO_NODE,
+      );
+      expect(next.code).toBe(0);
+      expect(
+        readFileSync(join(data, 'pg_wal/RECOVERYXLOG')).equals(segments.get(names[1] as string) as Buffer),
+      ).toBe(true);
+    } finally {
+      rmSync(join(data, 'recovery.signal'), { force: true });
+      await waitFor('the prefetcher to exit', () => !existsSync(join(dir, '.prefetcher')), 30_000);
+    }
+  });
+});
+
+describe('wal-push through the launcher', () => {
+  async function record(data: string, name: string, bytes: Buffer): Promise<string> {
+    const dir = pushedDir(data, archiveTag(data, { store: url }));
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, entryName(name, sha256Of(bytes), await cksumOf(bytes, process.env))), '');
+    return dir;
+  }
+
+  it("answers a push ahead's record itself while the file still has the recorded bytes", async () => {
+    const name = names[2] as string;
+    const data = dataDir();
+    writeFileSync(join(data, 'pg_wal', name), segments.get(name) as Buffer);
+    const dir = await record(data, name, segments.get(name) as Buffer);
+    const result = await launch(['wal-push', `pg_wal/${name}`, '--store', url], data, NO_NODE);
+    expect(result.code, result.stderr).toBe(0);
+    // Used up: a later call for the same name is pushed (or found stored) by the CLI.
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('leaves a record that no longer matches the file to the CLI, which refuses other contents', async () => {
+    const name = names[0] as string;
+    const data = dataDir();
+    // The segment changed since a push ahead stored it (the archive holds the first contents).
+    const changed = segment();
+    writeFileSync(join(data, 'pg_wal', name), changed);
+    for (const node of [NO_NODE, process.execPath]) {
+      const dir = await record(data, name, segments.get(name) as Buffer);
+      const result = await launch(['wal-push', `pg_wal/${name}`, '--store', url], data, node);
+      expect(readdirSync(dir)).toEqual([]);
+      if (node === NO_NODE) expect(result.code).toBe(127);
+      else {
+        expect(result.code).toBe(1);
+        expect(result.stderr).toContain('WalConflictError');
+      }
+    }
+  });
+});
