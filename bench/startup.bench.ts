@@ -1,8 +1,10 @@
 /**
  * Start-up cost of pgbp, which PostgreSQL will start once per WAL segment: a bare `node -e 0`
- * against `pgbp --version` and a no-op command, `pgbp status --help` (the CLI and the status
- * command's declaration; a command loads its config schema, YAML and stores only when it runs),
- * each run BENCH_ROUNDS times (default 40), interleaved so that load on the machine falls on all
+ * against `pgbp --version` and a no-op command, `pgbp status --help` (the CLI's front: commander
+ * and the command declarations, dist/cli/main.cjs; a command loads its work, the config schema,
+ * YAML and stores, only when it runs), each run as the package's bin, by its #! line, as a user
+ * or PostgreSQL runs it,
+ * BENCH_ROUNDS times (default 40), interleaved so that load on the machine falls on all
  * of them alike, and the median taken. Target: both at most 1.2× node. For the record, not as a
  * target: the smallest command that does load all that, `pgbp list` of an empty directory store
  * (config, schema, store, catalog; it finds nothing).
@@ -14,7 +16,7 @@
  * builds dist/ first.
  */
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -24,14 +26,15 @@ const EXTRA_SOURCES = Number(process.env.BENCH_EXTRA_SOURCES ?? 2000);
 const TARGET_RATIO = 1.2;
 const NOOP = ['status', '--help'];
 
-type Run = readonly string[];
+/** A command line: the program, then its arguments. */
+type Run = readonly [string, ...string[]];
 
-function timeOnce(args: Run, cwd: string): number {
+function timeOnce([program, ...args]: Run, cwd: string): number {
   const started = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const r = spawnSync(program, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   if (r.status !== 0) {
-    throw new Error(`node ${args.join(' ')} exited ${r.status}: ${r.stderr.toString().trim()}`);
+    throw new Error(`${program} ${args.join(' ')} exited ${r.status}: ${r.stderr.toString().trim()}`);
   }
   return ms;
 }
@@ -86,13 +89,16 @@ function copyWithExtraSources(count: number): string {
 const round1 = (n: number) => Math.round(n * 10) / 10;
 const round3 = (n: number) => Math.round(n * 1000) / 1000;
 
-const pgbp = join(ROOT, 'cli/pgbp.mjs');
+// The `pgbp` command as an install puts it on the PATH: the package's bin, run by its #! line.
+const BIN = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: { pgbp: string } }).bin
+  .pgbp;
+const pgbp = join(ROOT, BIN);
 const emptyStore = mkdtempSync(join(tmpdir(), 'pgbp-bench-startup-store-'));
 let base: Record<'node' | 'version' | 'noop' | 'list', number>;
 try {
   base = interleaved(
     {
-      node: { args: ['-e', '0'], cwd: ROOT },
+      node: { args: [process.execPath, '-e', '0'], cwd: ROOT },
       version: { args: [pgbp, '--version'], cwd: ROOT },
       noop: { args: [pgbp, ...NOOP], cwd: ROOT },
       list: { args: [pgbp, 'list', '--store', `file://${emptyStore}`, '--json'], cwd: emptyStore },
@@ -106,7 +112,7 @@ try {
 const copy = copyWithExtraSources(EXTRA_SOURCES);
 let growth: Record<'version' | 'versionExtra' | 'noop' | 'noopExtra', number>;
 try {
-  const copied = join(copy, 'cli/pgbp.mjs');
+  const copied = join(copy, BIN);
   growth = interleaved(
     {
       version: { args: [pgbp, '--version'], cwd: ROOT },

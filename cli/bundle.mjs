@@ -3,7 +3,7 @@
 // writes nothing into its install directory and reads no source file; the tests build first
 // (test/support/build-setup.ts), so they always run the current sources.
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The Fargate entrypoints: the image runs them, and the local runner starts them as children. */
@@ -15,29 +15,63 @@ export const TASK_ENTRIES = [
 ];
 
 /**
- * What an install holds under dist/: the CLI (split, so a command loads only its own modules)
- * and the task entrypoints (one self-contained file each, as in the image).
+ * The CLI's front: what every start of `pgbp` loads, one CommonJS file (dist/cli/main.cjs). An
+ * ES module costs Node its module loader, and each file of a split build a read and a link:
+ * measured here, commander and the command declarations as one CommonJS file start in 1.1× a
+ * bare `node -e 0`, the same split into ES modules in 1.4× (bench/startup.bench.ts). So the
+ * front holds the command line (commander, cli/main.ts, the declarations in cli/commands/) and
+ * nothing that does the work: each action's `await import(…)` of anything else loads it from
+ * the work build (dist/work/, ES modules, split), which a command reaches only when it runs.
+ *
+ * Two builds mean two copies of any module both hold, so the front may hold only modules
+ * without state of their own: a second copy of lib/platform/processes.ts, say, would not know
+ * the children the first one started, and an interrupt would not stop them. The front's
+ * static imports are therefore limited to {@link FRONT}; the build fails naming any other.
+ */
+export const FRONT = [
+  /^cli\/main\.ts$/,
+  /^cli\/context\.ts$/,
+  /^cli\/machine-options\.ts$/,
+  /^cli\/progress\.ts$/,
+  // The declarations; what runs a command (restore-run, wal-run) is work.
+  /^cli\/commands\/(?!restore-run\.ts$|wal-run\.ts$)[a-z-]+\.ts$/,
+  // Pure logic (its lint rules keep it free of Node's modules and of state): option checks.
+  /^lib\/domain\/[a-z-]+\.ts$/,
+  /^lib\/platform\/logger\.ts$/,
+  /^package\.json$/,
+  /^node_modules\/commander\//,
+];
+
+/**
+ * What an install holds under dist/: the CLI's front and its work (see {@link FRONT}), the task
+ * entrypoints (one self-contained file each, as in the image) and the WAL fast path.
  */
 export const BUNDLES = {
-  cli: { entryPoints: ['cli/main.ts'], splitting: true },
+  cli: { entryPoints: ['cli/main.ts'], format: 'cjs', front: true },
+  // Its entry points are the modules the front imports when a command runs, found as it builds.
+  work: { entryPoints: [], splitting: true, entryNames: '[dir]/[name]', chunkNames: 'chunks/[name]-[hash]' },
   tasks: { entryPoints: TASK_ENTRIES, splitting: false },
   // What PostgreSQL's once-per-segment calls load before the CLI: Node's own modules only.
-  fast: { entryPoints: ['cli/wal-fast-path.ts'], splitting: false },
+  fast: { entryPoints: ['cli/wal-fast-path.ts'], format: 'cjs' },
 };
 
-function options({ entryPoints, sourcemap, splitting }) {
+function options({ entryPoints, sourcemap, splitting, format = 'esm' }) {
   return {
     entryPoints,
     bundle: true,
     platform: 'node',
     target: 'node20',
-    format: 'esm',
+    format,
     sourcemap,
     splitting,
-    // Some dependencies are CommonJS and call require(); give the ESM bundle one.
-    banner: {
-      js: "import { createRequire as __pgbpRequire } from 'node:module'; const require = __pgbpRequire(import.meta.url);",
-    },
+    // Some dependencies are CommonJS and call require(); give an ESM bundle one.
+    ...(format === 'esm'
+      ? {
+          banner: {
+            js: "import { createRequire as __pgbpRequire } from 'node:module'; const require = __pgbpRequire(import.meta.url);",
+          },
+        }
+      : {}),
     // pg's optional native binding is not used.
     external: ['pg-native'],
     logLevel: 'warning',
@@ -51,6 +85,54 @@ export async function bundle({ entryPoints, outdir, outfile, sourcemap = 'linked
     ...options({ entryPoints, sourcemap, splitting }),
     ...(outdir ? { outdir, outExtension: { '.js': '.mjs' } } : { outfile }),
   });
+}
+
+/**
+ * The esbuild plugin of the front build: a dynamic import of a front module stays in the front
+ * (bundled, loaded lazily); any other becomes an import of its file in the work build, collected
+ * into `work`; a static import of anything but a front module fails the build.
+ */
+function frontPlugin(root, work) {
+  const rel = (path) => relative(root, path).split(sep).join('/');
+  const inFront = (path) => FRONT.some((pattern) => pattern.test(rel(path)));
+  return {
+    name: 'pgbp-front',
+    setup(build) {
+      build.onResolve({ filter: /.*/ }, async (args) => {
+        if (args.pluginData?.inner || args.kind === 'entry-point' || args.path.startsWith('node:'))
+          return undefined;
+        const found = await build.resolve(args.path, {
+          kind: args.kind,
+          importer: args.importer,
+          resolveDir: args.resolveDir,
+          pluginData: { inner: true },
+        });
+        if (found.errors.length > 0 || found.external || !found.path) return undefined;
+        if (inFront(found.path)) return undefined;
+        if (args.kind === 'dynamic-import') {
+          work.add(found.path);
+          const target = rel(found.path).replace(/\.[cm]?[jt]s$/, '.mjs');
+          return { path: `../work/${target}`, external: true };
+        }
+        if (!found.path.startsWith(join(root, 'node_modules')) && !rel(found.path).startsWith('..')) {
+          return {
+            errors: [
+              {
+                text: `${rel(args.importer)} imports ${rel(found.path)} statically: the CLI's front (dist/cli/main.cjs, loaded by every start of pgbp) holds only the command line and modules without state (FRONT in cli/bundle.mjs); import it inside the action with \`await import(…)\``,
+              },
+            ],
+          };
+        }
+        return {
+          errors: [
+            {
+              text: `${rel(args.importer)} imports ${args.path}: the CLI's front bundles no package but commander (FRONT in cli/bundle.mjs); import it inside the action`,
+            },
+          ],
+        };
+      });
+    },
+  };
 }
 
 function filesUnder(dir) {
@@ -73,22 +155,23 @@ function sameContents(path, contents) {
 }
 
 /**
- * Builds every bundle of {@link BUNDLES} into `<outRoot>/<name>/`. Each file is written only
- * when it changed, to a temporary name renamed into place, so a pgbp already running from
- * dist/ never reads a half-written file; files the new build no longer has are removed.
+ * Builds every bundle of {@link BUNDLES} into `<outRoot>/<name>/`, the CLI's front before its
+ * work (whose entry points the front's build finds). Each file is written only when it changed,
+ * to a temporary name renamed into place, so a pgbp already running from dist/ never reads a
+ * half-written file; files the new build no longer has are removed.
  */
 export async function buildAll(root, outRoot = join(root, 'dist')) {
   const { build } = await import('esbuild');
+  const work = new Set();
   for (const [name, spec] of Object.entries(BUNDLES)) {
     const outdir = join(outRoot, name);
+    const entryPoints = name === 'work' ? [...work].sort() : spec.entryPoints.map((e) => join(root, e));
     const result = await build({
-      ...options({
-        entryPoints: spec.entryPoints.map((e) => join(root, e)),
-        sourcemap: false,
-        splitting: spec.splitting,
-      }),
+      ...options({ entryPoints, sourcemap: false, splitting: spec.splitting, format: spec.format }),
+      ...(spec.entryNames ? { entryNames: spec.entryNames, chunkNames: spec.chunkNames, outbase: root } : {}),
+      ...(spec.front ? { plugins: [frontPlugin(root, work)] } : {}),
       outdir,
-      outExtension: { '.js': '.mjs' },
+      outExtension: { '.js': spec.format === 'cjs' ? '.cjs' : '.mjs' },
       write: false,
     });
     const wanted = new Set();

@@ -1,6 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { redact } from '../lib/domain/redact.js';
-import { exitCodeFor, listenForInterrupts } from '../lib/platform/interrupts.js';
+import type { Interrupts } from '../lib/platform/interrupts.js';
 import packageJson from '../package.json' with { type: 'json' };
 import type { CliDeps, ExitHolder } from './context.js';
 
@@ -39,9 +39,9 @@ const commands: Record<string, () => Promise<Register>> = {
  * loaded that they do not use, since their start-up is paid on every segment.
  */
 const walCommands: Record<string, (args: readonly string[], deps: CliDeps) => Promise<number>> = {
-  'wal-push': async (args, deps) => (await import('./commands/wal.js')).runWalPush(args, deps),
-  'wal-fetch': async (args, deps) => (await import('./commands/wal.js')).runWalFetch(args, deps),
-  'wal-prefetch': async (args, deps) => (await import('./commands/wal.js')).runWalPrefetch(args, deps),
+  'wal-push': async (args, deps) => (await import('./commands/wal-run.js')).runWalPush(args, deps),
+  'wal-fetch': async (args, deps) => (await import('./commands/wal-run.js')).runWalFetch(args, deps),
+  'wal-prefetch': async (args, deps) => (await import('./commands/wal-run.js')).runWalPrefetch(args, deps),
 };
 
 export async function buildProgram(deps: CliDeps, exit: ExitHolder, only?: string): Promise<Command> {
@@ -84,15 +84,23 @@ export async function main(argv: readonly string[], deps: CliDeps = defaultDeps)
     }
   }
   const exit: ExitHolder = { code: 0 };
-  const interrupts = listenForInterrupts();
-  const withSignal: CliDeps = { ...deps, signal: interrupts.signal };
+  // Listened for from just before an action runs: help, a version or a usage error starts no
+  // process to stop, and the module that stops them is work, not the front (cli/bundle.mjs).
+  let interrupts: Interrupts | undefined;
+  const withSignal: { -readonly [K in keyof CliDeps]: CliDeps[K] } = { ...deps };
   try {
     const program = await buildProgram(withSignal, exit, argv[0]);
+    program.hook('preAction', async () => {
+      const { listenForInterrupts } = await import('../lib/platform/interrupts.js');
+      interrupts = listenForInterrupts();
+      withSignal.signal = interrupts.signal;
+    });
     await program.parseAsync([...argv], { from: 'user' });
     return exit.code;
   } catch (error) {
-    const signal = interrupts.received();
+    const signal = interrupts?.received();
     if (signal) {
+      const { exitCodeFor } = await import('../lib/platform/interrupts.js');
       deps.stderr.write(
         `pgbp: ${whatRuns(argv)} interrupted by ${signal}: its processes were stopped and what it had begun was removed\n`,
       );
@@ -104,6 +112,6 @@ export async function main(argv: readonly string[], deps: CliDeps = defaultDeps)
     deps.stderr.write(`pgbp: ${e.name}: ${redact(e.message, secrets).split('\n').join(' | ')}\n`);
     return 1;
   } finally {
-    interrupts.dispose();
+    interrupts?.dispose();
   }
 }

@@ -26,7 +26,7 @@ import { parseWalLine, startPrefetcher, type WalLine } from './wal-line.js';
 export interface FastPathDeps {
   readonly cwd: string;
   readonly env: NodeJS.ProcessEnv;
-  /** cli/pgbp.mjs, to start the prefetcher with. */
+  /** cli/pgbp.cjs, to start the prefetcher with. */
   readonly script?: string;
 }
 

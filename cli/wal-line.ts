@@ -38,7 +38,7 @@ function forwarded(line: WalLine, cwd: string): string[] {
 }
 
 /**
- * Starts `pgbp wal-prefetch AFTER` (the script `script`, cli/pgbp.mjs) in the background, in a
+ * Starts `pgbp wal-prefetch AFTER` (the script `script`, cli/pgbp.cjs) in the background, in a
  * session of its own so that it does not hold up the fetch that started it; it keeps the spool
  * ahead of recovery and exits once recovery has ended.
  */

@@ -4,6 +4,15 @@
  * recovery, which speak of where a backup starts and stops.
  */
 
+/**
+ * restore_command's status for a file that exists but cannot be handed over (damaged, or the
+ * store unreadable after retries), and for any failure of pgbp itself: PostgreSQL aborts
+ * recovery on a status above 125 instead of taking it for the end of the archive and promoting.
+ */
+export const FETCH_ABORT = 126;
+/** restore_command's status for a file the archive does not hold. */
+export const FETCH_MISSING = 1;
+
 /** The default WAL segment size (initdb --wal-segsize), in bytes. */
 export const DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024;
 

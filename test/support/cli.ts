@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { outputOf, type ProcessOutput } from '../../lib/platform/processes.js';
 
-export const PGBP = resolve(import.meta.dirname, '../../cli/pgbp.mjs');
+export const PGBP = resolve(import.meta.dirname, '../../cli/pgbp.cjs');
 /** The `pgbp` command as installed (package.json bin): the sh launcher, cli/pgbp. */
 export const PGBP_LAUNCHER = resolve(import.meta.dirname, '../../cli/pgbp');
 const ROOT = resolve(import.meta.dirname, '../..');

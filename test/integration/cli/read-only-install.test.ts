@@ -124,7 +124,7 @@ afterAll(async () => {
 });
 
 function pgbp(args: readonly string[], env: NodeJS.ProcessEnv = serviceEnv(libpq)): Promise<RunResult> {
-  return runAs(USER, [process.execPath, join(install, 'cli/pgbp.mjs'), ...args], { cwd: install, env });
+  return runAs(USER, [process.execPath, join(install, 'cli/pgbp.cjs'), ...args], { cwd: install, env });
 }
 
 describe('pgbp installed read-only by root, run as the postgres OS user', () => {
@@ -194,17 +194,35 @@ describe('pgbp installed read-only by root, run as the postgres OS user', () => 
     }
   });
 
-  it('says what to run, in one line and without a stack trace, when the install was never built', async () => {
-    const result = await runAs(USER, [process.execPath, join(unbuilt, 'cli/pgbp.mjs'), '--version'], {
-      cwd: unbuilt,
+  it.each(['cli/pgbp.cjs', 'cli/pgbp.mjs'])(
+    '%s says what to run, in one line and without a stack trace, when the install was never built',
+    async (entry) => {
+      for (const args of [
+        ['--version'],
+        ['status', '--help'],
+        ['wal-fetch', '000000010000000000000001', 'pg_wal/RECOVERYXLOG'],
+      ]) {
+        const result = await runAs(USER, [process.execPath, join(unbuilt, entry), ...args], {
+          cwd: unbuilt,
+          env: serviceEnv(),
+        });
+        expect(result.stdout).toBe('');
+        expect(result.stderr).toBe(
+          `pgbp: the built CLI in ${join(unbuilt, 'dist')} is missing or incomplete: run \`npm ci\` (or \`npm run build\`) in ${unbuilt}\n`,
+        );
+        // Above 125, as for a command not found: PostgreSQL aborts recovery rather than end it early.
+        expect(result.code).toBe(127);
+      }
+    },
+  );
+
+  it('runs the same from the earlier entry, cli/pgbp.mjs', async () => {
+    const result = await runAs(USER, [process.execPath, join(install, 'cli/pgbp.mjs'), '--version'], {
+      cwd: install,
       env: serviceEnv(),
     });
-    expect(result.stdout).toBe('');
-    expect(result.stderr).toBe(
-      `pgbp: the built CLI in ${join(unbuilt, 'dist')} is missing or incomplete: run \`npm ci\` (or \`npm run build\`) in ${unbuilt}\n`,
-    );
-    // Above 125, as for a command not found: PostgreSQL aborts recovery rather than end it early.
-    expect(result.code).toBe(127);
+    expect(result.stdout).toBe(`${version}\n`);
+    expect(result.code).toBe(0);
   });
 });
 

@@ -21,7 +21,7 @@ describe('npm start', () => {
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
       scripts: { start: string };
     };
-    expect(pkg.scripts.start).toBe('node cli/pgbp.mjs backup --config config/local.yml');
+    expect(pkg.scripts.start).toBe('node cli/pgbp.cjs backup --config config/local.yml');
   });
 
   it('backs up, checks the size, applies retention, prints a report and exits 0, leaving a backup pgbp list lists', async () => {

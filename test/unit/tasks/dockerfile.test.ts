@@ -112,6 +112,7 @@ describe('the task image Dockerfile', () => {
     expect(copies).toEqual(
       expect.arrayContaining([
         ['/app/dist', './dist'],
+        ['cli/pgbp.cjs', './cli/pgbp.cjs'],
         ['cli/pgbp.mjs', './cli/pgbp.mjs'],
         ['cli/pgbp', './cli/pgbp'],
         ['statemachines', './statemachines'],

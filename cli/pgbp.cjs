@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+// The `pgbp` command: runs the CLI that the install built (`npm ci` runs `prepare`, see
+// cli/bundle.mjs). It reads no source and writes nothing here, so it runs from a read-only
+// install as any OS user. CommonJS, as is the CLI's front (dist/cli/main.cjs): Node starts a
+// CommonJS file with no module loader of its own, so a version, a help text or a usage error
+// costs little more than Node's own start-up; a command loads its work when it runs.
+'use strict';
+const { existsSync, readFileSync } = require('node:fs');
+const { join } = require('node:path');
+
+const root = join(__dirname, '..');
+const dist = join(root, 'dist');
+const args = process.argv.slice(2);
+
+function unbuilt() {
+  process.stderr.write(
+    `pgbp: the built CLI in ${dist} is missing or incomplete: run \`npm ci\` (or \`npm run build\`) in ${root}\n`,
+  );
+  // As a shell reports a command it cannot find: PostgreSQL, which will run pgbp for its WAL,
+  // aborts recovery on a status above 125 instead of taking it as "no such file".
+  process.exit(127);
+}
+
+function versionOf(file) {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')).version;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The fast path's answer for a wal-push or wal-fetch whose work is already done, if any. */
+async function early() {
+  if (!/^wal-(push|fetch)$/.test(args[0] ?? '')) return undefined;
+  let fast;
+  try {
+    fast = require(join(dist, 'fast', 'wal-fast-path.cjs'));
+  } catch {
+    return undefined;
+  }
+  return fast.runFastPath(args, { cwd: process.cwd(), env: process.env, script: process.argv[1] });
+}
+
+async function run() {
+  const answered = await early();
+  if (answered !== undefined) process.exit(answered);
+  const entry = join(dist, 'cli', 'main.cjs');
+  if (!existsSync(entry) || !existsSync(join(dist, 'work'))) unbuilt();
+  // `pgbp --version` is what a supervisor or a health check runs: answered from package.json
+  // where the install has it (the task image has not: the CLI answers there).
+  if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
+    const version = versionOf(join(root, 'package.json'));
+    if (version) {
+      process.stdout.write(`${version}\n`);
+      process.exit(0);
+    }
+  }
+  process.exitCode = await require(entry).main(args);
+}
+
+run().catch((error) => {
+  process.stderr.write(`pgbp: ${error?.stack ?? error}\n`);
+  process.exit(1);
+});
