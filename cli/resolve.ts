@@ -4,10 +4,11 @@ import { stat } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { type Config, configFileExists, findConfigFile, loadConfig, parseConfig } from '../lib/config.js';
 import { ConfigError } from '../lib/domain/errors.js';
+import type { PassedOver, StoreRole } from '../lib/domain/store-roles.js';
 import { fileStoreDirectory } from '../lib/storage/file-url.js';
 import { openStore } from '../lib/storage/open-store.js';
 import type { BackupStore } from '../lib/storage/store.js';
-import { openStoresFor, type RoleStore } from '../lib/storage/store-roles.js';
+import { configuredRoles, openStoresFor, type RoleStore, roleSettings } from '../lib/storage/store-roles.js';
 import type { CliDeps } from './context.js';
 
 /** The built-in local defaults, when no config file is given or found. */
@@ -56,15 +57,25 @@ export async function resolveStore(
 }
 
 /**
- * The stores a command uses: `--store URL` alone, else the config's primary and secondary,
- * each opened with its own settings and checked as {@link resolveStore} checks one.
+ * The stores a command uses: `--store URL` alone (an ad hoc store, as the primary), else the
+ * config's primary and secondary, each opened with its own settings and checked as
+ * {@link resolveStore} checks one.
  */
-export function resolveStores(
+export async function resolveStores(
   deps: CliDeps,
   config: Config,
   url?: string,
   use: 'read' | 'write' = 'read',
 ): Promise<RoleStore[]> {
+  if (url) {
+    return [
+      {
+        role: 'primary',
+        store: await resolveStore(deps, config, url, use),
+        storageClass: config.storageClass,
+      },
+    ];
+  }
   const open = (u: string, settings: { kmsKeyId?: string; storageClass: string }) =>
     resolveStore(
       deps,
@@ -73,4 +84,38 @@ export function resolveStores(
       use,
     );
   return openStoresFor(config, url, open);
+}
+
+/**
+ * The stores a restore may read, nearest first: `--store URL` alone, else the configured ones,
+ * each checked as {@link resolveStore} checks one. A store that cannot be opened (the NAS's
+ * directory is gone) is left out and reported, so the restore reads the other; with `from`, only
+ * that store, and its failure is the error.
+ */
+export async function resolveReadableStores(
+  deps: CliDeps,
+  config: Config,
+  url?: string,
+  from?: StoreRole,
+): Promise<{ stores: RoleStore[]; unavailable: PassedOver[] }> {
+  if (url) {
+    const store = await resolveStore(deps, config, url, 'read');
+    return { stores: [{ role: 'primary', store, storageClass: config.storageClass }], unavailable: [] };
+  }
+  const stores: RoleStore[] = [];
+  const unavailable: PassedOver[] = [];
+  let firstError: unknown;
+  for (const role of configuredRoles(config)) {
+    if (from && role !== from) continue;
+    const settings = roleSettings(config, role) as NonNullable<ReturnType<typeof roleSettings>>;
+    try {
+      const store = await resolveStore(deps, { store: settings.url, ...settings }, settings.url, 'read');
+      stores.push({ role, store, storageClass: settings.storageClass });
+    } catch (error) {
+      firstError ??= error;
+      unavailable.push({ role, url: settings.url, reason: `unavailable: ${(error as Error).message}` });
+    }
+  }
+  if (stores.length === 0) throw firstError;
+  return { stores, unavailable };
 }

@@ -1,16 +1,18 @@
 // A verify or a restore run from the CLI: loaded by `pgbp restore` and `pgbp verify` when they
 // run, so that their registration and help load no restore machinery.
 import { keysFor } from '../../lib/domain/backup-layout.js';
-import { RestoreCheckFailedError } from '../../lib/domain/errors.js';
+import { InvalidRestoreRequestError, RestoreCheckFailedError } from '../../lib/domain/errors.js';
 import { redact } from '../../lib/domain/redact.js';
+import { describeCopyUsed, STORE_ROLES, type StoreRole } from '../../lib/domain/store-roles.js';
 import { formatBytes } from '../../lib/domain/units.js';
 import { type RestoreReport, rowsRestored } from '../../lib/domain/verify-report.js';
 import { createLogger, silentLogger } from '../../lib/platform/logger.js';
 import { parseRestoreRequest } from '../../lib/restore/request.js';
 import { restoreFromConfig } from '../../lib/restore/wiring.js';
+import type { RoleStore } from '../../lib/storage/store-roles.js';
 import { type CliDeps, type CommonOptions, type ExitHolder, err, out } from '../context.js';
 import { progressLine } from '../progress.js';
-import { resolveConfig, resolveStore } from '../resolve.js';
+import { resolveConfig, resolveReadableStores } from '../resolve.js';
 
 /** The exit code of a restore that ran but whose checks failed (1 is any other failure). */
 export const CHECKS_FAILED_EXIT = 2;
@@ -21,6 +23,8 @@ export interface RestoreCommandOptions extends CommonOptions {
   readonly jobs?: string;
   readonly depth?: string;
   readonly verbose?: boolean;
+  /** Read this store's copy only: primary or secondary. */
+  readonly from?: string;
 }
 
 function summary(report: RestoreReport, storePath: string): string {
@@ -55,7 +59,9 @@ export async function runRestoreCommand(
 ): Promise<void> {
   const request = parseRestoreRequest(raw);
   const config = resolveConfig(deps, opts.config);
-  const store = await resolveStore(deps, config, opts.store);
+  const from = fromOption(opts.from);
+  const { stores, unavailable } = await resolveReadableStores(deps, config, opts.store, from);
+  const store = (stores[0] as RoleStore).store;
   const progress = progressLine(deps.stderr, !opts.json);
   let bytes = 0;
   let password: string | undefined;
@@ -66,6 +72,9 @@ export async function runRestoreCommand(
       config,
       env: deps.env,
       store,
+      stores,
+      unavailable,
+      ...(from ? { from } : {}),
       loggerFor: (connection) => {
         password = connection.password;
         return opts.verbose
@@ -91,10 +100,24 @@ export async function runRestoreCommand(
     return;
   }
   progress.done();
+  // Which copy was read, and why another was passed over: said whenever there was a choice.
+  if (report.copy) err(deps, `${report.backupId}: ${describeCopyUsed(report.copy)}`);
   if (opts.json) {
     out(deps, JSON.stringify(report));
     return;
   }
-  const key = keysFor(store.prefix, report.backupId).verify;
-  out(deps, summary(report, `${store.url}/${key.slice(store.prefix ? store.prefix.length + 1 : 0)}`));
+  const used = stores.find((s) => s.store.url === report.copy?.url)?.store ?? store;
+  const key = keysFor(used.prefix, report.backupId).verify;
+  out(deps, summary(report, `${used.url}/${key.slice(used.prefix ? used.prefix.length + 1 : 0)}`));
+}
+
+/** `--from primary|secondary`, checked. */
+function fromOption(value: string | undefined): StoreRole | undefined {
+  if (value === undefined) return undefined;
+  if (!(STORE_ROLES as readonly string[]).includes(value)) {
+    throw new InvalidRestoreRequestError(
+      `--from: expected primary or secondary, got ${JSON.stringify(value)}`,
+    );
+  }
+  return value as StoreRole;
 }

@@ -22,6 +22,10 @@ export function registerRestore(program: Command, deps: CliDeps, exit: ExitHolde
       'replace the target if it exists: swapped in only after the new one passed its checks',
     )
     .option('--store <url>', 'store URL (s3://bucket/prefix, file:///dir or file:dir), overrides the config')
+    .option(
+      '--from <store>',
+      "read this store's copy only: primary or secondary (default: the nearest good copy, primary first)",
+    )
     .option('--config <file>', 'stage config file')
     .option('--json', 'print the restore report as one JSON object')
     .option('--verbose', 'structured log lines on stderr')

@@ -12,6 +12,10 @@ export function registerVerify(program: Command, deps: CliDeps, exit: ExitHolder
     .option('--jobs <n>', 'parallel pg_restore jobs (spools to local disk when there is room)')
     .option('--depth <depth>', "rows: every table holds the backup's row count; content: also its exact data")
     .option('--store <url>', 'store URL (s3://bucket/prefix, file:///dir or file:dir), overrides the config')
+    .option(
+      '--from <store>',
+      "read this store's copy only: primary or secondary (default: the nearest good copy, primary first)",
+    )
     .option('--config <file>', 'stage config file')
     .option('--json', 'print the verify report as one JSON object')
     .option('--verbose', 'structured log lines on stderr')

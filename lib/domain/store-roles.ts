@@ -33,3 +33,23 @@ export function describeFailedCopies(copies: readonly CopyOutcome[]): string[] {
     c.status === 'failed' ? [`${c.role} store ${c.url}: ${c.error.message}`] : [],
   );
 }
+
+/** A store whose copy of a backup a restore did not use, and why (missing, damaged, archived). */
+export interface PassedOver {
+  readonly role: StoreRole;
+  readonly url: string;
+  readonly reason: string;
+}
+
+/** Which store's copy a restore read, and the copies it passed over on the way. */
+export interface CopyUsed {
+  readonly role: StoreRole;
+  readonly url: string;
+  readonly passedOver: readonly PassedOver[];
+}
+
+/** The copy a restore read, as a person reads it. */
+export function describeCopyUsed(copy: CopyUsed): string {
+  const why = copy.passedOver.map((p) => `the ${p.role} copy was ${p.reason}`).join('; ');
+  return `read the ${copy.role} store's copy (${copy.url})${why ? `: ${why}` : ''}`;
+}

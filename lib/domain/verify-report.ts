@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { CHECK_DEPTHS, type CheckDepth, type CheckResult } from './restore-checks.js';
+import { type CopyUsed, STORE_ROLES } from './store-roles.js';
 
 /**
  * What a restore did and found: the report of a verify (stored as `<backupId>.verify.json`
@@ -52,6 +53,8 @@ export interface RestoreReport {
   readonly tables: readonly RestoredTable[];
   readonly checks: readonly CheckResult[];
   readonly warnings: readonly string[];
+  /** With two stores: which store's copy was read, and why any other was passed over. */
+  readonly copy?: CopyUsed;
 }
 
 export interface RestoredTable {
@@ -114,6 +117,13 @@ export const restoreReportSchema = z.object({
   tables: z.array(tableSchema),
   checks: z.array(checkSchema),
   warnings: z.array(z.string()),
+  copy: z
+    .object({
+      role: z.enum(STORE_ROLES),
+      url: z.string(),
+      passedOver: z.array(z.object({ role: z.enum(STORE_ROLES), url: z.string(), reason: z.string() })),
+    })
+    .optional(),
 }) satisfies z.ZodType<RestoreReport>;
 
 /** The report as stored: validated, then JSON. A report that does not fit the schema is a bug, and throws. */

@@ -63,10 +63,10 @@ export async function openStoresFor(
     settings: { kmsKeyId?: string; storageClass: string },
   ) => Promise<BackupStore> = openStore,
 ): Promise<RoleStore[]> {
-  const stores = await openRoleStores(config, open);
-  if (override === undefined) return stores;
+  if (override === undefined) return openRoleStores(config, open);
   const primary = roleSettings(config, 'primary') as NonNullable<ReturnType<typeof roleSettings>>;
   const chosen = await open(override, primary);
-  if (chosen.url === stores[0]?.store.url) return stores;
+  // Compared as opened (a relative directory made absolute), with no check of either.
+  if (chosen.url === (await openStore(primary.url, primary)).url) return openRoleStores(config, open);
   return [{ role: 'primary', store: chosen, storageClass: primary.storageClass }];
 }

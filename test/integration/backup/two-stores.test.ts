@@ -15,13 +15,15 @@ import { S3Store } from '../../../lib/storage/s3-store.js';
 import type { BackupStore } from '../../../lib/storage/store.js';
 import { syncStores } from '../../../lib/sync/sync.js';
 import { runCli } from '../../support/cli.js';
-import { createDatabase, dropDatabase, uniqueDbName } from '../../support/pg.js';
+import { createDatabase, dropDatabase, uniqueDbName, withClient } from '../../support/pg.js';
 import { freePort } from '../../support/ports.js';
 import { createBucket, inProgressUploads, listKeys } from '../../support/s3.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pgbp-two-stores-'));
 const config = parseConfig({ stage: 'local', store: 'file:///unused' }, 'test');
 let database: string;
+/** Databases the restores below create, dropped at the end. */
+const restored: string[] = [];
 /** A tiny file system of its own, for a NAS that fills up mid-dump. */
 let fullNas: string | undefined;
 
@@ -84,6 +86,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await dropDatabase(database);
+  for (const name of restored) await dropDatabase(name);
   if (fullNas) spawnSync('umount', [fullNas]);
   rmSync(work, { recursive: true, force: true });
 });
@@ -241,5 +244,51 @@ describe('pgbp dump and pgbp sync with two stores', () => {
     expect(keys.filter((k) => k.endsWith('.manifest.json'))).toHaveLength(1);
     const again = await runCli(['sync', '--database', database, '--config', file]);
     expect(again.stdout.trim()).toBe(`the stores hold the same backups of ${database}`);
+
+    // One flipped byte in the NAS's copy (same size): the restore reads S3's copy and says why.
+    const manifestKey = keys.find((k) => k.endsWith('.manifest.json')) as string;
+    const dumpKey = manifestKey.replace(/\.manifest\.json$/, '.dump').slice('backups/'.length);
+    const onNas = join(nas, dumpKey);
+    const bytes = readFileSync(onNas);
+    const middle = Math.floor(bytes.length / 2);
+    bytes[middle] = (bytes[middle] as number) ^ 0x01;
+    writeFileSync(onNas, bytes);
+    const target = uniqueDbName('two_stores_restored');
+    restored.push(target);
+    const restore = await runCli([
+      'restore',
+      'latest',
+      '--database',
+      database,
+      '--target-db',
+      target,
+      '--config',
+      file,
+    ]);
+    expect(restore.code, restore.stderr).toBe(0);
+    expect(restore.stderr).toMatch(
+      new RegExp(
+        `read the secondary store's copy \\(s3://${bucket}/backups\\): the primary copy was damaged: .*SHA-256`,
+        'i',
+      ),
+    );
+    expect(await withClient(target, (c) => c.query('select count(*)::int as n from blobs'))).toMatchObject({
+      rows: [{ n: 1500 }],
+    });
+
+    const forced = await runCli([
+      'restore',
+      'latest',
+      '--database',
+      database,
+      '--target-db',
+      `${target}_x`,
+      '--config',
+      file,
+      '--from',
+      'primary',
+    ]);
+    expect(forced.code).toBe(1);
+    expect(forced.stderr).toMatch(/CorruptBackupError/);
   });
 });
