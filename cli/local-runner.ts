@@ -46,6 +46,8 @@ export interface LocalRunOptions {
   readonly configFile: string;
   /** The store the Lambdas use; the tasks get its URL (PGBP_STORE), so both see the same one. */
   readonly store: BackupStore;
+  /** The secondary store, where the config names one (the tasks open it from the config). */
+  readonly secondary?: BackupStore;
   readonly env: NodeJS.ProcessEnv;
   readonly cwd: string;
   readonly alerter: Alerter;
@@ -176,9 +178,10 @@ function lambdas(options: LocalRunOptions): Record<string, LambdaFunction<unknow
   const { store, config, alerter } = options;
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
+  const secondary = options.secondary ? { secondary: options.secondary } : {};
   return {
-    checkSize: createCheckSizeHandler({ store, config, logger }),
-    applyRetention: createApplyRetentionHandler({ store, config, alerter, clock, logger }),
+    checkSize: createCheckSizeHandler({ store, ...secondary, config, logger }),
+    applyRetention: createApplyRetentionHandler({ store, ...secondary, config, alerter, clock, logger }),
     notify: createNotifyHandler({ alerter, clock, logger }),
     prepareRestore: createPrepareRestoreHandler({
       store,

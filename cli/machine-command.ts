@@ -12,7 +12,7 @@ import { type CliDeps, type ExitHolder, out } from './context.js';
 import { type ExecutionResult, executionJson, formatEnd, stepPrinter } from './executions.js';
 import { runLocalExecution } from './local-runner.js';
 import type { MachineOptions } from './machine-options.js';
-import { BUILT_IN_CONFIG, configFileOf, resolveConfig, resolveStore } from './resolve.js';
+import { BUILT_IN_CONFIG, configFileOf, resolveConfig, resolveStores } from './resolve.js';
 
 export type { MachineOptions };
 
@@ -47,7 +47,13 @@ export async function runMachine(
       ...(opts.stateMachineArn ? { stateMachineArn: opts.stateMachineArn } : {}),
     });
   }
-  const store = await resolveStore(deps, config, opts.store, machine === 'backup' ? 'write' : 'read');
+  const [primary, secondaryStore] = await resolveStores(
+    deps,
+    config,
+    opts.store,
+    machine === 'backup' ? 'write' : 'read',
+  );
+  const store = (primary as NonNullable<typeof primary>).store;
   if (!opts.json)
     out(deps, `${machine}: running ${MACHINES[machine].file} on this machine, store ${store.url}`);
   const secrets = [deps.env.PGPASSWORD ?? ''];
@@ -67,6 +73,7 @@ export async function runMachine(
       config,
       configFile,
       store,
+      ...(secondaryStore ? { secondary: secondaryStore.store } : {}),
       env: deps.env,
       cwd: deps.cwd,
       alerter: createAlerter(config, deps.env, (text) => deps.stderr.write(text)),
@@ -149,12 +156,12 @@ export function backupSummary(result: ExecutionResult) {
   }));
   const lines = ['', 'Backups:'];
   for (const d of databases) {
-    if (d.status === 'succeeded') {
+    if (d.status === 'succeeded' || d.status === 'degraded') {
       const size = d.size
         ? `size ${d.size.status}${d.size.reasons.length ? ` (${d.size.reasons.join('; ')})` : ''}`
         : '';
       lines.push(
-        `  ${d.database}  ${d.backupId ?? ''}  ${d.sizeBytes !== undefined ? formatBytes(d.sizeBytes) : ''}  ${size}`.trimEnd(),
+        `  ${d.database}  ${d.backupId ?? ''}  ${d.sizeBytes !== undefined ? formatBytes(d.sizeBytes) : ''}  ${size}${d.status === 'degraded' ? '  DEGRADED: in one store only (alerted; pgbp sync copies it)' : ''}`.trimEnd(),
       );
     } else lines.push(`  ${d.database}  FAILED  ${errorText(d.error)}`);
   }

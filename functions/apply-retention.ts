@@ -1,6 +1,7 @@
 import * as z from 'zod';
-import type { Config } from '../lib/config.js';
+import { type Config, storeRetention } from '../lib/config.js';
 import { isKeyableDatabaseName } from '../lib/domain/backup-layout.js';
+import type { StoreRole } from '../lib/domain/store-roles.js';
 import type { Alerter } from '../lib/notify/alerter.js';
 import type { Clock } from '../lib/platform/clock.js';
 import { lambdaHandler, lazyHandler } from '../lib/platform/lambda.js';
@@ -29,6 +30,8 @@ export const applyRetentionEvent = z
 
 export interface ApplyRetentionPorts {
   readonly store: BackupStore;
+  /** The secondary store, whose backups are kept by its own rules. */
+  readonly secondary?: BackupStore;
   readonly config: Config;
   readonly alerter: Alerter;
   readonly clock: Clock;
@@ -83,24 +86,34 @@ export function createApplyRetentionHandler(ports: ApplyRetentionPorts) {
     },
     async (event, { logger }) => {
       const now = ports.clock.now();
-      const databases = event.database
-        ? [event.database]
-        : await retentionDatabases(ports.store, ports.config);
+      const stores: { role: StoreRole; store: BackupStore }[] = [
+        { role: 'primary', store: ports.store },
+        ...(ports.secondary ? [{ role: 'secondary' as const, store: ports.secondary }] : []),
+      ];
       const reports: RetentionReport[] = [];
-      for (const database of databases) {
-        const report = await runRetention({
-          store: ports.store,
-          config: ports.config,
-          database,
-          now,
-          dryRun: event.dryRun,
-          logger,
-        });
-        for (let i = 0; i < report.deletedKeys.length; i += 500) {
-          logger.info('deleted keys', { database, keys: report.deletedKeys.slice(i, i + 500) });
+      // Each store by its own rules: the NAS its 7 daily, S3 the GFS tiers.
+      for (const { role, store } of stores) {
+        const databases = event.database ? [event.database] : await retentionDatabases(store, ports.config);
+        for (const database of databases) {
+          const report = await runRetention({
+            store,
+            config: ports.config,
+            database,
+            now,
+            dryRun: event.dryRun,
+            logger,
+            ...(ports.secondary ? { role, rules: storeRetention(ports.config, role, database) } : {}),
+          });
+          for (let i = 0; i < report.deletedKeys.length; i += 500) {
+            logger.info('deleted keys', {
+              database,
+              store: store.url,
+              keys: report.deletedKeys.slice(i, i + 500),
+            });
+          }
+          for (const alert of retentionAlerts(report, now)) await ports.alerter.publish(alert);
+          reports.push(report);
         }
-        for (const alert of retentionAlerts(report, now)) await ports.alerter.publish(alert);
-        reports.push(report);
       }
       // The physical archive (base backups and WAL) with a run over every database.
       const physical = event.database

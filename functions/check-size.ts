@@ -1,5 +1,5 @@
 import type { Config } from '../lib/config.js';
-import { SizeOutOfRangeError } from '../lib/domain/errors.js';
+import { BackupNotFoundError, SizeOutOfRangeError } from '../lib/domain/errors.js';
 import { backupReferenceSchema } from '../lib/domain/manifest.js';
 import { checkBackupSize } from '../lib/monitor/size-check.js';
 import { lambdaHandler, lazyHandler } from '../lib/platform/lambda.js';
@@ -11,6 +11,8 @@ export const checkSizeEvent = backupReferenceSchema;
 
 export interface CheckSizePorts {
   readonly store: BackupStore;
+  /** The secondary store: a degraded run's backup may be there alone. */
+  readonly secondary?: BackupStore;
   readonly config: Config;
   readonly logger?: Logger;
 }
@@ -31,7 +33,13 @@ export function createCheckSizeHandler(ports: CheckSizePorts) {
       keys: (e) => ({ database: e.database, backupId: e.backupId }),
     },
     async (event, { logger }) => {
-      const { verdict } = await checkBackupSize({ store: ports.store, config: ports.config, ...event });
+      const { verdict } = await checkBackupSize({ store: ports.store, config: ports.config, ...event }).catch(
+        (error: unknown) => {
+          // The primary lacks a backup that one store failed to take: judge the secondary's copy.
+          if (!(error instanceof BackupNotFoundError) || !ports.secondary) throw error;
+          return checkBackupSize({ store: ports.secondary, config: ports.config, ...event });
+        },
+      );
       logger.info('size judged', {
         status: verdict.status,
         sizeBytes: verdict.sizeBytes,

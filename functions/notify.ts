@@ -3,6 +3,7 @@ import { alertSubject } from '../lib/domain/alert-texts.js';
 import {
   ALERT_KINDS,
   type Alert,
+  degradedAlert,
   failureAlert,
   restoreCompletedAlert,
   sizeAlert,
@@ -48,8 +49,30 @@ export const notifyEvent = z
       .optional(),
     verdict: sizeVerdict.optional(),
     report: restoreReport.optional(),
+    /** A degraded backup: each store's outcome, as the dump task reported it. */
+    copies: z
+      .array(
+        z.object({
+          role: z.string().min(1),
+          url: z.string().min(1),
+          status: z.enum(['stored', 'failed']),
+          error: z.object({ name: z.string(), message: z.string() }).optional(),
+        }),
+      )
+      .optional(),
   })
   .superRefine((e, ctx) => {
+    if (e.kind === 'backup-degraded') {
+      if (!e.copies)
+        ctx.addIssue({ code: 'custom', path: ['copies'], message: 'a degraded backup carries its copies' });
+      if (!e.database || !e.backupId)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['database'],
+          message: 'a degraded backup names its database and backup',
+        });
+      return;
+    }
     if (e.kind === 'restore-completed' && !e.error) {
       if (!e.report)
         ctx.addIssue({ code: 'custom', path: ['report'], message: 'a completed restore carries its report' });
@@ -103,7 +126,9 @@ export function createNotifyHandler(ports: NotifyPorts) {
       const now = ports.clock.now();
       // The refinement above guarantees what each branch reads.
       let alert: Alert;
-      if (event.error) alert = failureAlert({ ...event, error: event.error }, now);
+      if (event.kind === 'backup-degraded' && event.copies)
+        alert = degradedAlert(event.database ?? '', event.backupId ?? '', event.copies, now, event.execution);
+      else if (event.error) alert = failureAlert({ ...event, error: event.error }, now);
       else if (event.kind === 'restore-completed' && event.report)
         alert = restoreCompletedAlert(event.database ?? '', event.report, now, event.execution);
       else

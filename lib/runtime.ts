@@ -6,13 +6,16 @@ import { snsAlerter } from './notify/sns.js';
 import { type Clock, systemClock } from './platform/clock.js';
 import { processEnv } from './platform/environment.js';
 import { getSecret } from './platform/secrets.js';
-import { openStore } from './storage/open-store.js';
 import type { BackupStore } from './storage/store.js';
+import { openRoleStores, type RoleStore } from './storage/store-roles.js';
 
 /** The ports every pipeline handler takes; tests pass their own, `handler` exports wire these. */
 export interface PipelinePorts {
   readonly config: Config;
+  /** The primary store (the only one, with one). */
   readonly store: BackupStore;
+  /** The secondary store, where the config names one. */
+  readonly secondary?: BackupStore;
   readonly alerter: Alerter;
   readonly clock: Clock;
 }
@@ -64,9 +67,11 @@ export function runtimeConfig(env: NodeJS.ProcessEnv = processEnv()): Config {
 export async function runtimePorts(env: NodeJS.ProcessEnv = processEnv()): Promise<PipelinePorts> {
   if (!ports) {
     const c = runtimeConfig(env);
+    const [primary, secondary] = await openRoleStores(c);
     ports = {
       config: c,
-      store: await openStore(c.store, c),
+      store: (primary as RoleStore).store,
+      ...(secondary ? { secondary: secondary.store } : {}),
       alerter: createAlerter(c, env),
       clock: systemClock,
     };

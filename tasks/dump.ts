@@ -41,7 +41,7 @@ function taskResult({ manifest, copies }: DumpResult, synced: readonly SyncedBac
     ...manifest,
     copies,
     synced,
-    degraded: isDegraded(copies) || synced.some((s) => s.status === 'failed'),
+    degraded: isDegraded(copies),
   };
 }
 

@@ -8,7 +8,7 @@ function printReport(deps: CliDeps, r: RetentionReport): void {
   const verb = r.dryRun ? 'would delete' : 'deleted';
   out(
     deps,
-    `${r.database}: keep ${r.kept.length}, ${verb} ${r.remove.length} backup${r.remove.length === 1 ? '' : 's'} and ${r.debris.remove.length} debris${r.dryRun ? ' (dry run)' : ''}`,
+    `${r.database}${r.role ? ` (${r.role} store ${r.store})` : ''}: keep ${r.kept.length}, ${verb} ${r.remove.length} backup${r.remove.length === 1 ? '' : 's'} and ${r.debris.remove.length} debris${r.dryRun ? ' (dry run)' : ''}`,
   );
   if (r.defaults) out(deps, `  ${r.database} is not configured: the default retention applies`);
   if (r.blocked) out(deps, `  blocked: nothing deleted because ${r.blocked}`);
@@ -67,24 +67,38 @@ export function registerRetention(program: Command, deps: CliDeps, exit: ExitHol
         verbose?: boolean;
       }) => {
         const [
-          { resolveConfig, resolveStore },
+          { resolveConfig, resolveStores },
           { retentionDatabases, runRetention },
           { runPhysicalRetention },
+          { storeRetention },
         ] = await Promise.all([
           import('../resolve.js'),
           import('../../lib/retention/run.js'),
           import('../../lib/retention/physical.js'),
+          import('../../lib/config.js'),
         ]);
         const config = resolveConfig(deps, opts.config);
-        const store = await resolveStore(deps, config, opts.store);
+        const stores = await resolveStores(deps, config, opts.store);
+        const store = (stores[0] as (typeof stores)[number]).store;
         const logger = opts.verbose ? createLogger({ command: 'retention' }) : silentLogger;
-        const databases = opts.database ? [opts.database] : await retentionDatabases(store, config);
         const now = new Date();
         const reports: RetentionReport[] = [];
-        for (const database of databases) {
-          reports.push(
-            await runRetention({ store, config, database, now, dryRun: opts.dryRun ?? false, logger }),
-          );
+        // Each store by its own rules (stores.<role>.retention over the database's).
+        for (const { role, store: each } of stores) {
+          const databases = opts.database ? [opts.database] : await retentionDatabases(each, config);
+          for (const database of databases) {
+            reports.push(
+              await runRetention({
+                store: each,
+                config,
+                database,
+                now,
+                dryRun: opts.dryRun ?? false,
+                logger,
+                ...(stores.length > 1 ? { role, rules: storeRetention(config, role, database) } : {}),
+              }),
+            );
+          }
         }
         const physical = opts.database
           ? undefined

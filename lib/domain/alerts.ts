@@ -10,6 +10,7 @@ import type { FreeSpaceVerdict, StalenessVerdict } from './staleness.js';
 
 export const ALERT_KINDS = [
   'backup-failed',
+  'backup-degraded',
   'backup-stale',
   'size-anomaly',
   'restore-check-failed',
@@ -45,6 +46,7 @@ export interface Alert {
 /** The title of each kind of alert, as people read it. */
 export const TITLES: Record<AlertKind, string> = {
   'backup-failed': 'Backup failed',
+  'backup-degraded': 'Backup degraded (one store lacks it)',
   'backup-stale': 'Backup stale',
   'size-anomaly': 'Backup size anomaly',
   'restore-check-failed': 'Restore check failed',
@@ -98,6 +100,13 @@ function nextStepsFor(
         `Run the backup by hand to see the error: pgbp dump --database ${db}`,
         'Check that the database is reachable and the backup password secret is current',
         `Check the newest good backup with: pgbp status (retention pauses by itself if ${db} goes stale)`,
+      ];
+    case 'backup-degraded':
+      return [
+        'The backup exists in the other store: nothing is lost, but it is kept once, not twice',
+        'Fix the store named above (mounted? full? reachable? credentials?)',
+        `Then copy what it lacks, verified: pgbp sync --database ${db} (the next scheduled run does it too)`,
+        'See each store side by side: pgbp status',
       ];
     case 'backup-stale':
       return [
@@ -161,7 +170,9 @@ function nextStepsFor(
 
 function severityFor(kind: AlertKind): Severity {
   if (kind === 'restore-completed') return 'info';
-  return kind === 'retention-blocked' || kind === 'low-free-space' ? 'warning' : 'critical';
+  return kind === 'retention-blocked' || kind === 'low-free-space' || kind === 'backup-degraded'
+    ? 'warning'
+    : 'critical';
 }
 
 /** The payload a state machine's Catch hands to Notify. */
@@ -187,6 +198,51 @@ export function failureAlert(payload: FailurePayload, now: Date, secrets: readon
     error: { name: redact(payload.error.Error, secrets), cause },
     summary: `${TITLES[kind]}${where}: ${redact(payload.error.Error, secrets)}${cause ? `: ${truncate(cause.split('\n')[0] ?? '', 300)}` : ''}`,
     nextSteps: nextStepsFor(kind, payload.database, payload.execution),
+    at: now.toISOString(),
+  };
+}
+
+/** One store's part in a run, as the dump task reports it. */
+export interface StoreCopyReport {
+  readonly role: string;
+  readonly url: string;
+  readonly status: 'stored' | 'failed';
+  readonly error?: { readonly name: string; readonly message: string };
+}
+
+/**
+ * `backup-degraded`: the backup landed in one store but not the other (or an earlier one could
+ * not be copied across): the alert names each store that failed and the cause.
+ */
+export function degradedAlert(
+  database: string,
+  backupId: string,
+  copies: readonly StoreCopyReport[],
+  now: Date,
+  execution?: string,
+  secrets: readonly string[] = [],
+): Alert {
+  const failed = copies.filter((c) => c.status === 'failed');
+  const stored = copies.filter((c) => c.status === 'stored');
+  const lines = [
+    `Backup ${backupId} of ${database} is stored in ${stored.map((c) => `the ${c.role} store (${c.url})`).join(' and ') || 'no store'} only.`,
+    ...failed.map(
+      (c) =>
+        `Not stored in the ${c.role} store (${c.url}): ${redact(truncate(c.error?.message ?? 'unknown cause', 300), secrets)}`,
+    ),
+  ];
+  const first = failed[0];
+  return {
+    kind: 'backup-degraded',
+    severity: severityFor('backup-degraded'),
+    database,
+    backupId,
+    ...(execution ? { execution } : {}),
+    ...(first?.error
+      ? { error: { name: first.error.name, cause: redact(truncate(first.error.message, 500), secrets) } }
+      : {}),
+    summary: lines.join('\n'),
+    nextSteps: nextStepsFor('backup-degraded', database, execution),
     at: now.toISOString(),
   };
 }

@@ -9,8 +9,10 @@ import {
   type KeepReason,
   planRetention,
   type RetainableBackup,
+  type RetentionRules,
 } from '../domain/retention.js';
 import { watchedDatabases } from '../domain/staleness.js';
+import type { StoreRole } from '../domain/store-roles.js';
 import { mapLimit } from '../platform/concurrency.js';
 import type { Logger } from '../platform/logger.js';
 import { silentLogger } from '../platform/logger.js';
@@ -36,6 +38,8 @@ export interface KeptEntry {
 export interface RetentionReport {
   readonly database: string;
   readonly store: string;
+  /** With two stores, which one this report is of. */
+  readonly role?: StoreRole;
   readonly at: string;
   readonly dryRun: boolean;
   /** The database has no entry in the config: the default retention rules applied. */
@@ -81,6 +85,13 @@ export interface RetentionRunOptions {
   readonly now: Date;
   readonly dryRun?: boolean;
   readonly logger?: Logger;
+  /**
+   * This store's rules, over the database's ({@link storeRetention}): with two stores each runs
+   * with its own (the NAS its 7 daily, S3 the GFS tiers).
+   */
+  readonly rules?: RetentionRules;
+  /** The store's role, for the report, when there are two. */
+  readonly role?: StoreRole;
 }
 
 interface Candidate extends RetainableBackup {
@@ -126,6 +137,7 @@ export async function runRetention(options: RetentionRunOptions): Promise<Retent
   const dryRun = options.dryRun ?? false;
   const log = (options.logger ?? silentLogger).child({ database });
   const settings = databaseSettings(config, database);
+  const rules = options.rules ?? settings.retention;
   const scan = await scanDatabase(store, database, { uploads: true });
   const backups: Candidate[] = scan.backups.map((stored) => ({
     id: stored.manifest.id,
@@ -135,7 +147,7 @@ export async function runRetention(options: RetentionRunOptions): Promise<Retent
   }));
   const first = planRetention({
     now,
-    rules: settings.retention,
+    rules,
     staleAfter: config.defaults.staleAfter,
     backups,
     debris: scan.debris.map((d) => ({ key: d.key, lastModified: d.lastModified })),
@@ -169,9 +181,7 @@ export async function runRetention(options: RetentionRunOptions): Promise<Retent
   // Uploads a killed dump left open are debris too (for S3 endpoints without the lifecycle rule
   // that aborts them): aborted once older than the grace period, unless retention is blocked.
   const uploadAge = (u: { initiated: Date }) => now.getTime() - u.initiated.getTime();
-  const uploadsToAbort = plan.blocked
-    ? []
-    : scan.uploads.filter((u) => uploadAge(u) >= settings.retention.debrisGrace);
+  const uploadsToAbort = plan.blocked ? [] : scan.uploads.filter((u) => uploadAge(u) >= rules.debrisGrace);
   const uploadsKept = scan.uploads.filter((u) => !uploadsToAbort.includes(u));
 
   const deletedKeys: string[] = [];
@@ -212,6 +222,7 @@ export async function runRetention(options: RetentionRunOptions): Promise<Retent
   return {
     database,
     store: store.url,
+    ...(options.role ? { role: options.role } : {}),
     at: now.toISOString(),
     dryRun,
     defaults: !settings.configured,

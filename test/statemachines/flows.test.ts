@@ -366,6 +366,42 @@ describe('the backup state machine', () => {
     ]);
   });
 
+  it('alerts a dump that one store failed to take as degraded, naming the store, and counts the backup', async () => {
+    const copies = [
+      { role: 'primary', url: 'file:///nas/pg-backups', status: 'stored', key: 'alpha/x.dump' },
+      {
+        role: 'secondary',
+        url: 's3://bucket/backups',
+        status: 'failed',
+        error: { name: 'TimeoutError', message: 'connect ETIMEDOUT' },
+      },
+    ];
+    const result = await run(
+      'backup',
+      { databases: ['alpha'] },
+      {
+        ...healthy,
+        Dump: async () => ({ ...manifestFor('alpha'), copies, degraded: true }),
+        NotifyDegraded: async () => ({}),
+      },
+    );
+    expect(result.error).toBeUndefined();
+    expect(callsTo(result, 'NotifyDegraded')).toEqual([
+      {
+        kind: 'backup-degraded',
+        database: 'alpha',
+        backupId: 'alpha-20260620T020000Z',
+        execution: EXECUTION_ARN,
+        copies,
+      },
+    ]);
+    expect(callsTo(result, 'NotifyFailure')).toEqual([]);
+    expect(callsTo(result, 'ApplyRetention')).toEqual([{ dryRun: false }]);
+    expect(result.output).toMatchObject({
+      databases: [{ database: 'alpha', status: 'degraded', backupId: 'alpha-20260620T020000Z' }],
+    });
+  });
+
   it('alerts a size out of range as a size anomaly and fails the execution', async () => {
     const result = await run(
       'backup',

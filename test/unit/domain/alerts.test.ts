@@ -10,6 +10,7 @@ import {
 import {
   ALERT_KINDS,
   type Alert,
+  degradedAlert,
   failureAlert,
   kindForError,
   restoreCompletedAlert,
@@ -101,6 +102,35 @@ describe('failureAlert', () => {
     expect(text).toContain('Cause: pg_dump: connection to postgres://backup:***@db/app refused');
     expect(text).toContain('- Run the backup by hand to see the error: pgbp dump --database global_remit');
     expect(text).not.toContain('hunter2');
+  });
+});
+
+describe('degradedAlert', () => {
+  it('warns that a backup is in one store only, naming the store that failed and the cause', () => {
+    const alert = degradedAlert(
+      'global_remit',
+      'global_remit-20260620T020000Z',
+      [
+        {
+          role: 'primary',
+          url: 'file:///nas/pg-backups',
+          status: 'failed',
+          error: { name: 'Error', message: 'ENOSPC: no space left on device, write' },
+        },
+        { role: 'secondary', url: 's3://global-remit-backups/backups', status: 'stored' },
+      ],
+      NOW,
+    );
+    expect(alert).toMatchObject({ kind: 'backup-degraded', severity: 'warning', database: 'global_remit' });
+    expect(alertSubject(alert)).toBe('[WARNING] Backup degraded (one store lacks it): global_remit (Error)');
+    const text = alertText(alert);
+    expect(text).toContain(
+      'Backup global_remit-20260620T020000Z of global_remit is stored in the secondary store (s3://global-remit-backups/backups) only.',
+    );
+    expect(text).toContain(
+      'Not stored in the primary store (file:///nas/pg-backups): ENOSPC: no space left on device, write',
+    );
+    expect(text).toContain('pgbp sync --database global_remit');
   });
 });
 
