@@ -55,7 +55,7 @@ async function run() {
       process.exit(0);
     }
   }
-  process.exitCode = await require(entry).main(args);
+  process.exitCode = await require('./front.cjs').loadFront(entry).main(args);
 }
 
 run().catch((error) => {

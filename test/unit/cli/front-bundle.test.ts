@@ -1,4 +1,15 @@
-import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import {
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -35,6 +46,67 @@ describe("the CLI's front (dist/cli/main.cjs, what every start of pgbp loads)", 
       expect(front).not.toContain(`// ${work}`);
       expect(front).not.toContain(`// node_modules/${work}/`);
     }
+  });
+
+  it('starts as well with a code cache that does not fit its front (edited, truncated, not a cache) as with none', async () => {
+    const install = mkdtempSync(join(tmpdir(), 'pgbp-front-cache-'));
+    copies.push(install);
+    for (const part of ['package.json', 'cli', 'dist/cli', 'dist/work']) {
+      cpSync(join(root, part), join(install, part), { recursive: true, preserveTimestamps: true });
+    }
+    const front = join(install, 'dist/cli/main.cjs');
+    // Asked in a process of its own: V8 compiles a source it has seen before from memory.
+    const cacheRejected = () =>
+      spawnSync(
+        process.execPath,
+        [
+          '-e',
+          `process.stdout.write(String(require(process.argv[1]).loadFront(process.argv[2]).cacheRejected))`,
+          join(install, 'cli/front.cjs'),
+          front,
+        ],
+        { encoding: 'utf8' },
+      ).stdout;
+    // The copy kept the times, so its cache fits: the start below compiles nothing it holds.
+    expect(cacheRejected()).toBe('false');
+    const cache = join(install, 'dist/cli/main.cjs.cache');
+    const run = (args: string[]) =>
+      spawnSync(process.execPath, [join(install, 'cli/pgbp.cjs'), ...args], {
+        encoding: 'utf8',
+        cwd: install,
+      });
+    const store = join(install, 'store');
+    mkdirSync(store);
+    const expected: [string, string] = [
+      run(['status', '--help']).stdout,
+      run(['list', '--store', `file://${store}`, '--json']).stdout,
+    ];
+    expect(expected[0]).toContain('Usage: pgbp status');
+    expect(expected[1]).toBe('[]\n');
+    const made = readFileSync(cache);
+    for (const damage of [
+      (bytes: Buffer) => bytes.subarray(0, bytes.length - 1000),
+      (bytes: Buffer) => Buffer.concat([bytes.subarray(0, 16), Buffer.from('not a cache')]),
+      () => Buffer.from('not a cache'),
+    ]) {
+      writeFileSync(cache, damage(made));
+      expect(cacheRejected()).not.toBe('false');
+      const help = run(['status', '--help']);
+      const list = run(['list', '--store', `file://${store}`, '--json']);
+      expect([help.stdout, list.stdout]).toEqual(expected);
+      expect(help.stderr + list.stderr).toBe('');
+    }
+    // A front edited after its cache was made (same length, so V8 alone would take the cache).
+    writeFileSync(cache, made);
+    const built = statSync(front).mtime;
+    writeFileSync(
+      front,
+      readFileSync(front, 'utf8').replace('Per database: newest backup', 'Per database: NEWEST backup'),
+    );
+    utimesSync(front, built, new Date(built.getTime() + 5_000));
+    expect(run(['status', '--help']).stdout).toBe(expected[0].replace('newest backup', 'NEWEST backup'));
+    rmSync(cache);
+    expect(run(['status', '--help']).stdout).toBe(expected[0].replace('newest backup', 'NEWEST backup'));
   });
 
   it('fails to build, naming the import, when a command declaration imports work statically', async () => {

@@ -113,6 +113,7 @@ describe('the task image Dockerfile', () => {
       expect.arrayContaining([
         ['/app/dist', './dist'],
         ['cli/pgbp.cjs', './cli/pgbp.cjs'],
+        ['cli/front.cjs', './cli/front.cjs'],
         ['cli/pgbp.mjs', './cli/pgbp.mjs'],
         ['cli/pgbp', './cli/pgbp'],
         ['statemachines', './statemachines'],
