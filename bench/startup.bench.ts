@@ -76,7 +76,8 @@ function copyWithExtraSources(count: number): string {
     'config',
     'dist',
   ]) {
-    cpSync(join(ROOT, part), join(dir, part), { recursive: true });
+    // Times kept, as an install keeps them: the front's code cache is made for its own file.
+    cpSync(join(ROOT, part), join(dir, part), { recursive: true, preserveTimestamps: true });
   }
   for (let i = 0; i < count; i++) {
     const folder = join(dir, i % 2 ? 'lib' : 'cli', 'extra', String(i % 50));

@@ -41,6 +41,8 @@ export function readOnlyInstall(options: { withBuild?: boolean; edit?: (dir: str
   const dir = join(parent, 'pg-backup-pipeline');
   cpSync(ROOT, dir, {
     recursive: true,
+    // As an install keeps them: the CLI front's code cache is made for its own file (cli/front.cjs).
+    preserveTimestamps: true,
     filter: (source) => {
       const top = source.slice(ROOT.length + 1).split('/')[0] ?? '';
       return !NOT_INSTALLED.has(top) && (options.withBuild !== false || top !== 'dist');
