@@ -32,6 +32,7 @@ import { openChildOutput } from '../storage/child-output.js';
 import { startEncoder } from '../storage/codec.js';
 import { type FanOutResult, openFanOutOutput } from '../storage/fan-out.js';
 import type { BackupStore } from '../storage/store.js';
+import { type CapturedGlobals, captureGlobals, storeGlobals } from './globals.js';
 
 export interface DumpRequest {
   readonly database: string;
@@ -311,6 +312,29 @@ export async function runDumpToStores(request: DumpRequest, deps: DumpDeps): Pro
   deps.signal?.removeEventListener('abort', stopOnSignal);
   const finishedAt = new Date();
   const sha256 = hash.digest('hex');
+  // The cluster globals (roles, memberships, tablespaces), captured once for every copy; without
+  // them the dump is no backup, and no copy of it is kept.
+  let globals: CapturedGlobals;
+  try {
+    globals = await captureGlobals({
+      backupId: id,
+      connection,
+      server: server.version,
+      env: deps.env,
+      spawn,
+      clock,
+      ...(deps.signal ? { signal: deps.signal } : {}),
+    });
+  } catch (error) {
+    await deleteCopies(targets, (t) => [t.keys.dump]);
+    if (deps.signal?.aborted) throw interruptionOf(deps.signal);
+    throw error;
+  }
+  log.info('globals captured', {
+    backupId: id,
+    roles: globals.fields.roles.length,
+    rolePasswords: globals.fields.rolePasswords,
+  });
   const copies: CopyOutcome[] = [];
   const manifests: Manifest[] = [];
   for (const [i, target] of targets.entries()) {
@@ -322,29 +346,40 @@ export async function runDumpToStores(request: DumpRequest, deps: DumpDeps): Pro
     }
     // Each store's manifest is written last, only once its own copy is whole.
     try {
-      const manifest = await completeCopy(target, result.bytes, deps.signal, {
-        manifestVersion: MANIFEST_VERSION,
-        id,
-        database,
-        tier,
-        createdAt: createdAt.toISOString(),
-        finishedAt: finishedAt.toISOString(),
-        durationMs: Date.now() - started,
-        format: 'custom',
-        compression: { codec: compression.codec, level: compression.level ?? null },
-        sizeBytes: result.bytes,
-        sha256,
-        serverVersion: server.version.text,
-        pgDumpVersion: pgDump.text,
-        tables: server.tables,
-        // pg_dump's session takes its time zone from PGTZ when set, as every libpq client does.
-        dumpSettings: { ...server.settings, timeZone: env.PGTZ || server.settings.timeZone },
-      });
+      const manifest = await completeCopy(
+        target,
+        result.bytes,
+        deps.signal,
+        {
+          manifestVersion: MANIFEST_VERSION,
+          id,
+          database,
+          tier,
+          createdAt: createdAt.toISOString(),
+          finishedAt: finishedAt.toISOString(),
+          durationMs: Date.now() - started,
+          format: 'custom',
+          compression: { codec: compression.codec, level: compression.level ?? null },
+          sizeBytes: result.bytes,
+          sha256,
+          serverVersion: server.version.text,
+          pgDumpVersion: pgDump.text,
+          tables: server.tables,
+          // pg_dump's session takes its time zone from PGTZ when set, as every libpq client does.
+          dumpSettings: { ...server.settings, timeZone: env.PGTZ || server.settings.timeZone },
+        },
+        globals,
+      );
       manifests.push(manifest);
       copies.push({ role: target.role, url: target.store.url, status: 'stored', key: target.keys.dump });
     } catch (error) {
       if (deps.signal?.aborted) {
-        await deleteCopies(targets, (t) => [t.keys.dump, t.keys.manifest]);
+        await deleteCopies(targets, (t) => [
+          t.keys.dump,
+          t.keys.globals,
+          t.keys.globalsManifest,
+          t.keys.manifest,
+        ]);
         throw interruptionOf(deps.signal);
       }
       if (targets.length === 1) throw error;
@@ -382,6 +417,7 @@ async function completeCopy(
   bytes: number,
   signal: AbortSignal | undefined,
   fields: Readonly<Record<string, unknown>>,
+  globals: CapturedGlobals,
 ): Promise<Manifest> {
   const { store, keys } = target;
   const stored = await store.head(keys.dump);
@@ -399,6 +435,17 @@ async function completeCopy(
     await store.deleteMany([keys.dump]).catch(() => {});
     throw interruptionOf(signal);
   }
+  // The cluster globals go beside this copy before its manifest: a backup that exists has them.
+  try {
+    await storeGlobals(store, keys, globals);
+  } catch (error) {
+    await store.deleteMany([keys.dump, keys.globals, keys.globalsManifest]).catch(() => {});
+    throw error;
+  }
+  if (signal?.aborted) {
+    await store.deleteMany([keys.dump, keys.globals, keys.globalsManifest]).catch(() => {});
+    throw interruptionOf(signal);
+  }
   try {
     await store.putBytes(keys.manifest, `${JSON.stringify(manifest, null, 2)}\n`, {
       // No tier tag: lifecycle rules move tagged objects to archive classes, and manifests
@@ -406,7 +453,7 @@ async function completeCopy(
       contentType: 'application/json',
     });
   } catch (error) {
-    await store.deleteMany([keys.dump]).catch(() => {});
+    await store.deleteMany([keys.dump, keys.globals, keys.globalsManifest]).catch(() => {});
     throw new DumpFailedError(`writing the manifest ${keys.manifest} failed: ${(error as Error).message}`, {
       cause: error,
     });

@@ -1,5 +1,6 @@
 import {
   databasePrefix,
+  type KeyKind,
   keysFor,
   parseBackupId,
   parseKey,
@@ -18,6 +19,9 @@ export interface StoredBackup {
   readonly dump: ObjectInfo;
   readonly manifestObject: ObjectInfo;
   readonly verifyObject?: ObjectInfo;
+  /** The cluster globals captured with the dump and their manifest, when the backup has them. */
+  readonly globalsObject?: ObjectInfo;
+  readonly globalsManifestObject?: ObjectInfo;
 }
 
 /** A manifest that cannot be used; `damaged` when its dump is there but not the size it records. */
@@ -33,7 +37,7 @@ export interface DatabaseScan {
   /** Complete backups (manifest valid, dump present with the recorded size), newest first. */
   readonly backups: readonly StoredBackup[];
   /**
-   * Dumps and verify reports with no manifest (an interrupted or failed backup, a report
+   * Dumps, globals and verify reports with no manifest (an interrupted or failed backup, a report
    * written for a backup that retention removed meanwhile): removed by retention after a
    * grace period.
    */
@@ -56,7 +60,7 @@ export async function scanDatabase(
   database: string,
   options: { readonly uploads?: boolean } = {},
 ): Promise<DatabaseScan> {
-  const groups = new Map<string, { dump?: ObjectInfo; manifest?: ObjectInfo; verify?: ObjectInfo }>();
+  const groups = new Map<string, Partial<Record<KeyKind, ObjectInfo>>>();
   const debris: ObjectInfo[] = [];
   const folder = databasePrefix(store.prefix, database);
   for await (const object of store.list(folder)) {
@@ -82,8 +86,7 @@ export async function scanDatabase(
   const withManifest = [...groups.entries()].filter(([, g]) => g.manifest);
   for (const [, g] of groups) {
     if (g.manifest) continue;
-    if (g.dump) debris.push(g.dump);
-    if (g.verify) debris.push(g.verify);
+    for (const object of [g.dump, g.verify, g.globals, g.globalsManifest]) if (object) debris.push(object);
   }
   const read = await mapLimit(withManifest, 16, async ([id, g]) => {
     const manifestObject = g.manifest as ObjectInfo;
@@ -101,9 +104,14 @@ export async function scanDatabase(
           },
         };
       }
-      const backup: StoredBackup = g.verify
-        ? { manifest, dump: g.dump, manifestObject, verifyObject: g.verify }
-        : { manifest, dump: g.dump, manifestObject };
+      const backup: StoredBackup = {
+        manifest,
+        dump: g.dump,
+        manifestObject,
+        ...(g.verify ? { verifyObject: g.verify } : {}),
+        ...(g.globals ? { globalsObject: g.globals } : {}),
+        ...(g.globalsManifest ? { globalsManifestObject: g.globalsManifest } : {}),
+      };
       return { backup };
     } catch (error) {
       return {

@@ -1,6 +1,7 @@
 /**
  * The logical backups' identity and layout (pure; reading a store is lib/catalog/):
- * `<prefix>/<database>/<YYYY>/<MM>/<DD>/<backupId>.dump`, with `<backupId>.manifest.json` beside it
+ * `<prefix>/<database>/<YYYY>/<MM>/<DD>/<backupId>.dump`, with `<backupId>.manifest.json` beside it,
+ * the cluster globals captured with it (`<backupId>.globals.sql` and `<backupId>.globals.json`)
  * and `<backupId>.verify.json` once checked; backup ids and tiers.
  */
 
@@ -69,6 +70,9 @@ export interface BackupKeys {
   readonly dump: string;
   readonly manifest: string;
   readonly verify: string;
+  /** The cluster globals captured with the dump (pg_dumpall --globals-only), and their manifest. */
+  readonly globals: string;
+  readonly globalsManifest: string;
 }
 
 /** The object keys of one backup, from its id alone. */
@@ -80,10 +84,24 @@ export function keysFor(prefix: string, backupId: string): BackupKeys {
     prefix,
     `${parsed.database}/${at.slice(0, 4)}/${at.slice(5, 7)}/${at.slice(8, 10)}/${backupId}`,
   );
-  return { dump: `${folder}.dump`, manifest: `${folder}.manifest.json`, verify: `${folder}.verify.json` };
+  return {
+    dump: `${folder}.dump`,
+    manifest: `${folder}.manifest.json`,
+    verify: `${folder}.verify.json`,
+    globals: `${folder}.globals.sql`,
+    globalsManifest: `${folder}.globals.json`,
+  };
 }
 
-export type KeyKind = 'dump' | 'manifest' | 'verify';
+export type KeyKind = 'dump' | 'manifest' | 'verify' | 'globals' | 'globalsManifest';
+
+const KIND_OF_SUFFIX: Readonly<Record<string, KeyKind>> = {
+  dump: 'dump',
+  'manifest.json': 'manifest',
+  'verify.json': 'verify',
+  'globals.sql': 'globals',
+  'globals.json': 'globalsManifest',
+};
 
 /**
  * Recognises the temporary file of a key of the layout, `<dir>/.<name>.partial-<hex>`, which a
@@ -103,12 +121,12 @@ export function parseKey(
   prefix: string,
   key: string,
 ): { readonly backupId: string; readonly database: string; readonly kind: KeyKind } | undefined {
-  const m = /([^/]+)\.(dump|manifest\.json|verify\.json)$/.exec(key);
+  const m = /([^/]+?)\.(dump|manifest\.json|verify\.json|globals\.sql|globals\.json)$/.exec(key);
   if (!m) return undefined;
   const [, backupId, ext] = m;
   const parsed = parseBackupId(backupId ?? '');
-  if (!parsed || !backupId) return undefined;
-  const kind: KeyKind = ext === 'dump' ? 'dump' : ext === 'manifest.json' ? 'manifest' : 'verify';
+  const kind = KIND_OF_SUFFIX[ext ?? ''];
+  if (!parsed || !backupId || !kind) return undefined;
   if (keysFor(prefix, backupId)[kind] !== key) return undefined;
   return { backupId, database: parsed.database, kind };
 }

@@ -101,7 +101,11 @@ interface Candidate extends RetainableBackup {
 function keysOf(b: StoredBackup): string[] {
   // The manifest comes first: a backup exists only while its manifest does, so once it is gone
   // whatever remains is debris, never a manifest that points at nothing.
-  return [b.manifestObject.key, b.dump.key, ...(b.verifyObject ? [b.verifyObject.key] : [])];
+  return [
+    b.manifestObject.key,
+    b.dump.key,
+    ...[b.verifyObject, b.globalsManifestObject, b.globalsObject].flatMap((o) => (o ? [o.key] : [])),
+  ];
 }
 
 function lockReport(key: string, lock: ObjectLock): LockReport {

@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
+import { storeGlobals } from '../backup/globals.js';
 import { listStoredDatabases, type StoredBackup, scanDatabase } from '../catalog/backups.js';
 import { mustThaw } from '../catalog/thaw-state.js';
 import { keysFor } from '../domain/backup-layout.js';
 import { CorruptBackupError } from '../domain/errors.js';
+import { parseGlobalsManifest } from '../domain/globals.js';
 import { type Manifest, parseManifest } from '../domain/manifest.js';
 import { planRetention, type RetentionRules } from '../domain/retention.js';
 import type { StoreRole } from '../domain/store-roles.js';
@@ -141,14 +143,37 @@ async function copyBackup(backup: StoredBackup, from: RoleStore, to: RoleStore):
     encryption: stored.encryption,
   });
   try {
+    // The cluster globals taken with the dump go along, verified, before the manifest.
+    if (backup.globalsManifestObject) await copyGlobals(backup.globalsManifestObject.key, from, to, keys);
     await to.store.putBytes(keys.manifest, `${JSON.stringify(copy, null, 2)}\n`, {
       contentType: 'application/json',
     });
   } catch (error) {
-    await to.store.deleteMany([keys.dump]).catch(() => {});
+    await to.store.deleteMany([keys.dump, keys.globals, keys.globalsManifest]).catch(() => {});
     throw error;
   }
   return bytes;
+}
+
+/** Copies a backup's cluster globals and their manifest, the bytes checked against it first. */
+async function copyGlobals(
+  manifestKey: string,
+  from: RoleStore,
+  to: RoleStore,
+  keys: ReturnType<typeof keysFor>,
+): Promise<void> {
+  const {
+    key: _key,
+    storageClass: _class,
+    encryption: _enc,
+    ...fields
+  } = parseGlobalsManifest(JSON.parse((await from.store.getBytes(manifestKey)).toString('utf8')));
+  const bytes = await from.store.getBytes(_key);
+  const digest = createHash('sha256').update(bytes).digest('hex');
+  if (bytes.length !== fields.sizeBytes || digest !== fields.sha256) {
+    throw new CorruptBackupError(`${_key} in ${from.store.url} does not match its manifest: not copied`);
+  }
+  await storeGlobals(to.store, keys, { bytes, fields });
 }
 
 /**

@@ -116,7 +116,7 @@ describe('backup round trip of the awkward fixture', () => {
     // A PATH that holds only the tools a dump needs.
     const bin = join(work, 'bare-bin');
     mkdirSync(bin);
-    for (const tool of ['pg_dump', 'zstd']) {
+    for (const tool of ['pg_dump', 'pg_dumpall', 'zstd']) {
       symlinkSync((await sh(`command -v ${tool}`)).stdout.trim(), join(bin, tool));
     }
     const dir = join(work, 'no-stdbuf');

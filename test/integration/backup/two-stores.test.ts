@@ -147,7 +147,9 @@ describe('a dump to a primary and a secondary store', () => {
     expect(manifest.key).toBe(`backups/${manifest.key.slice('backups/'.length)}`);
     expect(filesUnder(fullNas)).toEqual([]);
     expect((await listKeys(bucket)).sort()).toEqual(
-      [manifest.key, manifest.key.replace(/\.dump$/, '.manifest.json')].sort(),
+      ['.dump', '.globals.json', '.globals.sql', '.manifest.json'].map((ext) =>
+        manifest.key.replace(/\.dump$/, ext),
+      ),
     );
     expect(await inProgressUploads(bucket)).toBe(0);
 
@@ -174,6 +176,19 @@ describe('a dump to a primary and a secondary store', () => {
       JSON.parse((await roomy.getBytes(local.replace(/\.dump$/, '.manifest.json'))).toString()),
     );
     expect(copied).toMatchObject({ key: local, sha256: manifest.sha256, sizeBytes: manifest.sizeBytes });
+    // The cluster globals taken with the dump came along, with their own manifest.
+    const globals = local.replace(/\.dump$/, '.globals.sql');
+    expect(
+      (await roomy.getBytes(globals)).equals(
+        await s3.getBytes(manifest.key.replace(/\.dump$/, '.globals.sql')),
+      ),
+    ).toBe(true);
+    expect(
+      JSON.parse((await roomy.getBytes(local.replace(/\.dump$/, '.globals.json'))).toString()),
+    ).toMatchObject({
+      key: globals,
+      backupId: manifest.id,
+    });
   });
 
   it('copies nothing whose bytes do not match the manifest', async () => {

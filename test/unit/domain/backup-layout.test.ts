@@ -57,6 +57,8 @@ describe('backup ids and keys', () => {
       dump: 'backups/app/2026/01/01/app-20260101T020000Z.dump',
       manifest: 'backups/app/2026/01/01/app-20260101T020000Z.manifest.json',
       verify: 'backups/app/2026/01/01/app-20260101T020000Z.verify.json',
+      globals: 'backups/app/2026/01/01/app-20260101T020000Z.globals.sql',
+      globalsManifest: 'backups/app/2026/01/01/app-20260101T020000Z.globals.json',
     });
     expect(keysFor('', 'app-20261231T235959Z').dump).toBe('app/2026/12/31/app-20261231T235959Z.dump');
   });
@@ -69,6 +71,12 @@ describe('backup ids and keys', () => {
       kind: 'dump',
     });
     expect(parseKey('p', keys.manifest)?.kind).toBe('manifest');
+    expect(parseKey('p', keys.globals)?.kind).toBe('globals');
+    expect(parseKey('p', keys.globalsManifest)).toEqual({
+      backupId: 'app-20260101T020000Z',
+      database: 'app',
+      kind: 'globalsManifest',
+    });
     expect(parseKey('p', 'p/app/2026/01/02/app-20260101T020000Z.dump')).toBeUndefined();
     expect(parseKey('p', 'p/app/notes.txt')).toBeUndefined();
     expect(parseKey('other', keys.dump)).toBeUndefined();
