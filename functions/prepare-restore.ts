@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { locateBackup } from '../lib/catalog/backups.js';
+import { InvalidRestoreRequestError } from '../lib/domain/errors.js';
 import { lambdaHandler, lazyHandler } from '../lib/platform/lambda.js';
 import type { Logger } from '../lib/platform/logger.js';
 import { connectionFor } from '../lib/postgres/connection.js';
@@ -61,6 +62,11 @@ export function createPrepareRestoreHandler(ports: PrepareRestorePorts) {
         object: head,
         archived,
       } = await locateBackup(ports.store, request.database, selectorOf(request));
+      if (request.withGlobals && !backup.globalsManifestObject) {
+        throw new InvalidRestoreRequestError(
+          `withGlobals: backup ${backup.manifest.id} has no cluster globals (taken before pgbp captured them); restore it without withGlobals, creating its roles first`,
+        );
+      }
       const key = backup.manifest.key;
       const { before: _resolved, ...rest } = request;
       const pinned: RestoreRequest = { ...rest, backup: backup.manifest.id };

@@ -117,8 +117,12 @@ export const assertion = z
 
 export const restore = z
   .object({
-    noOwner: z.boolean().default(true),
-    noPrivileges: z.boolean().default(true),
+    /**
+     * Leave owners (privileges) out of every restore. Off by default: they are kept wherever the
+     * target server has the roles, and dropped, with a warning naming them, where it does not.
+     */
+    noOwner: z.boolean().default(false),
+    noPrivileges: z.boolean().default(false),
     /**
      * How much fewer rows than fresh statistics of the source claimed a backup may hold before a
      * verify warns (the row check itself is exact: every table's rows as counted in the backup).

@@ -40,6 +40,16 @@ function summary(report: RestoreReport, storePath: string): string {
     `${formatBytes(report.bytesFetched)}, ${report.jobs} job${report.jobs > 1 ? 's' : ''}${report.spooled ? ' from a spool' : ''}`,
     `${report.tables.length} tables, ${rows} rows`,
     `${passed}/${report.checks.length} checks passed`,
+    ...(report.globals
+      ? [
+          `globals: ${report.globals.rolesCreated.length} role(s) created, ${report.globals.rolesLeftAlone.length} left as they were${report.globals.failed.length > 0 ? `, ${report.globals.failed.length} failed` : ''}`,
+        ]
+      : []),
+    ...(report.ownership && (report.ownership.owners !== 'kept' || report.ownership.privileges !== 'kept')
+      ? [
+          `owners ${report.ownership.owners}, privileges ${report.ownership.privileges}${report.ownership.missingRoles.length > 0 ? ` (roles missing in the target: ${report.ownership.missingRoles.join(', ')})` : ''}`,
+        ]
+      : []),
     ...(report.warnings.length > 0
       ? [`${report.warnings.length} warning(s): ${report.warnings.slice(0, 3).join(' | ')}`]
       : []),

@@ -21,6 +21,12 @@ export function registerRestore(program: Command, deps: CliDeps, exit: ExitHolde
       '--replace',
       'replace the target if it exists: swapped in only after the new one passed its checks',
     )
+    .option(
+      '--with-globals',
+      "first create the backup's roles and tablespaces that the target server lacks (existing ones are left alone)",
+    )
+    .option('--no-owner', 'leave owners out: the objects belong to the restoring user')
+    .option('--no-privileges', 'leave privileges (GRANT/REVOKE) out')
     .option('--store <url>', 'store URL (s3://bucket/prefix, file:///dir or file:dir), overrides the config')
     .option(
       '--from <store>',
@@ -50,9 +56,19 @@ export function registerRestore(program: Command, deps: CliDeps, exit: ExitHolde
             schema: string[];
             replace?: boolean;
             viaStateMachine?: boolean;
+            withGlobals?: boolean;
+            owner?: boolean;
+            privileges?: boolean;
           },
       ) => {
         const { resolveConfig } = await import('../resolve.js');
+        // Owners and privileges are kept by default (where the target has the roles); only an
+        // explicit --no-owner / --no-privileges goes into the request.
+        const access = {
+          ...(opts.withGlobals ? { withGlobals: true } : {}),
+          ...(opts.owner === false ? { noOwner: true } : {}),
+          ...(opts.privileges === false ? { noPrivileges: true } : {}),
+        };
         if (opts.viaStateMachine || opts.aws || resolveConfig(deps, opts.config).mode === 'aws') {
           const { finish, restoreSummary, runMachine } = await import('../machine-command.js');
           // The machine's input, as an operator would paste it in the console (docs/RUNBOOK.md).
@@ -66,6 +82,7 @@ export function registerRestore(program: Command, deps: CliDeps, exit: ExitHolde
               : {}),
             ...(opts.before !== undefined ? { before: opts.before } : {}),
             ...(opts.replace ? { replace: true } : {}),
+            ...access,
           };
           const result = await runMachine(deps, 'restore', input, opts);
           finish(deps, exit, result, opts, restoreSummary(result));
@@ -84,6 +101,7 @@ export function registerRestore(program: Command, deps: CliDeps, exit: ExitHolde
             replace: opts.replace ?? false,
             ...(opts.before !== undefined ? { before: opts.before } : {}),
             ...(opts.jobs !== undefined ? { jobs: opts.jobs } : {}),
+            ...access,
           },
           opts,
         );

@@ -53,6 +53,9 @@ export const manifestSchema = z
         rowEstimate: z.number().int(),
         /** Analyzed after its last change when dumped; absent in older manifests. */
         statsFresh: z.boolean().optional(),
+        /** Its owner and privileges (aclitem text, null for the defaults) when dumped; absent in older manifests. */
+        owner: z.string().optional(),
+        acl: z.array(z.string()).nullable().optional(),
       }),
     ),
     /**

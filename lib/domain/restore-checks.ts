@@ -4,7 +4,7 @@
  * the SQL assertions configured per database. Pure: the restore gathers the facts, this decides.
  */
 
-export type CheckKind = 'connect' | 'tables' | 'rows' | 'content' | 'assertion';
+export type CheckKind = 'connect' | 'tables' | 'rows' | 'content' | 'owners' | 'grants' | 'assertion';
 
 /** How far a verify looks: every table's row count, or also every row's content. */
 export const CHECK_DEPTHS = ['rows', 'content'] as const;
@@ -48,6 +48,60 @@ export interface ManifestTable extends TableRef {
   readonly rowEstimate: number;
   /** The estimate came from statistics analyzed after the table's last change (absent: unknown). */
   readonly statsFresh?: boolean;
+  /** The table's owner in the source when dumped (absent in older manifests). */
+  readonly owner?: string;
+  /** The table's privileges in the source (`relacl`, aclitem text; null: the defaults). */
+  readonly acl?: readonly string[] | null;
+}
+
+/** What a restored table's catalog says of its owner and privileges. */
+export interface TableAccess {
+  readonly owner: string;
+  readonly acl: readonly string[] | null;
+}
+
+function aclText(acl: readonly string[] | null | undefined): string {
+  return acl ? [...acl].sort().join(',') : '(defaults)';
+}
+
+/** Every table in scope whose source owner is known belongs to that role in the restored database. */
+export function checkOwners(
+  tables: readonly ManifestTable[],
+  restored: ReadonlyMap<string, TableAccess>,
+): CheckResult {
+  const known = tables.filter((t) => t.owner !== undefined && restored.has(tableKey(t)));
+  const offending = known
+    .filter((t) => restored.get(tableKey(t))?.owner !== t.owner)
+    .map((t) => `${tableKey(t)}: owned by ${restored.get(tableKey(t))?.owner}, in the source by ${t.owner}`);
+  return {
+    name: "every table has the source's owner",
+    kind: 'owners',
+    passed: offending.length === 0,
+    value: `${known.length - offending.length} of ${known.length} tables`,
+    expected: "each table's owner as recorded in the manifest",
+    ...(offending.length > 0 ? { details: capped(offending) } : {}),
+  };
+}
+
+/** Every table in scope whose source privileges are known has exactly those privileges restored. */
+export function checkGrants(
+  tables: readonly ManifestTable[],
+  restored: ReadonlyMap<string, TableAccess>,
+): CheckResult {
+  const known = tables.filter((t) => t.acl !== undefined && restored.has(tableKey(t)));
+  const offending = known
+    .filter((t) => aclText(restored.get(tableKey(t))?.acl) !== aclText(t.acl))
+    .map(
+      (t) => `${tableKey(t)}: ${aclText(restored.get(tableKey(t))?.acl)}, in the source ${aclText(t.acl)}`,
+    );
+  return {
+    name: "every table has the source's grants",
+    kind: 'grants',
+    passed: offending.length === 0,
+    value: `${known.length - offending.length} of ${known.length} tables`,
+    expected: "each table's privileges as recorded in the manifest",
+    ...(offending.length > 0 ? { details: capped(offending) } : {}),
+  };
 }
 
 /** The prefix of verify's scratch databases, which nothing else may use. */

@@ -1,4 +1,5 @@
 import * as z from 'zod';
+import type { OwnershipPlan } from './ownership.js';
 import { CHECK_DEPTHS, type CheckDepth, type CheckResult } from './restore-checks.js';
 import { type CopyUsed, STORE_ROLES } from './store-roles.js';
 
@@ -55,7 +56,29 @@ export interface RestoreReport {
   readonly warnings: readonly string[];
   /** With two stores: which store's copy was read, and why any other was passed over. */
   readonly copy?: CopyUsed;
+  /** The backup's cluster globals as applied to the target server, when they were. */
+  readonly globals?: RestoreGlobals;
+  /** Whether owners and privileges were restored, and what was left out (absent in older reports). */
+  readonly ownership?: RestoreOwnership;
 }
+
+/** What applying a backup's cluster globals did: by role name, never by statement text. */
+export interface RestoreGlobals {
+  readonly key: string;
+  readonly rolePasswords: 'included' | 'omitted';
+  readonly rolesCreated: readonly string[];
+  /** Roles the target had already: never altered. */
+  readonly rolesLeftAlone: readonly string[];
+  /** `member in role`, for each membership granted. */
+  readonly membershipsGranted: readonly string[];
+  readonly tablespacesCreated: readonly string[];
+  /** Memberships, tablespaces and statements left out, and why. */
+  readonly notApplied: readonly string[];
+  /** Statements that failed, by kind and name, with the server's message. */
+  readonly failed: readonly string[];
+}
+
+export type RestoreOwnership = Omit<OwnershipPlan, 'noOwner' | 'noPrivileges'>;
 
 export interface RestoredTable {
   readonly schema: string;
@@ -69,11 +92,12 @@ export interface RestoredTable {
 }
 
 const seconds = z.number().nonnegative();
+const KEPT = ['kept', 'dropped', 'not restored'] as const;
 
 // Checks and tables may gain fields as the checks grow; a report stays readable by an older reader.
 const checkSchema = z.looseObject({
   name: z.string(),
-  kind: z.enum(['connect', 'tables', 'rows', 'content', 'assertion']),
+  kind: z.enum(['connect', 'tables', 'rows', 'content', 'owners', 'grants', 'assertion']),
   passed: z.boolean(),
   query: z.string().optional(),
   value: z.union([z.string(), z.number(), z.boolean(), z.null()]).optional(),
@@ -122,6 +146,29 @@ export const restoreReportSchema = z.object({
       role: z.enum(STORE_ROLES),
       url: z.string(),
       passedOver: z.array(z.object({ role: z.enum(STORE_ROLES), url: z.string(), reason: z.string() })),
+    })
+    .optional(),
+  globals: z
+    .object({
+      key: z.string(),
+      rolePasswords: z.enum(['included', 'omitted']),
+      rolesCreated: z.array(z.string()),
+      rolesLeftAlone: z.array(z.string()),
+      membershipsGranted: z.array(z.string()),
+      tablespacesCreated: z.array(z.string()),
+      notApplied: z.array(z.string()),
+      failed: z.array(z.string()),
+    })
+    .optional(),
+  ownership: z
+    .object({
+      owners: z.enum(KEPT),
+      privileges: z.enum(KEPT),
+      missingRoles: z.array(z.string()),
+      droppedOwners: z.array(
+        z.object({ role: z.string(), missing: z.boolean(), objects: z.array(z.string()) }),
+      ),
+      droppedPrivileges: z.array(z.object({ object: z.string(), roles: z.array(z.string()) })),
     })
     .optional(),
 }) satisfies z.ZodType<RestoreReport>;

@@ -46,8 +46,13 @@ export interface ArchiveTocEntry {
   readonly fieldPosition: number;
   /** pg_dump's `COPY … FROM stdin;` for a TABLE DATA entry: the columns it dumped, in its order. */
   readonly copyStmt?: string;
-  /** The statement of an ENCODING or STDSTRINGS entry (`SET client_encoding = 'UTF8';`). */
+  /**
+   * The statement of an ENCODING or STDSTRINGS entry (`SET client_encoding = 'UTF8';`), or the
+   * GRANTs and REVOKEs of an ACL or DEFAULT ACL entry.
+   */
   readonly defn?: string;
+  /** The role that owns the object (empty for entries without one). */
+  readonly owner: string;
 }
 
 /** How pg_dump compressed the data blocks inside the archive (not the codec around the file). */
@@ -62,6 +67,9 @@ export interface ArchiveToc {
   /** File position just after the TOC, where the first data block starts. */
   readonly end: number;
 }
+
+/** The entries whose definitions are kept: session settings, and the privileges a restore may need to leave out. */
+const KEPT_DEFINITIONS: ReadonlySet<string> = new Set(['ENCODING', 'STDSTRINGS', 'ACL', 'DEFAULT ACL']);
 
 class Cursor {
   pos = 0;
@@ -160,14 +168,14 @@ export function parseToc(buf: Buffer): ArchiveToc {
     const tag = c.str() ?? '';
     const desc = c.str() ?? '';
     c.int(); // section
-    const defn = desc === 'ENCODING' || desc === 'STDSTRINGS' ? c.str() : c.skip();
+    const defn = KEPT_DEFINITIONS.has(desc) ? c.str() : c.skip();
     c.skipStr(); // dropStmt
     const copyStmt = desc === 'TABLE DATA' ? c.str() : c.skip();
     const namespace = c.str() ?? '';
     c.skipStr(); // tablespace
     c.skipStr(); // tableam (1.14)
     if (minor >= 16) c.int(); // relkind
-    c.skipStr(); // owner
+    const owner = c.str() ?? '';
     const withOids = c.str();
     // A field read out of step shows here first: pg_dump writes "false", older ones "true".
     if (withOids !== 'false' && withOids !== 'true') {
@@ -201,6 +209,7 @@ export function parseToc(buf: Buffer): ArchiveToc {
       dataState,
       offset,
       fieldPosition,
+      owner,
       ...(copyStmt ? { copyStmt } : {}),
       ...(defn ? { defn } : {}),
     });

@@ -119,6 +119,9 @@ export interface TableInfo {
   readonly rowEstimate: number;
   /** Analyzed after its last change (`pg_stat_user_tables`), so the estimate is worth comparing. */
   readonly statsFresh: boolean;
+  /** Its owner, and its privileges as aclitem text (null: the defaults), which a restore must bring back. */
+  readonly owner: string;
+  readonly acl: readonly string[] | null;
 }
 
 /** The session settings that shape COPY text and that pg_dump leaves as the server has them. */
@@ -157,9 +160,12 @@ export async function serverInfo(c: Connection): Promise<ServerInfo> {
       relkind: string;
       estimate: string;
       fresh: boolean | null;
+      owner: string;
+      acl: string[] | null;
     }>(
       `select n.nspname as schema, c.relname as name, c.relkind::text as relkind, c.reltuples::bigint::text as estimate,
-              coalesce(s.last_analyze, s.last_autoanalyze) is not null and s.n_mod_since_analyze = 0 as fresh
+              coalesce(s.last_analyze, s.last_autoanalyze) is not null and s.n_mod_since_analyze = 0 as fresh,
+              pg_get_userbyid(c.relowner) as owner, c.relacl::text[] as acl
          from pg_class c join pg_namespace n on n.oid = c.relnamespace
          left join pg_stat_user_tables s on s.relid = c.oid
         where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema')
@@ -172,6 +178,8 @@ export async function serverInfo(c: Connection): Promise<ServerInfo> {
       kind: r.relkind === 'p' ? ('partitioned table' as const) : ('table' as const),
       rowEstimate: Number(r.estimate),
       statsFresh: r.fresh === true,
+      owner: r.owner,
+      acl: r.acl,
     }));
     const row = v.rows[0];
     const settings = {

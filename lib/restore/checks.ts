@@ -4,9 +4,12 @@ import { evaluateAssertion } from '../domain/assertions.js';
 import { redact } from '../domain/redact.js';
 import {
   type CheckResult,
+  checkGrants,
+  checkOwners,
   checkTablesPresent,
   type ManifestTable,
   type QueryOutcome,
+  type TableAccess,
   tableKey,
   tablesInScope,
 } from '../domain/restore-checks.js';
@@ -82,6 +85,22 @@ export async function checkRestored(
     );
     const oids = new Map(present.rows.map((r) => [tableKey(r), r.oid]));
     checks.push(checkTablesPresent(inScope, new Set(oids.keys())));
+    // Owners and grants, where the restore kept them: as the source had them when dumped.
+    if (ctx.ownership?.owners === 'kept' && inScope.some((t) => t.owner !== undefined)) {
+      const access = await client.query<{
+        schema: string;
+        name: string;
+        owner: string;
+        acl: string[] | null;
+      }>(
+        `select n.nspname as schema, c.relname as name, pg_get_userbyid(c.relowner) as owner, c.relacl::text[] as acl
+           from pg_class c join pg_namespace n on n.oid = c.relnamespace
+          where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema')`,
+      );
+      const restored = new Map<string, TableAccess>(access.rows.map((r) => [tableKey(r), r]));
+      checks.push(checkOwners(inScope, restored));
+      if (ctx.ownership.privileges === 'kept') checks.push(checkGrants(inScope, restored));
+    }
 
     const rows = new Map<string, number>();
     const partitions = new Map<string, string[]>();

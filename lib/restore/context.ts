@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Assertion, RestorePolicy } from '../config.js';
 import { PipelineError, RestoreFailedError } from '../domain/errors.js';
 import type { Manifest } from '../domain/manifest.js';
+import type { OwnershipPlan } from '../domain/ownership.js';
 import { redact } from '../domain/redact.js';
 import type { CheckDepth } from '../domain/restore-checks.js';
 import type { Logger } from '../platform/logger.js';
@@ -30,6 +31,11 @@ export interface RestoreDeps {
   readonly onPhase?: (phase: RestorePhase) => void;
   /** Running count of bytes read from the store. */
   readonly onProgress?: (bytes: number) => void;
+  /**
+   * The target server is a scratch server of this run, which nothing else uses: a verify applies
+   * the backup's cluster globals there, so owners and grants are restored and checked.
+   */
+  readonly throwAwayServer?: boolean;
   /**
    * Called with the restored database just before the checks: what a test uses to change it and
    * show the checks notice.
@@ -60,6 +66,8 @@ export interface RestoreContext {
   readonly depth: CheckDepth;
   /** Reads the decompressed archive as a streamed restore reads it, for the checks. */
   readonly counter: ArchiveCounter;
+  /** Whether owners and privileges are restored, once the ownership step has decided. */
+  readonly ownership?: OwnershipPlan;
 }
 
 /** A failure to read the backup from the store, with the store's message and no secret. */

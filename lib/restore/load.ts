@@ -29,8 +29,8 @@ function pgRestoreOptions(
     env: ctx.deps.env,
     spawn: ctx.spawn,
     jobs,
-    noOwner: ctx.deps.policy.noOwner,
-    noPrivileges: ctx.deps.policy.noPrivileges,
+    noOwner: ctx.ownership?.noOwner ?? ctx.deps.policy.noOwner,
+    noPrivileges: ctx.ownership?.noPrivileges ?? ctx.deps.policy.noPrivileges,
     schemas: ctx.request.schemas,
     ...(file ? { file } : {}),
   };

@@ -5,7 +5,12 @@ import { archivedBackupError } from '../catalog/thaw-state.js';
 import { InvalidRestoreRequestError, RestoreFailedError, VersionMismatchError } from '../domain/errors.js';
 import { redact } from '../domain/redact.js';
 import { defaultSpawn } from '../platform/processes.js';
-import { archiveSchemas, readTocFrom, UnsupportedArchiveError } from '../postgres/custom-archive.js';
+import {
+  type ArchiveToc,
+  archiveSchemas,
+  readTocFrom,
+  UnsupportedArchiveError,
+} from '../postgres/custom-archive.js';
 import { serverVersion } from '../postgres/pg-restore.js';
 import { describeConnection, libpqEnv, toolVersion } from '../postgres/pg-tools.js';
 import { parseVersion, requireToolAtLeastServer } from '../postgres/versions.js';
@@ -81,10 +86,13 @@ export async function requireCompatibleTools(ctx: RestoreContext): Promise<void>
  * Refuses a request for schemas the backup does not hold (read from the archive itself), and
  * warns of requested schemas the manifest lists no table in.
  */
-export async function requireRequestedSchemas(ctx: RestoreContext): Promise<void> {
+export async function requireRequestedSchemas(
+  ctx: RestoreContext,
+  toc: ArchiveToc | undefined,
+): Promise<void> {
   const { request, manifest, warnings } = ctx;
   if (request.schemas.length > 0) {
-    const inBackup = await schemasInBackup(ctx);
+    const inBackup = toc ? archiveSchemas(toc) : undefined;
     const missing = inBackup ? request.schemas.filter((s) => !inBackup.includes(s)) : [];
     if (inBackup && missing.length > 0) {
       throw new InvalidRestoreRequestError(
@@ -99,11 +107,11 @@ export async function requireRequestedSchemas(ctx: RestoreContext): Promise<void
 }
 
 /**
- * The schemas the backup holds, from its archive's table of contents: the first bytes of the
- * object, decompressed when it is zstd, read no further. Undefined when they cannot be read; the
+ * The archive's table of contents (its schemas, owners and privileges): the first bytes of the
+ * object, decompressed when it is zstd, read no further. Undefined when it cannot be read; the
  * restore then goes on, and its digest check tells a damaged backup apart.
  */
-async function schemasInBackup(ctx: RestoreContext): Promise<string[] | undefined> {
+export async function readArchiveToc(ctx: RestoreContext): Promise<ArchiveToc | undefined> {
   const { manifest, deps } = ctx;
   let source: Readable;
   try {
@@ -123,10 +131,10 @@ async function schemasInBackup(ctx: RestoreContext): Promise<string[] | undefine
       pipeline(source, zstd.stdin as Writable).catch(() => {});
       chunks = zstd.stdout as Readable;
     }
-    return archiveSchemas(await readTocFrom(chunks));
+    return await readTocFrom(chunks);
   } catch (error) {
     if (!(error instanceof UnsupportedArchiveError)) fetchFailed(ctx, error);
-    ctx.log.warn('schemas of the archive not read', { reason: error.message });
+    ctx.log.warn('table of contents of the archive not read', { reason: error.message });
     return undefined;
   } finally {
     source.destroy();

@@ -1,7 +1,13 @@
 import { storeVerifyReport } from '../catalog/verify-reports.js';
 import { RestoreCheckFailedError } from '../domain/errors.js';
+import type { OwnershipPlan } from '../domain/ownership.js';
 import { type CheckResult, describeFailedChecks } from '../domain/restore-checks.js';
-import { REPORT_VERSION, type RestoreReport } from '../domain/verify-report.js';
+import {
+  REPORT_VERSION,
+  type RestoreGlobals,
+  type RestoreOwnership,
+  type RestoreReport,
+} from '../domain/verify-report.js';
 import type { ObjectDetails } from '../storage/store.js';
 import type { CheckOutcome } from './checks.js';
 import { type RestoreContext, seconds } from './context.js';
@@ -21,6 +27,7 @@ export interface RestoreFacts {
   readonly replaced: boolean;
   readonly object: Pick<ObjectDetails, 'storageClass'>;
   readonly outcome: CheckOutcome;
+  readonly globals?: RestoreGlobals;
 }
 
 export function restoreReport(ctx: RestoreContext, place: RestorePlace, facts: RestoreFacts): RestoreReport {
@@ -57,7 +64,13 @@ export function restoreReport(ctx: RestoreContext, place: RestorePlace, facts: R
     tables,
     checks,
     warnings: [...new Set(ctx.warnings)],
+    ...(facts.globals ? { globals: facts.globals } : {}),
+    ...(ctx.ownership ? { ownership: withoutFlags(ctx.ownership) } : {}),
   };
+}
+
+function withoutFlags({ noOwner: _o, noPrivileges: _p, ...rest }: OwnershipPlan): RestoreOwnership {
+  return rest;
 }
 
 export function passedAll(checks: readonly CheckResult[]): boolean {

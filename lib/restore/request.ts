@@ -23,6 +23,14 @@ export interface RestoreRequest {
   readonly replace: boolean;
   /** How far the checks look; the database's configured depth when absent. */
   readonly depth?: CheckDepth;
+  /**
+   * Apply the backup's cluster globals to the target server first: create the roles (and
+   * tablespaces) it lacks, leave existing ones alone.
+   */
+  readonly withGlobals: boolean;
+  /** Leave owners (privileges) out even where the roles exist; the configured policy when absent. */
+  readonly noOwner?: boolean;
+  readonly noPrivileges?: boolean;
 }
 
 /** PostgreSQL truncates identifiers longer than this many bytes; a truncated name would be another name. */
@@ -85,6 +93,9 @@ export function parseRestoreRequest(raw: unknown): RestoreRequest {
     'jobs',
     'replace',
     'depth',
+    'withGlobals',
+    'noOwner',
+    'noPrivileges',
   ]);
   const unknown = Object.keys(input).filter((k) => !known.has(k));
   if (unknown.length > 0) fail(unknown[0] as string, 'is not a field of a restore request');
@@ -136,6 +147,16 @@ export function parseRestoreRequest(raw: unknown): RestoreRequest {
   const replace = input.replace ?? false;
   if (typeof replace !== 'boolean') fail('replace', `expected true or false, got ${JSON.stringify(replace)}`);
 
+  const flag = (field: string): boolean | undefined => {
+    const value = input[field];
+    if (value === undefined || value === null) return undefined;
+    if (typeof value !== 'boolean') fail(field, `expected true or false, got ${JSON.stringify(value)}`);
+    return value;
+  };
+  const withGlobals = flag('withGlobals') ?? false;
+  const noOwner = flag('noOwner');
+  const noPrivileges = flag('noPrivileges');
+
   const depth = optionalString(input, 'depth');
   if (depth !== undefined && !(CHECK_DEPTHS as readonly string[]).includes(depth)) {
     fail(
@@ -176,6 +197,9 @@ export function parseRestoreRequest(raw: unknown): RestoreRequest {
     ...(jobs !== undefined ? { jobs } : {}),
     replace,
     ...(depth !== undefined ? { depth: depth as CheckDepth } : {}),
+    withGlobals,
+    ...(noOwner !== undefined ? { noOwner } : {}),
+    ...(noPrivileges !== undefined ? { noPrivileges } : {}),
   });
 }
 

@@ -3,8 +3,15 @@ import type { RestoreReport } from '../domain/verify-report.js';
 import { throwIfInterrupted } from '../platform/interrupts.js';
 import { checkRestored } from './checks.js';
 import { type RestoreDeps, seconds } from './context.js';
+import { applyGlobals } from './globals.js';
 import { loadArchive } from './load.js';
-import { findBackupToRestore, requireCompatibleTools, requireRequestedSchemas } from './preflight.js';
+import { planRestoreOwnership } from './ownership.js';
+import {
+  findBackupToRestore,
+  readArchiveToc,
+  requireCompatibleTools,
+  requireRequestedSchemas,
+} from './preflight.js';
 import { passedAll, restoreReport, settleReport } from './report.js';
 import type { RestoreRequest } from './request.js';
 import { fetchArchive } from './spool.js';
@@ -25,10 +32,17 @@ export async function runRestore(request: RestoreRequest, deps: RestoreDeps): Pr
   const t0 = performance.now();
 
   throwIfInterrupted(deps.signal);
-  const { ctx, object } = await findBackupToRestore(request, deps);
-  await requireCompatibleTools(ctx);
-  const place = await chooseTarget(ctx);
-  await requireRequestedSchemas(ctx);
+  const found = await findBackupToRestore(request, deps);
+  const { object } = found;
+  await requireCompatibleTools(found.ctx);
+  const place = await chooseTarget(found.ctx);
+  const toc = await readArchiveToc(found.ctx);
+  await requireRequestedSchemas(found.ctx, toc);
+  // Roles before the database: its objects' owners and grants name them. A verify on a scratch
+  // server of its own always brings them, so that the drill proves owners and grants restore.
+  const wantGlobals = request.withGlobals || (request.mode === 'verify' && deps.throwAwayServer === true);
+  const globals = wantGlobals ? await applyGlobals(found.ctx, request.withGlobals) : undefined;
+  const ctx = { ...found.ctx, ownership: await planRestoreOwnership(found.ctx, toc) };
 
   const wantedJobs = request.jobs ?? deps.policy.jobs;
   ctx.log.info('restore starting', { ...place, jobs: wantedJobs, codec: ctx.manifest.compression.codec });
@@ -66,6 +80,7 @@ export async function runRestore(request: RestoreRequest, deps: RestoreDeps): Pr
         replaced,
         object,
         outcome,
+        ...(globals ? { globals } : {}),
       });
       await settleReport(ctx, place, report);
       return report;

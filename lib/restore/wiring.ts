@@ -83,8 +83,9 @@ function restoreFromStore(
     request,
     config,
     () => connectionFor(config, env, request.database),
-    (connection) =>
+    (connection, where) =>
       runRestore(request, {
+        ...(where === 'scratch' ? { throwAwayServer: true } : {}),
         store,
         connection,
         policy: settings.restore,

@@ -47,6 +47,24 @@ describe('prepare-restore', () => {
   });
   afterAll(() => rm(dir, { recursive: true, force: true }));
 
+  it('refuses a restore with globals of a backup that has none, and carries the choice on for one that has', async () => {
+    const request = {
+      database: 'shop',
+      backup: 'latest',
+      targetDatabase: 'shop_restored',
+      withGlobals: true,
+    };
+    await expect(prepare(request)).rejects.toMatchObject({
+      name: 'InvalidRestoreRequestError',
+      message: expect.stringMatching(/^withGlobals: backup shop-20260620T020000Z has no cluster globals/),
+    });
+    const other = await storeBackup(store, 'shop', new Date('2026-06-21T02:00:00Z'));
+    await store.putBytes(keysFor(store.prefix, other.id).globalsManifest, '{}');
+    const prepared = await prepare({ ...request, backup: other.id });
+    expect(prepared.request).toMatchObject({ backup: other.id, withGlobals: true });
+    await store.deleteMany(Object.values(keysFor(store.prefix, other.id)));
+  });
+
   it('resolves latest to the newest backup and pins the request to its id', async () => {
     const prepared = await prepare({
       database: 'shop',
@@ -62,6 +80,7 @@ describe('prepare-restore', () => {
         targetDatabase: 'shop_restored',
         schemas: ['core'],
         replace: false,
+        withGlobals: false,
       },
       backupId: 'shop-20260620T020000Z',
       key: keysFor('', 'shop-20260620T020000Z').dump,

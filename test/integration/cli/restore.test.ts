@@ -166,7 +166,7 @@ describe('pgbp restore', () => {
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(
-      new RegExp(`^${manifest.id}: restored into ${into}, .* 3/3 checks passed\\n$`),
+      new RegExp(`^${manifest.id}: restored into ${into}, .* 5/5 checks passed\\n$`),
     );
     expect(await schemasOf(into)).toEqual(['auth', 'core', 'public']);
   });

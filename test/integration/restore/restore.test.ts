@@ -89,9 +89,13 @@ describe('restore from the file store', () => {
     expect(report.checks.map((c) => [c.kind, c.passed])).toEqual([
       ['connect', true],
       ['tables', true],
+      ['owners', true],
+      ['grants', true],
       ['rows', true],
       ['content', true],
     ]);
+    // The source's roles are on this server: owners and privileges come back as they were.
+    expect(report.ownership).toMatchObject({ owners: 'kept', privileges: 'kept', missingRoles: [] });
     expect(report.recoverySeconds).toBeGreaterThanOrEqual(report.timings.restoreSeconds);
     // Restore mode stores no report: only verify speaks for the backup.
     expect(await store.head(keysFor(store.prefix, manifest.id).verify)).toBeUndefined();

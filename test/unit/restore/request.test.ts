@@ -29,8 +29,22 @@ describe('parseRestoreRequest', () => {
       schemas: ['core', 'Reporting Ünïcode'],
       jobs: 2,
       replace: false,
+      withGlobals: false,
     });
     expect(selectorOf(r)).toEqual({ kind: 'latest' });
+  });
+
+  it('takes the globals, owner and privilege choices as true or false, refusing anything else', () => {
+    const base = { database: 'orders', targetDatabase: 'orders_restored' };
+    expect(
+      parseRestoreRequest({ ...base, withGlobals: true, noOwner: false, noPrivileges: true }),
+    ).toMatchObject({
+      withGlobals: true,
+      noOwner: false,
+      noPrivileges: true,
+    });
+    expect(refusal({ ...base, withGlobals: 'yes' })).toMatch(/^withGlobals: expected true or false/);
+    expect(refusal({ ...base, noOwner: 1 })).toMatch(/^noOwner: expected true or false/);
   });
 
   it('accepts a verify of one backup id, and of the newest before a time', () => {
