@@ -54,6 +54,24 @@ export function summarizeReport(r: RestoreReport) {
     tableCount: r.tables.length,
     rowCount: rowsRestored(r),
     checks: r.checks.map((c) => ({ name: c.name, kind: c.kind, passed: c.passed })),
+    ...(r.globals
+      ? {
+          globals: {
+            rolesCreated: r.globals.rolesCreated.length,
+            rolesLeftAlone: r.globals.rolesLeftAlone.length,
+            failed: r.globals.failed.length,
+          },
+        }
+      : {}),
+    ...(r.ownership
+      ? {
+          ownership: {
+            owners: r.ownership.owners,
+            privileges: r.ownership.privileges,
+            missingRoles: r.ownership.missingRoles,
+          },
+        }
+      : {}),
     warningCount: r.warnings.length,
     warnings: r.warnings.slice(0, 10),
   };
