@@ -3,7 +3,15 @@ import { unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DEFAULT_SEGMENT_BYTES, segmentName, segmentNumber, timelineOf } from '../domain/wal-names.js';
 import { cksumOf } from './cksum.js';
-import { type FetchDeps, type FetchOutcome, fetchWal, locateWal, readVerified, walFileOf } from './fetch.js';
+import {
+  type FetchDeps,
+  type FetchOutcome,
+  fetchWal,
+  locateWal,
+  readVerified,
+  walFileOf,
+  writeAtomically,
+} from './fetch.js';
 import {
   freeBytes,
   inflightMarker,
@@ -57,20 +65,34 @@ export async function fetchWithSpool(
   if (file.kind !== 'segment' || deps.count === 0) return fetchWal(name, dest, deps);
   const dir = prefetchDir(deps.dataDir, deps.tag);
   const taken = await takeFromSpool(dir, name, dest, INFLIGHT_WAIT_MS);
-  await writePosition(dir, name);
-  if (!(await prefetcherRunning(dir))) deps.startPrefetcher(name);
-  if (taken) return { status: 'fetched', name, ...taken };
-  return fetchWal(name, dest, deps);
+  const started = async () => {
+    if (!(await prefetcherRunning(dir))) deps.startPrefetcher(name);
+  };
+  if (taken) {
+    await writePosition(dir, name);
+    await started();
+    return { status: 'fetched', name, ...taken };
+  }
+  const stored = await locateWal(file, deps);
+  // The position is the last segment handed over: past the archive's end recovery asks for
+  // that one again (the prefetcher keeps it spooled), then ends.
+  if (stored) await writePosition(dir, name);
+  await started();
+  if (!stored) return { status: 'missing', name };
+  const bytes = await readVerified(file, stored, deps);
+  await writeAtomically(dest, bytes);
+  return { status: 'fetched', name, sha256: stored.sha256, bytes: bytes.length };
 }
 
 /**
  * The prefetcher (pgBackRest's asynchronous archive-get): keeps the `count` segments after the
- * one recovery asked for last (the spool's position, which every fetch writes) fetched,
- * verified and spooled, `concurrency` at a time, for as long as the recovery runs. A segment is
+ * one recovery was handed last (the spool's position, which every fetch of a segment writes)
+ * fetched, verified and spooled, `concurrency` at a time, for as long as the recovery runs;
+ * past the archive's end, that last one again (recovery asks for it once more). A segment is
  * spooled under its name only once complete and verified. It leaves a segment to wal-fetch (which
  * then fetches it directly and says why) when it is damaged or unreadable, stops fetching when
- * the disk has no room, and exits once recovery has ended or has asked for nothing new for a
- * while. One runs at a time per spool.
+ * the disk has no room, and exits once recovery has ended (removing what is left spooled) or
+ * has asked for nothing new for a while. One runs at a time per spool.
  */
 export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSettings): Promise<number> {
   const dir = prefetchDir(deps.dataDir, deps.tag);
@@ -82,7 +104,7 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
     const segmentBytes = info?.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
     let position = after;
     let movedAt = Date.now();
-    await sweep(dir, (n) => n <= position || timelineOf(n) !== timelineOf(position), STALE_MS);
+    await sweep(dir, (n) => n < position || timelineOf(n) !== timelineOf(position), STALE_MS);
     const inflight = new Set<string>();
     /** Left to wal-fetch: damaged or unreadable here. */
     const refused = new Set<string>();
@@ -98,13 +120,23 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
       if (now && now !== position && (now > position || timelineOf(now) !== timelineOf(position))) {
         position = now;
         movedAt = Date.now();
-        await sweep(dir, (n) => n <= position || timelineOf(n) !== timelineOf(position), STALE_MS);
+        await sweep(dir, (n) => n < position || timelineOf(n) !== timelineOf(position), STALE_MS);
       }
     };
+    /** Positions spooled again at the archive's end (once each). */
+    const again = new Set<string>();
     const pick = async (): Promise<string | undefined> => {
       const have = await spooled(dir);
       const timeline = timelineOf(position);
       const first = segmentNumber(position, segmentBytes) + 1;
+      // Past the archive's end PostgreSQL asks once more for the last segment it replayed (to
+      // end recovery on it): that one is spooled again, so the launcher answers that call too.
+      if (missing?.name === segmentName(timeline, first, segmentBytes) && !again.has(position)) {
+        if (!have.has(position) && !inflight.has(position) && !refused.has(position)) {
+          again.add(position);
+          return position;
+        }
+      }
       for (let i = 0; i < deps.count; i++) {
         const name = segmentName(timeline, first + i, segmentBytes);
         if (missing && name >= missing.name && Date.now() - missing.at < MISSING_RETRY_MS) return undefined;
@@ -140,7 +172,7 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
           }
           if (missing && name >= missing.name) missing = undefined;
           const bytes = await readVerified(file, stored, deps);
-          if (name > position) {
+          if (name >= position) {
             // The launcher's check (cli/pgbp): the CRC of these verified bytes.
             await spool(dir, name, stored.sha256, bytes, await cksumOf(bytes, deps.env));
             spooledCount++;
@@ -155,6 +187,8 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, deps.concurrency) }, worker));
+    // Recovery has ended: what is left spooled will not be asked for.
+    if (!recovering()) await sweep(dir, () => true, STALE_MS);
   } finally {
     await release();
   }

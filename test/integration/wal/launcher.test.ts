@@ -192,40 +192,73 @@ describe('wal-fetch through the launcher', () => {
     expect(elsewhere.code).toBe(127);
   });
 
-  it('starts the prefetcher when none runs, which spools the next segments with their check', async () => {
+  /** A data directory as a server recovering from a base backup has it, as far as the prefetcher looks. */
+  function recovering(): string {
     const data = dataDir();
-    // A server in recovery, as far as the prefetcher looks.
     writeFileSync(join(data, 'postmaster.pid'), '');
     writeFileSync(join(data, 'recovery.signal'), '');
-    const dir = await spoolAs(data, { store: url }, names[0] as string);
-    const result = await launch(
-      ['wal-fetch', names[0] as string, 'pg_wal/RECOVERYXLOG', '--store', url],
-      data,
+    writeFileSync(
+      join(data, 'backup_label'),
+      `START WAL LOCATION: 0/1000028 (file ${names[0]})\nCHECKPOINT LOCATION: 0/1000060\n`,
     );
+    return data;
+  }
+  const entries = (dir: string) =>
+    readdirSync(dir)
+      .filter((n) => /^[0-9A-F]{24}-[0-9a-f]{64}-[0-9]+-[0-9]+$/.test(n))
+      .map((n) => n.slice(0, 24))
+      .sort();
+  const fetchAs = (data: string, name: string, node?: string) =>
+    launch(['wal-fetch', name, 'pg_wal/RECOVERYXLOG', '--store', url], data, node);
+  const handedOver = (data: string, name: string) =>
+    readFileSync(join(data, 'pg_wal/RECOVERYXLOG')).equals(segments.get(name) as Buffer);
+  async function ended(data: string, dir: string): Promise<void> {
+    rmSync(join(data, 'recovery.signal'), { force: true });
+    await waitFor('the prefetcher to exit', () => !existsSync(join(dir, '.prefetcher')), 30_000);
+  }
+
+  it('starts the prefetcher when none runs; it spools the next segments with their check, and the last one again past the end', async () => {
+    const data = recovering();
+    const dir = await spoolAs(data, { store: url }, names[0] as string);
+    const result = await fetchAs(data, names[0] as string);
     expect(result.code, result.stderr).toBe(0);
     try {
-      const spooled = await waitFor(
-        'the next segments spooled',
-        () => {
-          const found = readdirSync(dir).filter((n) => /^[0-9A-F]{24}-[0-9a-f]{64}-[0-9]+-[0-9]+$/.test(n));
-          return found.length === 2 && found.sort();
-        },
+      await waitFor('the next segments spooled', () => entries(dir).length === 2, 30_000);
+      expect(entries(dir)).toEqual(names.slice(1));
+      // The next fetches are answered from there, without Node.
+      for (const name of names.slice(1)) {
+        expect((await fetchAs(data, name, NO_NODE)).code, name).toBe(0);
+        expect(handedOver(data, name)).toBe(true);
+      }
+      // The archive ends there: recovery asks for the next one (not archived: the CLI says so),
+      // then once more for the last one, which the prefetcher has spooled again.
+      expect(await fetchAs(data, '000000010000000000000004')).toMatchObject({ code: 1 });
+      await waitFor('the last segment spooled again', () => entries(dir).length === 1, 30_000);
+      expect((await fetchAs(data, names[2] as string, NO_NODE)).code).toBe(0);
+      expect(handedOver(data, names[2] as string)).toBe(true);
+    } finally {
+      await ended(data, dir);
+    }
+    // Recovery over: nothing left spooled.
+    expect(entries(dir)).toEqual([]);
+  });
+
+  it("starts the prefetcher from the base backup's start when recovery first asks for a history file", async () => {
+    const data = recovering();
+    const dir = prefetchDir(data, archiveTag(data, { store: url }));
+    try {
+      // Not archived: the CLI answers that; meanwhile the segments from the start on are spooled.
+      expect(
+        await launch(['wal-fetch', '00000002.history', 'pg_wal/RECOVERYHISTORY', '--store', url], data),
+      ).toMatchObject({ code: 1 });
+      await waitFor(
+        'the segments from the start spooled',
+        () => existsSync(dir) && entries(dir).length === 3,
         30_000,
       );
-      expect(spooled.map((n) => n.slice(0, 24))).toEqual(names.slice(1));
-      // The next fetch is answered from there, without Node.
-      const next = await launch(
-        ['wal-fetch', names[1] as string, 'pg_wal/RECOVERYXLOG', '--store', url],
-        data,
-        NO_NODE,
-      );
-      expect(next.code).toBe(0);
-      expect(
-        readFileSync(join(data, 'pg_wal/RECOVERYXLOG')).equals(segments.get(names[1] as string) as Buffer),
-      ).toBe(true);
+      expect(entries(dir)).toEqual(names);
     } finally {
-      rmSync(join(data, 'recovery.signal'), { force: true });
-      await waitFor('the prefetcher to exit', () => !existsSync(join(dir, '.prefetcher')), 30_000);
+      await ended(data, dir);
     }
   });
 });
