@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
+import { storeLag } from '../../lib/domain/store-roles.js';
 import { formatBytes } from '../../lib/domain/units.js';
+import type { StoreStatus } from '../../lib/monitor/staleness.js';
 import { type CliDeps, type ExitHolder, out } from '../context.js';
 
 function age(hours: number | null): string {
@@ -17,37 +19,48 @@ export function registerStatus(program: Command, deps: CliDeps, exit: ExitHolder
     .option('--config <file>', 'stage config file')
     .option('--json', 'print the status as JSON')
     .action(async (opts: { store?: string; config?: string; json?: boolean }) => {
-      const [{ resolveConfig, resolveStore }, { clusterStatus }, { storeStatus }] = await Promise.all([
-        import('../resolve.js'),
-        import('../../lib/monitor/pitr-status.js'),
-        import('../../lib/monitor/staleness.js'),
-      ]);
+      const [{ resolveConfig, resolveReadableStores }, { clusterStatus }, { storeStatus }] =
+        await Promise.all([
+          import('../resolve.js'),
+          import('../../lib/monitor/pitr-status.js'),
+          import('../../lib/monitor/staleness.js'),
+        ]);
       const config = resolveConfig(deps, opts.config);
-      const store = await resolveStore(deps, config, opts.store);
+      // A store that cannot be opened (the NAS's directory gone) is reported, and the other shown.
+      const { stores, unavailable } = await resolveReadableStores(deps, config, opts.store);
+      const store = (stores[0] as (typeof stores)[number]).store;
       const now = new Date();
-      const status = await storeStatus({ store, config, now });
+      for (const u of unavailable) {
+        if (!opts.json)
+          out(deps, `${u.role} store ${u.url}: UNAVAILABLE: ${u.reason.replace(/^unavailable: /, '')}`);
+        exit.code = 2;
+      }
+      const statuses = await Promise.all(stores.map((s) => storeStatus({ store: s.store, config, now })));
+      const status = statuses[0] as (typeof statuses)[number];
       const cluster = await clusterStatus({ store, config, now, env: deps.env });
-      if (opts.json) out(deps, JSON.stringify(cluster ? { ...status, clusters: [cluster] } : status));
-      else {
-        const space = status.freeSpace
-          ? ` (${(status.freeSpace.freeRatio * 100).toFixed(1)} % free${status.freeSpace.low ? ', LOW' : ''})`
-          : '';
-        out(deps, `${status.store}${space}`);
-        if (status.databases.length === 0) out(deps, '  no databases configured or stored');
-        for (const d of status.databases) {
-          const state = d.stale ? (d.watched ? 'STALE' : 'stale, not watched') : 'ok';
-          const newest = d.newest
-            ? `${d.newest.id}  ${age(d.ageHours)} old  ${formatBytes(d.newest.sizeBytes)}`
-            : 'no backup';
-          const last = d.lastRestoreCheck;
-          const check = last
-            ? `checked ${last.backupId} at ${last.at}: ${last.passed === null ? 'report unreadable' : last.passed ? 'passed' : 'FAILED'}`
-            : 'never checked';
-          out(
-            deps,
-            `  ${d.database}: ${state}  ${newest}  daily ${d.counts.daily} / monthly ${d.counts.monthly} / yearly ${d.counts.yearly}  ${check}${d.debris ? `  debris ${d.debris}` : ''}${d.broken ? `  broken ${d.broken}` : ''}`,
-          );
-        }
+      const second = statuses[1];
+      const lag = second ? storeLag(status.databases, second.databases) : [];
+      if (opts.json) {
+        const one = cluster ? { ...status, clusters: [cluster] } : status;
+        out(
+          deps,
+          JSON.stringify(
+            second
+              ? {
+                  stores: [
+                    { role: 'primary', ...one },
+                    { role: 'secondary', ...second },
+                  ],
+                  lag,
+                }
+              : unavailable.length > 0
+                ? { ...one, unavailable }
+                : one,
+          ),
+        );
+      } else {
+        if (second) out(deps, `${stores[0]?.role} store:`);
+        printStore(deps, status);
       }
       if (cluster && !opts.json) {
         const newest = cluster.newestBase
@@ -70,6 +83,46 @@ export function registerStatus(program: Command, deps: CliDeps, exit: ExitHolder
           );
         }
       }
-      if (status.anyStale) exit.code = 2;
+      if (second && !opts.json) {
+        out(deps, 'secondary store:');
+        printStore(deps, second);
+        out(deps, 'lag between the stores:');
+        for (const l of lag) {
+          const text =
+            l.behind === null
+              ? l.primaryNewest
+                ? 'same newest backup'
+                : 'no backup in either'
+              : l.hours === null
+                ? `the ${l.behind} store has no backup (the other has ${l.behind === 'primary' ? l.secondaryNewest : l.primaryNewest}): pgbp sync --database ${l.database}`
+                : `the ${l.behind} store is ${age(l.hours)} behind (newest ${l.behind === 'primary' ? l.primaryNewest : l.secondaryNewest}): pgbp sync --database ${l.database}`;
+          out(deps, `  ${l.database}: ${text}`);
+        }
+      }
+      // Either store stale is stale: a NAS days behind holds no quick recovery.
+      if (statuses.some((s) => s.anyStale) || unavailable.length > 0) exit.code = 2;
     });
+}
+
+/** One store's block: its URL and free space, then a line per database. */
+function printStore(deps: CliDeps, status: StoreStatus): void {
+  const space = status.freeSpace
+    ? ` (${(status.freeSpace.freeRatio * 100).toFixed(1)} % free${status.freeSpace.low ? ', LOW' : ''})`
+    : '';
+  out(deps, `${status.store}${space}`);
+  if (status.databases.length === 0) out(deps, '  no databases configured or stored');
+  for (const d of status.databases) {
+    const state = d.stale ? (d.watched ? 'STALE' : 'stale, not watched') : 'ok';
+    const newest = d.newest
+      ? `${d.newest.id}  ${age(d.ageHours)} old  ${formatBytes(d.newest.sizeBytes)}`
+      : 'no backup';
+    const last = d.lastRestoreCheck;
+    const check = last
+      ? `checked ${last.backupId} at ${last.at}: ${last.passed === null ? 'report unreadable' : last.passed ? 'passed' : 'FAILED'}`
+      : 'never checked';
+    out(
+      deps,
+      `  ${d.database}: ${state}  ${newest}  daily ${d.counts.daily} / monthly ${d.counts.monthly} / yearly ${d.counts.yearly}  ${check}${d.debris ? `  debris ${d.debris}` : ''}${d.broken ? `  broken ${d.broken}` : ''}`,
+    );
+  }
 }

@@ -53,3 +53,41 @@ export function describeCopyUsed(copy: CopyUsed): string {
   const why = copy.passedOver.map((p) => `the ${p.role} copy was ${p.reason}`).join('; ');
   return `read the ${copy.role} store's copy (${copy.url})${why ? `: ${why}` : ''}`;
 }
+
+/** How far one database's newest backup in the secondary store trails the primary's (or leads it). */
+export interface StoreLag {
+  readonly database: string;
+  /** The store whose newest backup is older, or null when both have the same newest (or none). */
+  readonly behind: StoreRole | null;
+  /** Hours between the two newest backups; null when a store has none. */
+  readonly hours: number | null;
+  readonly primaryNewest: string | null;
+  readonly secondaryNewest: string | null;
+}
+
+/** The lag of each database between the two stores, from each store's newest backup. */
+export function storeLag(
+  primary: readonly {
+    readonly database: string;
+    readonly newest: { id: string; createdAt: string } | null;
+  }[],
+  secondary: readonly {
+    readonly database: string;
+    readonly newest: { id: string; createdAt: string } | null;
+  }[],
+): StoreLag[] {
+  const names = [...new Set([...primary, ...secondary].map((d) => d.database))].sort();
+  return names.map((database) => {
+    const p = primary.find((d) => d.database === database)?.newest ?? null;
+    const s = secondary.find((d) => d.database === database)?.newest ?? null;
+    const base = { database, primaryNewest: p?.id ?? null, secondaryNewest: s?.id ?? null };
+    if (!p && !s) return { ...base, behind: null, hours: null };
+    if (!p || !s) return { ...base, behind: p ? 'secondary' : 'primary', hours: null };
+    const ms = Date.parse(p.createdAt) - Date.parse(s.createdAt);
+    return {
+      ...base,
+      behind: ms === 0 ? null : ms > 0 ? 'secondary' : 'primary',
+      hours: Math.round((Math.abs(ms) / 3_600_000) * 10) / 10,
+    };
+  });
+}

@@ -252,6 +252,24 @@ describe('pgbp dump and pgbp sync with two stores', () => {
     expect(dump.stdout).toMatch(/\(degraded\)$/m);
     expect(await listKeys(bucket)).toEqual([]);
 
+    const status = await runCli(['status', '--config', file, '--json']);
+    const shown = JSON.parse(status.stdout) as {
+      stores: { role: string; store: string; freeSpace: { freeRatio: number } | null }[];
+      lag: { database: string; behind: string | null }[];
+    };
+    expect(shown.stores.map((s) => [s.role, s.store])).toEqual([
+      ['primary', `file://${nas}`],
+      ['secondary', `s3://${bucket}/backups`],
+    ]);
+    expect(shown.stores[0]?.freeSpace?.freeRatio).toBeGreaterThan(0);
+    expect(shown.lag.find((l) => l.database === database)).toMatchObject({ behind: 'secondary' });
+    const plain = await runCli(['status', '--config', file]);
+    expect(plain.stdout).toMatch(
+      new RegExp(
+        `${database}: the secondary store has no backup \\(the other has \\S+\\): pgbp sync --database ${database}`,
+      ),
+    );
+
     const sync = await runCli(['sync', '--database', database, '--config', file]);
     expect(sync.code, sync.stderr).toBe(0);
     expect(sync.stdout).toMatch(/^copied {2}\S+ primary → secondary \(.+, sha256 verified\)$/m);
