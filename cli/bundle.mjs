@@ -101,6 +101,19 @@ function frontPlugin(root, work) {
   return {
     name: 'pgbp-front',
     setup(build) {
+      // commander requires child_process for executable subcommands, which pgbp has none of:
+      // loading it is a fifth of what a help text costs, so the front loads it only if asked.
+      build.onResolve({ filter: /^(node:)?child_process$/ }, (args) =>
+        args.importer.includes(`${sep}node_modules${sep}commander${sep}`)
+          ? { path: 'child_process', namespace: 'pgbp-lazy' }
+          : undefined,
+      );
+      build.onLoad({ filter: /.*/, namespace: 'pgbp-lazy' }, () => ({
+        contents:
+          "let loaded; const load = () => (loaded ??= require('node:child_process'));\n" +
+          'module.exports = new Proxy({}, { get: (_, key) => load()[key], has: (_, key) => key in load() });\n',
+        loader: 'js',
+      }));
       build.onResolve({ filter: /.*/ }, async (args) => {
         if (args.pluginData?.inner || args.kind === 'entry-point' || args.path.startsWith('node:'))
           return undefined;
