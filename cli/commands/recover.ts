@@ -18,6 +18,7 @@ interface RecoverOptions {
   port?: string;
   osUser?: string;
   store?: string;
+  from?: string;
   config?: string;
   json?: boolean;
   verbose?: boolean;
@@ -107,6 +108,10 @@ export function registerRecover(program: Command, deps: CliDeps, exit: ExitHolde
     .option('--port <port>', 'the port of the started server', '5432')
     .option('--os-user <user>', 'when run as root: the OS user the server runs as', 'postgres')
     .option('--store <url>', 'store URL (s3://bucket/prefix or file:///dir), overrides the config')
+    .option(
+      '--from <store>',
+      'read the physical archive of this store: primary or secondary (the NAS lost: secondary); its wal-fetch reads it too',
+    )
     .option('--config <file>', 'stage config file')
     .option('--json', 'print the report as one JSON object')
     .option('--verbose', 'structured log lines on stderr')
@@ -132,7 +137,22 @@ export function registerRecover(program: Command, deps: CliDeps, exit: ExitHolde
       }
       const cluster = config.wal?.cluster;
       if (!cluster) throw new InvalidRestoreRequestError(`${configFile}: wal.cluster is not set`);
-      const store = await resolveStore(deps, config, opts.store);
+      // --from names a configured store by its role; the recovered server's wal-fetch reads that one.
+      const fromUrl =
+        opts.from === undefined
+          ? undefined
+          : opts.from === 'primary' || opts.from === 'secondary'
+            ? (opts.from === 'primary' ? config.stores.primary : config.stores.secondary)?.url
+            : undefined;
+      if (opts.from !== undefined && !fromUrl) {
+        throw new InvalidRestoreRequestError(
+          opts.from === 'secondary'
+            ? `--from secondary: ${configFile} names no stores.secondary`
+            : `--from: expected primary or secondary, got ${JSON.stringify(opts.from)}`,
+        );
+      }
+      const storeUrl = opts.store ?? fromUrl;
+      const store = await resolveStore(deps, config, storeUrl);
       const port = Number(opts.port);
       if (opts.start && (!Number.isInteger(port) || port < 1 || port > 65535)) {
         throw new InvalidRestoreRequestError(`--port ${JSON.stringify(opts.port)}: expected a port number`);
@@ -146,7 +166,7 @@ export function registerRecover(program: Command, deps: CliDeps, exit: ExitHolde
           pgdata: opts.pgdata,
           target,
           ...(opts.base ? { baseId: opts.base } : {}),
-          restoreCommand: restoreCommandFor(deps.env, configFile, opts.store ? store.url : undefined),
+          restoreCommand: restoreCommandFor(deps.env, configFile, storeUrl ? store.url : undefined),
           ...(opts.osUser ? { osUser: opts.osUser } : {}),
           ...(opts.start
             ? {

@@ -26,17 +26,35 @@ export function registerStatus(program: Command, deps: CliDeps, exit: ExitHolder
           import('../../lib/monitor/staleness.js'),
         ]);
       const config = resolveConfig(deps, opts.config);
-      // A store that cannot be opened (the NAS's directory gone) is reported, and the other shown.
+      // A store that cannot be opened or read (the NAS's directory gone, S3 not answering) is
+      // reported, and the other shown.
       const { stores, unavailable } = await resolveReadableStores(deps, config, opts.store);
-      const store = (stores[0] as (typeof stores)[number]).store;
       const now = new Date();
+      const read = await Promise.all(
+        stores.map((s) =>
+          storeStatus({ store: s.store, config, now }).then(
+            (status) => ({ role: s.role, store: s.store, status }),
+            (error: unknown) => {
+              unavailable.push({
+                role: s.role,
+                url: s.store.url,
+                reason: `unavailable: ${(error as Error).message}`,
+              });
+              return undefined;
+            },
+          ),
+        ),
+      );
+      const readable = read.filter((r) => r !== undefined);
+      if (readable.length === 0)
+        throw new Error(unavailable.map((u) => `${u.role} store ${u.url}: ${u.reason}`).join('; '));
       for (const u of unavailable) {
         if (!opts.json)
           out(deps, `${u.role} store ${u.url}: UNAVAILABLE: ${u.reason.replace(/^unavailable: /, '')}`);
-        exit.code = 2;
       }
-      const statuses = await Promise.all(stores.map((s) => storeStatus({ store: s.store, config, now })));
+      const statuses = readable.map((r) => r.status);
       const status = statuses[0] as (typeof statuses)[number];
+      const store = (readable[0] as (typeof readable)[number]).store;
       const cluster = await clusterStatus({ store, config, now, env: deps.env });
       const second = statuses[1];
       const lag = second ? storeLag(status.databases, second.databases) : [];
@@ -59,7 +77,7 @@ export function registerStatus(program: Command, deps: CliDeps, exit: ExitHolder
           ),
         );
       } else {
-        if (second) out(deps, `${stores[0]?.role} store:`);
+        if (second || unavailable.length > 0) out(deps, `${readable[0]?.role} store:`);
         printStore(deps, status);
       }
       if (cluster && !opts.json) {
