@@ -148,6 +148,7 @@ export function backupSummary(result: ExecutionResult) {
   const reports = Array.isArray(retentionOut?.databases) ? (retentionOut.databases as Obj[]) : [];
   const retention = reports.map((r) => ({
     database: String(r.database),
+    ...(typeof r.role === 'string' ? { role: r.role, store: String(r.store) } : {}),
     kept: Array.isArray(r.kept) ? r.kept.length : 0,
     deleted:
       typeof r.removeCount === 'number' ? r.removeCount : Array.isArray(r.remove) ? r.remove.length : 0,
@@ -169,7 +170,7 @@ export function backupSummary(result: ExecutionResult) {
   lines.push('Retention:');
   for (const r of retention) {
     lines.push(
-      `  ${r.database}: keep ${r.kept}, deleted ${r.deleted} backup${r.deleted === 1 ? '' : 's'} and ${r.debris} debris${r.blocked ? `; blocked: ${r.blocked}` : ''}`,
+      `  ${r.database}${r.role ? ` (${r.role} store ${r.store})` : ''}: keep ${r.kept}, deleted ${r.deleted} backup${r.deleted === 1 ? '' : 's'} and ${r.debris} debris${r.blocked ? `; blocked: ${r.blocked}` : ''}`,
     );
   }
   if (retention.length === 0)

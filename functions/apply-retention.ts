@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { type Config, storeRetention } from '../lib/config.js';
+import { retentionBlockedAlert } from '../lib/domain/alerts.js';
 import { isKeyableDatabaseName } from '../lib/domain/backup-layout.js';
 import type { StoreRole } from '../lib/domain/store-roles.js';
 import type { Alerter } from '../lib/notify/alerter.js';
@@ -93,17 +94,45 @@ export function createApplyRetentionHandler(ports: ApplyRetentionPorts) {
       const reports: RetentionReport[] = [];
       // Each store by its own rules: the NAS its 7 daily, S3 the GFS tiers.
       for (const { role, store } of stores) {
-        const databases = event.database ? [event.database] : await retentionDatabases(store, ports.config);
+        // With two stores, one that cannot be read (the NAS unmounted, S3 unreachable) is alerted
+        // and left alone; the other store's retention still runs. With one, that is the failure.
+        const databases = await (event.database
+          ? Promise.resolve([event.database])
+          : retentionDatabases(store, ports.config)
+        ).catch(async (error: unknown) => {
+          if (!ports.secondary) throw error;
+          await ports.alerter.publish(
+            retentionBlockedAlert(
+              event.database ?? `the ${role} store`,
+              `the ${role} store ${store.url} could not be read (${(error as Error).message}); its retention did not run`,
+              now,
+            ),
+          );
+          return [] as string[];
+        });
         for (const database of databases) {
-          const report = await runRetention({
-            store,
-            config: ports.config,
-            database,
-            now,
-            dryRun: event.dryRun,
-            logger,
-            ...(ports.secondary ? { role, rules: storeRetention(ports.config, role, database) } : {}),
-          });
+          let report: RetentionReport;
+          try {
+            report = await runRetention({
+              store,
+              config: ports.config,
+              database,
+              now,
+              dryRun: event.dryRun,
+              logger,
+              ...(ports.secondary ? { role, rules: storeRetention(ports.config, role, database) } : {}),
+            });
+          } catch (error) {
+            if (!ports.secondary) throw error;
+            await ports.alerter.publish(
+              retentionBlockedAlert(
+                database,
+                `the ${role} store ${store.url} could not be read (${(error as Error).message}); its retention did not run`,
+                now,
+              ),
+            );
+            continue;
+          }
           for (let i = 0; i < report.deletedKeys.length; i += 500) {
             logger.info('deleted keys', {
               database,

@@ -83,4 +83,42 @@ describe('retention with a primary and a secondary store', () => {
       expect(await listBackups(nas, 'app')).toHaveLength(7);
     });
   });
+
+  it('applies the NAS retention when S3 cannot be read, and alerts that S3 retention did not run', async () => {
+    await withTempDir(async (dir) => {
+      const config = parseConfig(
+        {
+          stage: 'local',
+          stores: {
+            primary: { url: `file://${dir}/nas`, retention: { daily: 2, monthly: 0, yearly: 0, minKeep: 1 } },
+            secondary: { url: 's3://pgbp-no-such-bucket/backups' },
+          },
+          databases: [{ name: 'app' }],
+        },
+        'test',
+      );
+      const nas = new FileStore(`${dir}/nas`);
+      await eachLimit(dailyDates('2026-02-25', '2026-03-01'), 2, (at) => putBackup(nas, 'app', at));
+      const alerter = inboxAlerter();
+      const apply = createApplyRetentionHandler({
+        store: nas,
+        secondary: new S3Store('pgbp-no-such-bucket', 'backups'),
+        config,
+        alerter,
+        clock: fixedClock(new Date('2026-03-01T03:00:00Z')),
+        logger: silentLogger,
+      });
+
+      const result = (await apply({})) as { databases: RetentionReport[] };
+
+      expect(result.databases.map((r) => [r.role, r.kept.length])).toEqual([['primary', 2]]);
+      expect(await listBackups(nas, 'app')).toHaveLength(2);
+      expect(alerter.received.map((a) => [a.kind, a.summary])).toEqual([
+        [
+          'retention-blocked',
+          expect.stringMatching(/the secondary store s3:\/\/pgbp-no-such-bucket\/backups could not be read/),
+        ],
+      ]);
+    });
+  });
 });
