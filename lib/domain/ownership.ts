@@ -14,6 +14,7 @@ export interface ArchiveObject {
   readonly namespace: string;
   readonly owner: string;
   readonly defn?: string;
+  readonly tablespace?: string;
 }
 
 /**
@@ -104,6 +105,7 @@ export interface OwnershipPlan {
   /** The pg_restore flags to use. */
   readonly noOwner: boolean;
   readonly noPrivileges: boolean;
+  readonly noTablespaces: boolean;
   /** `kept`; `dropped` because a role is missing in the target; `not restored` because asked so. */
   readonly owners: Kept;
   readonly privileges: Kept;
@@ -117,6 +119,16 @@ export interface OwnershipPlan {
   }[];
   /** When privileges were dropped: every GRANT/REVOKE entry left out, with the roles it names. */
   readonly droppedPrivileges: readonly { readonly object: string; readonly roles: readonly string[] }[];
+  /**
+   * Tablespaces the archive's objects are in that the target lacks: then every object is created
+   * in the database's default tablespace instead (pg_restore --no-tablespaces), and these say
+   * which objects were to go where.
+   */
+  readonly missingTablespaces: readonly string[];
+  readonly droppedTablespaces: readonly {
+    readonly tablespace: string;
+    readonly objects: readonly string[];
+  }[];
 }
 
 /**
@@ -130,6 +142,7 @@ export function planOwnership(
   targetRoles: ReadonlySet<string>,
   asked: { readonly noOwner: boolean; readonly noPrivileges: boolean },
   schemas: readonly string[] = [],
+  targetTablespaces?: ReadonlySet<string>,
 ): OwnershipPlan {
   const inScope = schemas.length === 0 ? objects : objects.filter((o) => schemas.includes(o.namespace));
   const owners = new Map<string, string[]>();
@@ -145,6 +158,12 @@ export function planOwnership(
   const ownersMissing = missing.size > 0;
   for (const g of grants) for (const r of g.roles) if (!targetRoles.has(r)) missing.add(r);
   const privilegesMissing = grants.some((g) => g.roles.some((r) => !targetRoles.has(r)));
+  const spaces = new Map<string, string[]>();
+  for (const o of inScope) {
+    if (o.tablespace && targetTablespaces)
+      spaces.set(o.tablespace, [...(spaces.get(o.tablespace) ?? []), describeObject(o)]);
+  }
+  const missingSpaces = [...spaces.keys()].filter((t) => !targetTablespaces?.has(t)).sort();
   const ownersState: Kept = asked.noOwner ? 'not restored' : ownersMissing ? 'dropped' : 'kept';
   const privilegesState: Kept = asked.noPrivileges ? 'not restored' : privilegesMissing ? 'dropped' : 'kept';
   return {
@@ -158,6 +177,12 @@ export function planOwnership(
         ? [...owners].map(([role, list]) => ({ role, missing: !targetRoles.has(role), objects: list }))
         : [],
     droppedPrivileges: privilegesState === 'dropped' ? grants : [],
+    noTablespaces: missingSpaces.length > 0,
+    missingTablespaces: missingSpaces,
+    droppedTablespaces:
+      missingSpaces.length > 0
+        ? [...spaces].map(([tablespace, list]) => ({ tablespace, objects: list }))
+        : [],
   };
 }
 
@@ -180,6 +205,13 @@ export function ownershipWarnings(plan: OwnershipPlan, restoredAs: string): stri
       `privileges dropped: roles missing in the target server (${missing}); left out: ${more(
         plan.droppedPrivileges.map((p) => p.object),
       )}. Restore with --with-globals, or create the roles first`,
+    );
+  }
+  if (plan.noTablespaces) {
+    warnings.push(
+      `tablespaces dropped: missing in the target server (${plan.missingTablespaces.join(', ')}); every object restored in the default tablespace, ${plan.droppedTablespaces
+        .map((t) => `${t.tablespace} (${more(t.objects)})`)
+        .join('; ')}. Create the tablespaces first (their directories must exist) to keep them`,
     );
   }
   return warnings;

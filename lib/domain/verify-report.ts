@@ -78,7 +78,11 @@ export interface RestoreGlobals {
   readonly failed: readonly string[];
 }
 
-export type RestoreOwnership = Omit<OwnershipPlan, 'noOwner' | 'noPrivileges'>;
+export type RestoreOwnership = Omit<
+  OwnershipPlan,
+  'noOwner' | 'noPrivileges' | 'noTablespaces' | 'missingTablespaces' | 'droppedTablespaces'
+> &
+  Partial<Pick<OwnershipPlan, 'missingTablespaces' | 'droppedTablespaces'>>;
 
 export interface RestoredTable {
   readonly schema: string;
@@ -169,6 +173,10 @@ export const restoreReportSchema = z.object({
         z.object({ role: z.string(), missing: z.boolean(), objects: z.array(z.string()) }),
       ),
       droppedPrivileges: z.array(z.object({ object: z.string(), roles: z.array(z.string()) })),
+      missingTablespaces: z.array(z.string()).optional(),
+      droppedTablespaces: z
+        .array(z.object({ tablespace: z.string(), objects: z.array(z.string()) }))
+        .optional(),
     })
     .optional(),
 }) satisfies z.ZodType<RestoreReport>;

@@ -53,6 +53,8 @@ export interface ArchiveTocEntry {
   readonly defn?: string;
   /** The role that owns the object (empty for entries without one). */
   readonly owner: string;
+  /** The tablespace the object is created in, when not the database's default. */
+  readonly tablespace?: string;
 }
 
 /** How pg_dump compressed the data blocks inside the archive (not the codec around the file). */
@@ -172,7 +174,7 @@ export function parseToc(buf: Buffer): ArchiveToc {
     c.skipStr(); // dropStmt
     const copyStmt = desc === 'TABLE DATA' ? c.str() : c.skip();
     const namespace = c.str() ?? '';
-    c.skipStr(); // tablespace
+    const tablespace = c.str() ?? '';
     c.skipStr(); // tableam (1.14)
     if (minor >= 16) c.int(); // relkind
     const owner = c.str() ?? '';
@@ -210,6 +212,7 @@ export function parseToc(buf: Buffer): ArchiveToc {
       offset,
       fieldPosition,
       owner,
+      ...(tablespace ? { tablespace } : {}),
       ...(copyStmt ? { copyStmt } : {}),
       ...(defn ? { defn } : {}),
     });

@@ -20,6 +20,8 @@ export interface PgRestoreOptions {
   readonly jobs: number;
   readonly noOwner: boolean;
   readonly noPrivileges: boolean;
+  /** Create every object in the database's default tablespace (the target lacks one it names). */
+  readonly noTablespaces?: boolean;
   readonly schemas: readonly string[];
 }
 
@@ -41,6 +43,7 @@ export function pgRestoreArgs(o: Omit<PgRestoreOptions, 'env' | 'spawn' | 'stdin
   ];
   if (o.noOwner) args.push('--no-owner');
   if (o.noPrivileges) args.push('--no-privileges');
+  if (o.noTablespaces) args.push('--no-tablespaces');
   for (const schema of o.schemas) args.push(`--schema=${schema}`);
   if (o.jobs > 1) {
     if (!o.file) throw new RangeError('parallel pg_restore needs a seekable file');

@@ -31,6 +31,7 @@ function pgRestoreOptions(
     jobs,
     noOwner: ctx.ownership?.noOwner ?? ctx.deps.policy.noOwner,
     noPrivileges: ctx.ownership?.noPrivileges ?? ctx.deps.policy.noPrivileges,
+    noTablespaces: ctx.ownership?.noTablespaces ?? false,
     schemas: ctx.request.schemas,
     ...(file ? { file } : {}),
   };

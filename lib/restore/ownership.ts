@@ -5,12 +5,16 @@ import type { ArchiveToc } from '../postgres/custom-archive.js';
 import { describeConnection, pgClient } from '../postgres/pg-tools.js';
 import type { RestoreContext } from './context.js';
 
-async function rolesOf(ctx: RestoreContext): Promise<Set<string>> {
+async function rolesOf(ctx: RestoreContext): Promise<{ roles: Set<string>; tablespaces: Set<string> }> {
   const client = await pgClient(ctx.deps.connection, ctx.maintenance);
   try {
     await client.connect();
     const r = await client.query<{ rolname: string }>('select rolname from pg_roles');
-    return new Set(r.rows.map((row) => row.rolname));
+    const t = await client.query<{ spcname: string }>('select spcname from pg_tablespace');
+    return {
+      roles: new Set(r.rows.map((row) => row.rolname)),
+      tablespaces: new Set(t.rows.map((row) => row.spcname)),
+    };
   } catch (error) {
     throw new RestoreFailedError(
       `cannot read the roles of ${describeConnection({ ...ctx.deps.connection, database: ctx.maintenance })}: ${redact((error as Error).message, ctx.secrets)}`,
@@ -43,7 +47,8 @@ export async function planRestoreOwnership(
     );
     return planOwnership([], new Set(), asked);
   }
-  const plan = planOwnership(toc.entries, await rolesOf(ctx), asked, request.schemas);
+  const target = await rolesOf(ctx);
+  const plan = planOwnership(toc.entries, target.roles, asked, request.schemas, target.tablespaces);
   ctx.warnings.push(...ownershipWarnings(plan, deps.connection.user));
   return plan;
 }

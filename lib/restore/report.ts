@@ -69,7 +69,12 @@ export function restoreReport(ctx: RestoreContext, place: RestorePlace, facts: R
   };
 }
 
-function withoutFlags({ noOwner: _o, noPrivileges: _p, ...rest }: OwnershipPlan): RestoreOwnership {
+function withoutFlags({
+  noOwner: _o,
+  noPrivileges: _p,
+  noTablespaces: _t,
+  ...rest
+}: OwnershipPlan): RestoreOwnership {
   return rest;
 }
 

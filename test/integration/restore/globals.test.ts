@@ -8,7 +8,12 @@ import type { RestoreReport } from '../../../lib/domain/verify-report.js';
 import { FileStore } from '../../../lib/storage/file-store.js';
 import { runCli } from '../../support/cli.js';
 import { createDatabase, dropDatabase, uniqueDbName, withClient } from '../../support/pg.js';
-import { type ScratchCluster, startPasswordCluster } from '../../support/scratch-cluster.js';
+import {
+  postgresDir,
+  type ScratchCluster,
+  scratchRoot,
+  startPasswordCluster,
+} from '../../support/scratch-cluster.js';
 import { dump } from './fixture.js';
 
 // Roles are cluster-wide on the shared server: this file creates its own, uniquely named, and
@@ -20,6 +25,8 @@ const reader = `pgbp_t_reader_${s}`;
 const kept = `pgbp_t_kept_${s}`;
 const appPassword = `app-${randomBytes(8).toString('hex')}`;
 const ours = [app, readonly, reader, kept];
+const space = `pgbp_t_ts_${s}`;
+const spaceRoot = scratchRoot();
 const source = uniqueDbName('roles');
 const work = mkdtempSync(join(tmpdir(), 'pgbp-restore-globals-'));
 const storeDir = join(work, 'store');
@@ -43,6 +50,11 @@ beforeAll(async () => {
     ]);
     return r.rows[0]?.h ?? '';
   });
+  // A tablespace of the source (cluster-wide too: this file's own), whose directory the fresh
+  // server cannot have: the restore must still succeed, in the default tablespace, and say so.
+  await withClient('postgres', (c) =>
+    c.query(`create tablespace ${space} owner ${app} location '${postgresDir(spaceRoot, 'ts')}'`),
+  );
   await createDatabase(source);
   await withClient(source, (c) =>
     c.query(`
@@ -54,6 +66,7 @@ beforeAll(async () => {
       grant select on all tables in schema shop to ${readonly};
       insert into shop.items values (1, 'tea'), (2, 'coffee');
       insert into shop.orders (item) values (1), (2), (2);
+      create table shop.cold (id int) tablespace ${space};
       reset role;`),
   );
   await dump(new FileStore(storeDir), source);
@@ -65,7 +78,9 @@ beforeAll(async () => {
 afterAll(async () => {
   target?.remove();
   await dropDatabase(source);
+  await withClient('postgres', (c) => c.query(`drop tablespace if exists ${space}`));
   await withClient('postgres', (c) => c.query(ours.map((r) => `drop role if exists ${r};`).join('\n')));
+  rmSync(spaceRoot, { recursive: true, force: true });
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -167,6 +182,13 @@ describe('restore into a fresh server', () => {
     );
     const access = await query<{ owner: string; acl: string }>(onTarget('shop_plain'), ACCESS);
     expect(new Set(access.map((a) => a.owner))).toEqual(new Set(['postgres']));
+    expect(report.ownership).toMatchObject({
+      missingTablespaces: [space],
+      droppedTablespaces: [{ tablespace: space, objects: ['TABLE shop.cold'] }],
+    });
+    expect(report.warnings.join('\n')).toContain(
+      `tablespaces dropped: missing in the target server (${space})`,
+    );
   });
 
   it('with --with-globals: the source owners, grants, memberships and settings, and the application can work', async () => {
@@ -180,6 +202,11 @@ describe('restore into a fresh server', () => {
       { kind: 'owners', passed: true },
       { kind: 'grants', passed: true },
     ]);
+    // The tablespace's directory is the source's: creating it fails, is reported, and the rest goes on.
+    expect(report.globals?.failed).toEqual([
+      expect.stringMatching(new RegExp(`^CREATE TABLESPACE ${space}: `)),
+    ]);
+    expect(report.ownership).toMatchObject({ missingTablespaces: [space] });
 
     const here = { port: undefined, user: 'postgres', database: source };
     expect(await query(onTarget('shop'), ACCESS)).toEqual(await query(here, ACCESS));
@@ -241,8 +268,8 @@ describe('the drill', () => {
     const report = JSON.parse(result.stdout) as RestoreReport;
     expect(report.ownership).toMatchObject({ owners: 'kept', privileges: 'kept' });
     expect(report.checks.filter((c) => c.kind === 'owners' || c.kind === 'grants')).toMatchObject([
-      { kind: 'owners', passed: true, value: '2 of 2 tables' },
-      { kind: 'grants', passed: true, value: '2 of 2 tables' },
+      { kind: 'owners', passed: true, value: '3 of 3 tables' },
+      { kind: 'grants', passed: true, value: '3 of 3 tables' },
     ]);
   });
 });

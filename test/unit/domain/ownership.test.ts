@@ -72,6 +72,29 @@ describe('keeping owners and privileges', () => {
   });
 });
 
+describe('tablespaces', () => {
+  const spaced: ArchiveObject[] = [
+    ...objects,
+    { desc: 'TABLE', tag: 'archive', namespace: 'shop', owner: 'app', tablespace: 'cold' },
+    { desc: 'INDEX', tag: 'archive_pkey', namespace: 'shop', owner: 'app', tablespace: 'cold' },
+  ];
+  const roles = new Set(['app', 'ro']);
+  const asked = { noOwner: false, noPrivileges: false };
+
+  it('keeps them when the target has them', () => {
+    const plan = planOwnership(spaced, roles, asked, [], new Set(['pg_default', 'cold']));
+    expect(plan).toMatchObject({ noTablespaces: false, missingTablespaces: [], droppedTablespaces: [] });
+  });
+
+  it('restores into the default tablespace when the target lacks one, naming what was to go there', () => {
+    const plan = planOwnership(spaced, roles, asked, [], new Set(['pg_default']));
+    expect(plan).toMatchObject({ noTablespaces: true, missingTablespaces: ['cold'], owners: 'kept' });
+    expect(plan.droppedTablespaces).toEqual([
+      { tablespace: 'cold', objects: ['TABLE shop.archive', 'INDEX shop.archive_pkey'] },
+    ]);
+  });
+});
+
 describe('the owner and grant checks', () => {
   const tables = [
     {
