@@ -418,6 +418,16 @@ export function stageSettings(stage: string, options: { readonly root: string })
   if (config.stage !== stage) fail(configFile, 'stage', `is ${config.stage}, expected ${stage}`);
   if (config.mode !== 'aws') fail(configFile, 'mode', 'must be aws for a deployed stage');
 
+  // The stack grants its tasks and functions the stage's bucket only: a second bucket would be
+  // written by no one with the right, and every night's backup would be degraded. Refused
+  // until the stack grants one (docs/RUNBOOK.md §10 runs two stores on premises).
+  if (config.stores.secondary) {
+    fail(
+      configFile,
+      'stores.secondary',
+      'is not deployable yet: the stack grants its tasks the stage bucket only; keep one store (store: s3://…) on AWS',
+    );
+  }
   const store = /^s3:\/\/([^/]+)(?:\/(.*))?$/.exec(config.store);
   if (!store?.[1]) fail(configFile, 'store', 'must be s3://bucket/prefix for a deployed stage');
   const bucketName = store[1];

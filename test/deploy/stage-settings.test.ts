@@ -110,6 +110,17 @@ describe('stage settings', () => {
     ['connection.passwordSecretId', (c: ConfigYaml) => delete c.connection.passwordSecretId],
     ['store', (c: ConfigYaml) => (c.store = 'file:///srv/backups')],
     [
+      'stores.secondary',
+      (c: ConfigYaml) => {
+        const url = c.store;
+        delete (c as { store?: string }).store;
+        (c as unknown as Record<string, unknown>).stores = {
+          primary: { url },
+          secondary: { url: 's3://pg-backup-pipeline-prod-backups-dr/backups' },
+        };
+      },
+    ],
+    [
       'aws.taskImage',
       (c: ConfigYaml) =>
         (c.aws.taskImage = '123456789012.dkr.ecr.eu-west-1.amazonaws.com/pg-backup-pipeline:prod'),
