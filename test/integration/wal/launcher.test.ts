@@ -123,6 +123,16 @@ describe('wal-fetch through the launcher', () => {
     }
   });
 
+  it('leaves the same entries to the Node CLI (node cli/pgbp.cjs) too, which verifies their SHA-256', async () => {
+    const name = names[0] as string;
+    const data = dataDir();
+    const dir = await spoolAs(data, { store: url }, name);
+    const result = await runCli(['wal-fetch', name, 'pg_wal/RECOVERYXLOG', '--store', url], { cwd: data });
+    expect(result.code, result.stderr).toBe(0);
+    expect(readFileSync(join(data, 'pg_wal/RECOVERYXLOG')).equals(segments.get(name) as Buffer)).toBe(true);
+    expect(readdirSync(dir).filter((n) => n.startsWith(name))).toEqual([]);
+  });
+
   it("leaves to the CLI what another archive's spool holds, or the spool of a config since changed", async () => {
     const name = names[0] as string;
     const data = dataDir();
