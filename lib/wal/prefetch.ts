@@ -167,7 +167,8 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
           const file = walFileOf(name);
           const stored = await locateWal(file, deps);
           if (!stored) {
-            missing = { name, at: Date.now() };
+            // The first name the archive lacks: two workers may find two of them missing.
+            missing = { name: missing && missing.name < name ? missing.name : name, at: Date.now() };
             continue;
           }
           if (missing && name >= missing.name) missing = undefined;
