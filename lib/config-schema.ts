@@ -154,6 +154,23 @@ export const database = z
   .strict();
 
 /**
+ * Client-side encryption of every data object before it leaves pgbp: data keys wrapped by the
+ * stage's KMS key (id, ARN or alias, on any endpoint), or by a key file of 32 bytes (or 64 hex
+ * digits, or base64) readable by its owner alone, for stages with no AWS. `required` makes the
+ * stage's status warn of every backup stored before encryption.
+ */
+export const encryption = z
+  .object({
+    kmsKeyId: z.string().min(1).optional(),
+    keyFile: z.string().min(1).optional(),
+    required: z.boolean().default(false),
+  })
+  .strict()
+  .refine((e) => (e.kmsKeyId === undefined) !== (e.keyFile === undefined), {
+    message: 'set exactly one of kmsKeyId and keyFile',
+  });
+
+/**
  * One store of the two the guide keeps backups in: the primary (the on-premises NAS, for quick
  * recovery) and the secondary (S3, for geographic redundancy). Its retention is laid over the
  * database's: a store's own limits (the NAS keeps 7 daily backups) win.
@@ -166,6 +183,8 @@ const storeRole = z
     storageClass: z.enum(['STANDARD', 'STANDARD_IA', 'INTELLIGENT_TIERING', 'ONEZONE_IA']).optional(),
     /** The SSE-KMS key of this store (another region's bucket has its own), over the stage's `kmsKeyId`. */
     kmsKeyId: z.string().optional(),
+    /** The client-side encryption of this store's data objects, over the stage's `encryption`. */
+    encryption: encryption.optional(),
   })
   .strict();
 
@@ -179,6 +198,7 @@ export const configSchema = z
     stores: z.object({ primary: storeRole, secondary: storeRole.optional() }).strict().optional(),
     region: z.string().prefault('eu-west-1'),
     kmsKeyId: z.string().optional(),
+    encryption: encryption.optional(),
     storageClass: z
       .enum(['STANDARD', 'STANDARD_IA', 'INTELLIGENT_TIERING', 'ONEZONE_IA'])
       .prefault('STANDARD'),

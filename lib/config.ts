@@ -21,6 +21,7 @@ export type SizePolicy = z.output<typeof sizeCheck>;
 export type RestorePolicy = z.output<typeof restore>;
 export type Assertion = z.output<typeof assertion>;
 export type WalSettings = Config['wal'];
+export type EncryptionSettings = NonNullable<Config['encryption']>;
 
 /** The settings for one database: its own entry over the defaults; unconfigured ones get the defaults. */
 export interface DatabaseSettings {

@@ -68,6 +68,12 @@ export class BaseBackupFailedError extends typed('BaseBackupFailedError') {}
 export class RecoveryRefusedError extends typed('RecoveryRefusedError') {}
 /** A recovery started but did not reach its target, or its server did not come up. */
 export class RecoveryFailedError extends typed('RecoveryFailedError') {}
+/**
+ * The key that encrypts or decrypts the stage's objects cannot be used: a KMS key missing,
+ * disabled or not permitted, a key file missing or readable by others, or an object encrypted
+ * under another key. The message names the key, never key material.
+ */
+export class KeyUnavailableError extends typed('KeyUnavailableError') {}
 
 /**
  * The run was stopped by a signal (SIGTERM, SIGINT, SIGHUP): its processes were stopped, what
@@ -100,4 +106,5 @@ export const errorNames: readonly string[] = [
   BaseBackupFailedError,
   RecoveryRefusedError,
   RecoveryFailedError,
+  KeyUnavailableError,
 ].map((e) => e.errorName);

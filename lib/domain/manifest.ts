@@ -21,6 +21,34 @@ export const backupReferenceSchema = z
 
 const isoDate = z.iso.datetime({ offset: false });
 
+/** The message format of client-side encryption: the AWS Encryption SDK's, read by its CLI too. */
+export const ENVELOPE_FORMAT = 'aws-encryption-sdk';
+
+/**
+ * How an object was encrypted on the client, before it left pgbp: the AWS Encryption SDK's
+ * message format, the key that wraps its data key (a KMS key's ARN, or `key-file:<fingerprint>`),
+ * the algorithm suite, the frame length and the encryption context it is bound to.
+ */
+export const envelopeSchema = z.object({
+  format: z.literal(ENVELOPE_FORMAT),
+  keyId: z.string().min(1),
+  suite: z.string().min(1),
+  frameLength: z.number().int().positive(),
+  context: z.record(z.string(), z.string()),
+});
+
+export type Envelope = z.infer<typeof envelopeSchema>;
+
+/** Server-side encryption as the store reports it, and client-side encryption when there was one. */
+export const encryptionSchema = z.object({
+  type: z.enum(['SSE-KMS', 'AES256', 'none']),
+  kmsKeyId: z.string().optional(),
+  /** Absent in manifests written before client-side encryption, and for plaintext objects. */
+  envelope: envelopeSchema.optional(),
+});
+
+export type Encryption = z.infer<typeof encryptionSchema>;
+
 export const manifestSchema = z
   .object({
     manifestVersion: z.literal(MANIFEST_VERSION),
@@ -41,10 +69,7 @@ export const manifestSchema = z
     pgDumpVersion: z.string().min(1),
     key: z.string().min(1),
     storageClass: z.string().min(1),
-    encryption: z.object({
-      type: z.enum(['SSE-KMS', 'AES256', 'none']),
-      kmsKeyId: z.string().optional(),
-    }),
+    encryption: encryptionSchema,
     tables: z.array(
       z.object({
         schema: z.string(),

@@ -34,13 +34,15 @@ export interface ChildOutput {
   /**
    * Stores what the child writes, hashing every byte, holding the end back until `finished`
    * (every process exited cleanly, every check passed): the object exists whole or not at all.
-   * `beforeCommit` runs once all is read and before a file is made the object.
+   * `beforeCommit` runs once all is read and before a file is made the object. Resolves with the
+   * bytes stored and their SHA-256: `hash`'s own, or a wrapper's where it changed the bytes
+   * (encryption).
    */
   store(
     finished: Promise<void>,
     hash: Hash,
     options?: { readonly onProgress?: (bytes: number) => void; readonly beforeCommit?: () => void },
-  ): Promise<number>;
+  ): Promise<{ readonly bytes: number; readonly sha256: string }>;
   /** Removes what was begun (the temporary file) and stops reading; after a failure. */
   abort(): Promise<void>;
 }
@@ -67,7 +69,7 @@ export async function openChildOutput(
         const bytes = await readBack(sink.handle, finished, hash, options.onProgress);
         options.beforeCommit?.();
         await sink.commit();
-        return bytes;
+        return { bytes, sha256: hash.digest('hex') };
       },
       abort: () => sink.abort(),
     };
@@ -80,11 +82,11 @@ export async function openChildOutput(
     intoFile: false,
     release: () => output.childEnd.destroy(),
     async store(finished, hash, options = {}) {
-      const { bytes } = await store.putStream(key, gated(output.source, finished, hash), {
+      const stored = await store.putStream(key, gated(output.source, finished, hash), {
         ...put,
         ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       });
-      return bytes;
+      return { bytes: stored.bytes, sha256: stored.sha256 ?? hash.digest('hex') };
     },
     async abort() {
       output.source.destroy();

@@ -1,6 +1,8 @@
 import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
+import { KeyUnavailableError } from '../domain/errors.js';
+import type { Encryption, Envelope } from '../domain/manifest.js';
 import type { Body } from './byte-source.js';
 
 /** Thaw state of an archived object: S3 `RestoreObject` as people read it. */
@@ -39,6 +41,26 @@ export interface PutOptions {
   readonly onProgress?: (bytes: number) => void;
   /** Replace an existing object. Only derived reports use this; backups never do. */
   readonly replace?: boolean;
+}
+
+/** What a stream write stored. */
+export interface StoredBody {
+  /** Bytes stored, which is what `head` and listings report as the object's size. */
+  readonly bytes: number;
+  /**
+   * The SHA-256 of the stored bytes, from a wrapper that changed them on the way (encryption);
+   * absent where the store stored what it was given, whose digest the writer has.
+   */
+  readonly sha256?: string;
+}
+
+export interface GetOptions {
+  /**
+   * What the stored object must be (its manifest's size and digest): a wrapper that changes the
+   * bytes it returns (decryption) checks the stored ones itself, failing the stream before its
+   * end; other stores return the stored bytes for the caller to check.
+   */
+  readonly expect?: { readonly sha256: string; readonly bytes: number };
 }
 
 export interface DeleteResult {
@@ -94,9 +116,9 @@ export interface BackupStore {
    * Writes a stream, or a byte source that fills the store's own buffers, to `key`; refuses
    * with ObjectExistsError when the key exists; leaves nothing on failure.
    */
-  putStream(key: string, body: Body, options?: PutOptions): Promise<{ readonly bytes: number }>;
+  putStream(key: string, body: Body, options?: PutOptions): Promise<StoredBody>;
   /** A readable of the object; ArchivedBackupError when it must be thawed first. */
-  getStream(key: string): Promise<Readable>;
+  getStream(key: string, options?: GetOptions): Promise<Readable>;
   /** Details of one object, or undefined when it does not exist. */
   head(key: string): Promise<ObjectDetails | undefined>;
   /**
@@ -125,6 +147,23 @@ export interface StoreCapabilities {
   readonly objectLock?: ObjectLocking;
   /** Objects are uploaded in parts, which a killed upload leaves behind until aborted. */
   readonly partUploads?: PartUploads;
+  /** Data objects are encrypted on the client before they reach the store (lib/storage/encrypting-store.ts). */
+  readonly envelope?: EnvelopeEncryption;
+}
+
+export interface EnvelopeEncryption {
+  /** How a person names the key (the configured id or alias, the key file's path). */
+  readonly label: string;
+  /**
+   * Opens the key and proves it can encrypt now; resolves with the key's id as manifests
+   * record it (a KMS key's ARN, `key-file:…`). KeyUnavailableError naming the key otherwise:
+   * a write asks first, so that it fails before it creates anything.
+   */
+  ready(): Promise<string>;
+  /** Opens the key (no data key is made: enough to decrypt) and resolves with its id. */
+  keyId(): Promise<string>;
+  /** How the object at `key` is encrypted when written through this store; undefined for the catalog's. */
+  describe(key: string): Promise<Envelope | undefined>;
 }
 
 export interface ArchiveTiers {
@@ -159,6 +198,60 @@ export interface PartUploads {
   incomplete(prefix: string): AsyncIterable<IncompleteUpload>;
   /** Aborts an incomplete upload, freeing its parts. */
   abort(upload: IncompleteUpload): Promise<void>;
+}
+
+/**
+ * What a manifest records of how the object at `key` is encrypted: the store's own server-side
+ * encryption as `head` reported it, and the client-side envelope when the store encrypts data
+ * objects before storing them.
+ */
+export async function encryptionOf(
+  store: BackupStore,
+  key: string,
+  serverSide: ObjectDetails['encryption'] | undefined,
+): Promise<Encryption> {
+  const envelope = await store.capabilities.envelope?.describe(key);
+  return { ...(serverSide ?? { type: 'none' }), ...(envelope ? { envelope } : {}) };
+}
+
+/** What a manifest says of its object, to check it as it is read. */
+interface StoredObject {
+  readonly id: string;
+  readonly sizeBytes: number;
+  readonly sha256: string;
+  readonly encryption: Encryption;
+}
+
+/**
+ * How to read an object against its manifest. An encrypted object reaches the reader as
+ * plaintext, so the store checks the stored bytes' size and digest itself (`check` is then
+ * false); otherwise the reader hashes what it reads, which is what is stored.
+ */
+export function readAgainst(object: StoredObject): { readonly options: GetOptions; readonly check: boolean } {
+  return object.encryption.envelope
+    ? { options: { expect: { sha256: object.sha256, bytes: object.sizeBytes } }, check: false }
+    : { options: {}, check: true };
+}
+
+/**
+ * Refuses, before anything is read, an object encrypted under another key than the store's
+ * (another stage's), or encrypted while the store has no key at all.
+ */
+export async function requireKeyFor(store: BackupStore, object: StoredObject): Promise<void> {
+  const envelope = object.encryption.envelope;
+  if (!envelope) return;
+  const own = store.capabilities.envelope;
+  if (!own) {
+    throw new KeyUnavailableError(
+      `${object.id} is encrypted under key ${envelope.keyId}, and this stage has no encryption key configured (encryption: { kmsKeyId | keyFile })`,
+    );
+  }
+  const keyId = await own.keyId();
+  if (keyId !== envelope.keyId) {
+    throw new KeyUnavailableError(
+      `${object.id} is encrypted under key ${envelope.keyId}, not this stage's key ${own.label} (${keyId}): it belongs to another stage`,
+    );
+  }
 }
 
 export const ARCHIVE_CLASSES: ReadonlySet<string> = new Set(['GLACIER', 'DEEP_ARCHIVE', 'GLACIER_IR']);

@@ -61,6 +61,21 @@ describe('config', () => {
     expect(() => loadConfig(path)).toThrow(`${path}: wal.cluster: a cluster name`);
   });
 
+  it('encrypts under one key per stage, a KMS key or a key file, never both', () => {
+    const kms = loadConfig(
+      file('stage: dev\nstore: s3://bucket-a/p\nencryption: { kmsKeyId: alias/k, required: true }\n'),
+    );
+    expect(kms.encryption).toEqual({ kmsKeyId: 'alias/k', required: true });
+    const local = loadConfig(file('stage: local\nstore: file:b\nencryption: { keyFile: /etc/pgbp/key }\n'));
+    expect(local.encryption).toEqual({ keyFile: '/etc/pgbp/key', required: false });
+    const both = file('stage: dev\nstore: s3://bucket-a/p\nencryption: { kmsKeyId: alias/k, keyFile: /k }\n');
+    expect(() => loadConfig(both)).toThrow(`${both}: encryption: set exactly one of kmsKeyId and keyFile`);
+    const neither = file('stage: dev\nstore: s3://bucket-a/p\nencryption: { required: true }\n');
+    expect(() => loadConfig(neither)).toThrow(
+      `${neither}: encryption: set exactly one of kmsKeyId and keyFile`,
+    );
+  });
+
   it('fails with the file, the key path and what was expected', () => {
     const path = file(
       `stage: dev\nstore: s3://bucket-a/p\ndatabases:\n  - name: app\n    size: { minBytes: lots }\n`,

@@ -2,7 +2,9 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileStore } from '../../../lib/storage/file-store.js';
+import { withEncryption } from '../../../lib/storage/open-store.js';
 import { S3Store } from '../../../lib/storage/s3-store.js';
+import { keyFile, kmsKey } from '../../support/keys.js';
 import { createBucket } from '../../support/s3.js';
 import { scrambledStore } from '../../support/scrambled-store.js';
 import { describeStoreContract } from '../../support/store-contract.js';
@@ -14,3 +16,9 @@ describeStoreContract('FileStore', fileStore);
 describeStoreContract('S3Store', s3Store);
 describeStoreContract('a wrapper over the FileStore', async () => scrambledStore(await fileStore()));
 describeStoreContract('a wrapper over the S3Store', async () => scrambledStore(await s3Store()));
+describeStoreContract('encryption under a key file over the FileStore', async () =>
+  withEncryption(await fileStore(), { keyFile: await keyFile(), required: true }, 'local'),
+);
+describeStoreContract('encryption under a KMS key over the S3Store', async () =>
+  withEncryption(await s3Store(), { kmsKeyId: (await kmsKey()).alias, required: true }, 'dev'),
+);
