@@ -25,7 +25,7 @@ import {
 import { type Connection, describeConnection, libpqEnv } from '../postgres/pg-tools.js';
 import { openChildOutput } from '../storage/child-output.js';
 import { zstdBuffer } from '../storage/small-objects.js';
-import type { BackupStore } from '../storage/store.js';
+import { type BackupStore, encryptionOf } from '../storage/store.js';
 import { startZstd } from '../storage/zstd.js';
 import { BUILT_IN_TABLESPACES, serverFacts, systemIdentifierOf, waitForWal } from './base-backup-checks.js';
 import { TarScanner } from './tar-scan.js';
@@ -123,6 +123,8 @@ export async function runBaseBackup(request: BaseBackupRequest, deps: BaseBackup
   const started = Date.now();
   log.info('base backup starting', { baseId: id, server: facts.version });
 
+  // The key first: one that cannot be used fails the base backup before any object exists.
+  await store.capabilities.envelope?.ready();
   const output = await openChildOutput(
     store,
     tarKey,
@@ -198,8 +200,9 @@ export async function runBaseBackup(request: BaseBackupRequest, deps: BaseBackup
 
   const hash = createHash('sha256');
   let sizeBytes: number;
+  let sha256: string;
   try {
-    sizeBytes = await output.store(finished, hash);
+    ({ bytes: sizeBytes, sha256 } = await output.store(finished, hash));
     await finished;
   } catch (error) {
     for (const child of children) child.stop();
@@ -273,7 +276,7 @@ export async function runBaseBackup(request: BaseBackupRequest, deps: BaseBackup
       key: tarKey,
       sizeBytes,
       originalBytes,
-      sha256: hash.digest('hex'),
+      sha256,
       compression: { codec: 'zstd', level: request.compression.level },
       backupManifest: {
         key: keys.backupManifest,
@@ -282,7 +285,7 @@ export async function runBaseBackup(request: BaseBackupRequest, deps: BaseBackup
       },
       tablespaces: BUILT_IN_TABLESPACES,
       storageClass: head.storageClass,
-      encryption: head.encryption,
+      encryption: await encryptionOf(store, tarKey, head.encryption),
       walConfirmedAt: walConfirmedAt.toISOString(),
     });
     await store.putBytes(keys.manifest, `${JSON.stringify(manifest, null, 2)}\n`, {

@@ -31,7 +31,7 @@ import { requireToolAtLeastServer } from '../postgres/versions.js';
 import { openChildOutput } from '../storage/child-output.js';
 import { startEncoder } from '../storage/codec.js';
 import { type FanOutResult, openFanOutOutput } from '../storage/fan-out.js';
-import type { BackupStore } from '../storage/store.js';
+import { type BackupStore, encryptionOf } from '../storage/store.js';
 import { type CapturedGlobals, captureGlobals, storeGlobals } from './globals.js';
 
 export interface DumpRequest {
@@ -156,6 +156,10 @@ export async function runDumpToStores(request: DumpRequest, deps: DumpDeps): Pro
   const tier = classifyTier(createdAt);
   const started = Date.now();
 
+  // The keys first: a key that is missing, disabled or not permitted fails the dump before any
+  // object or process exists.
+  await Promise.all(targets.map((t) => t.store.capabilities.envelope?.ready()));
+
   const dumpArgs = ['--format=custom', '--no-password', `--dbname=${database}`];
   if (compression.codec === 'gzip') {
     if (compression.level !== undefined) dumpArgs.push(`--compress=${compression.level}`);
@@ -263,10 +267,10 @@ export async function runDumpToStores(request: DumpRequest, deps: DumpDeps): Pro
         ? [
             {
               ok: true,
-              bytes: await output.store(finished, hash, {
+              ...(await output.store(finished, hash, {
                 ...progress,
                 beforeCommit: () => throwIfInterrupted(deps.signal),
-              }),
+              })),
             },
           ]
         : await output.store(finished, hash, progress);
@@ -361,7 +365,8 @@ export async function runDumpToStores(request: DumpRequest, deps: DumpDeps): Pro
           format: 'custom',
           compression: { codec: compression.codec, level: compression.level ?? null },
           sizeBytes: result.bytes,
-          sha256,
+          // Of what this store holds: a store that encrypts stored other bytes than were read.
+          sha256: result.sha256 ?? sha256,
           serverVersion: server.version.text,
           pgDumpVersion: pgDump.text,
           tables: server.tables,
@@ -425,7 +430,7 @@ async function completeCopy(
     ...fields,
     key: keys.dump,
     storageClass: stored?.storageClass ?? target.storageClass,
-    encryption: stored?.encryption ?? { type: 'none' },
+    encryption: await encryptionOf(store, keys.dump, stored?.encryption),
   });
   if (stored?.size !== bytes) {
     await store.deleteMany([keys.dump]);

@@ -19,7 +19,7 @@ import {
   toolVersion,
 } from '../postgres/pg-tools.js';
 import { requireToolAtLeastServer, type Version } from '../postgres/versions.js';
-import type { BackupStore } from '../storage/store.js';
+import { type BackupStore, encryptionOf } from '../storage/store.js';
 
 export interface GlobalsCapture {
   readonly backupId: string;
@@ -150,7 +150,10 @@ export async function storeGlobals(
     });
   }
   const stored = await store.head(keys.globals);
-  if (stored?.size !== bytes.length) {
+  // An encrypted copy is larger than the script by the message's header and tags: its size is
+  // then the store's to check, and the manifest's size and digest are the script's, as read back.
+  const envelope = await store.capabilities.envelope?.describe(keys.globals);
+  if (!stored || (!envelope && stored.size !== bytes.length)) {
     throw new DumpFailedError(
       `stored ${keys.globals} is ${stored?.size ?? 'missing'}, expected ${bytes.length} bytes`,
     );
@@ -159,7 +162,7 @@ export async function storeGlobals(
     ...captured.fields,
     key: keys.globals,
     storageClass: stored.storageClass,
-    encryption: stored.encryption,
+    encryption: await encryptionOf(store, keys.globals, stored.encryption),
   });
   try {
     await store.putBytes(keys.globalsManifest, `${JSON.stringify(manifest, null, 2)}\n`, {

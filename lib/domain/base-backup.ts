@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { formatStamp } from './backup-layout.js';
+import { encryptionSchema } from './manifest.js';
 import { DEFAULT_SEGMENT_BYTES, formatLsn, parseLsn, segmentOfLsn } from './wal-names.js';
 
 /**
@@ -57,10 +58,7 @@ export const baseManifestSchema = z
     /** The tablespaces in the backup: pg_default and pg_global only (others are refused). */
     tablespaces: z.array(z.string()),
     storageClass: z.string().min(1),
-    encryption: z.object({
-      type: z.enum(['SSE-KMS', 'AES256', 'none']),
-      kmsKeyId: z.string().optional(),
-    }),
+    encryption: encryptionSchema,
     /** When the WAL from start to stop was confirmed in the archive. */
     walConfirmedAt: isoDate,
   })

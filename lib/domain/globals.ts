@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { isKeyableDatabaseName, parseBackupId } from './backup-layout.js';
+import { encryptionSchema } from './manifest.js';
 import { isKeyword, nameOf, quoteName, type SqlToken, splitStatements, tokenize } from './sql-text.js';
 
 /**
@@ -36,10 +37,8 @@ export const globalsManifestSchema = z
     roles: z.array(z.string()),
     tablespaces: z.array(z.string()),
     storageClass: z.string().min(1),
-    encryption: z.object({
-      type: z.enum(['SSE-KMS', 'AES256', 'none']),
-      kmsKeyId: z.string().optional(),
-    }),
+    /** With client-side encryption, `sizeBytes` and `sha256` are the script's, as read back decrypted. */
+    encryption: encryptionSchema,
   })
   .strict();
 

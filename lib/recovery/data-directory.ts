@@ -16,7 +16,7 @@ import type { BaseManifest } from '../domain/base-backup.js';
 import { CorruptBackupError, RecoveryRefusedError } from '../domain/errors.js';
 import { describeExit, exitedCleanly, type Spawn, startChild } from '../platform/processes.js';
 import { serverTool } from '../postgres/server-tools.js';
-import type { BackupStore } from '../storage/store.js';
+import { type BackupStore, readAgainst, requireKeyFor } from '../storage/store.js';
 import { startZstd } from '../storage/zstd.js';
 
 /**
@@ -81,6 +81,7 @@ export async function extractBaseBackup(
   target: DataDirectoryState,
   options: ExtractOptions,
 ): Promise<{ readonly verified: boolean }> {
+  await requireKeyFor(store, base);
   const temp = await mkdtemp(join(dirname(target.path), `.${basename(target.path)}.pgbp-`));
   try {
     await chmod(temp, 0o700);
@@ -121,7 +122,8 @@ async function streamInto(
   dir: string,
   options: ExtractOptions,
 ): Promise<void> {
-  const source = await store.getStream(base.key);
+  const read = readAgainst(base);
+  const source = await store.getStream(base.key, read.options);
   const zstd = startZstd('decompress', {
     env: options.env,
     stdin: 'pipe',
@@ -175,7 +177,7 @@ async function streamInto(
       `reading base backup ${base.id} from ${store.url} failed: ${(feed.reason as Error).message}`,
     );
   }
-  if (bytes !== base.sizeBytes || digest !== base.sha256) {
+  if (read.check && (bytes !== base.sizeBytes || digest !== base.sha256)) {
     throw new CorruptBackupError(
       `base backup ${base.id} is corrupt: ${base.key} holds ${bytes} bytes with SHA-256 ${digest}, its manifest says ${base.sizeBytes} bytes with ${base.sha256}; nothing was written`,
     );

@@ -7,6 +7,7 @@ import type { ArchiveCounts } from '../postgres/archive-counts.js';
 import { type PgRestoreOptions, startPgRestore } from '../postgres/pg-restore.js';
 import { libpqEnv } from '../postgres/pg-tools.js';
 import { startDecoder } from '../storage/codec.js';
+import { readAgainst } from '../storage/store.js';
 import { feedCounting } from './archive-checks.js';
 import { fetchFailed, type RestoreContext } from './context.js';
 import { checkDigest, type Pumped, pump } from './pump.js';
@@ -47,7 +48,7 @@ export async function streamRestore(ctx: RestoreContext, target: string): Promis
   const started = performance.now();
   let source: Readable;
   try {
-    source = await deps.store.getStream(manifest.key);
+    source = await deps.store.getStream(manifest.key, readAgainst(manifest).options);
   } catch (error) {
     fetchFailed(ctx, error);
   }

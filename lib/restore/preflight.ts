@@ -15,7 +15,7 @@ import { serverVersion } from '../postgres/pg-restore.js';
 import { describeConnection, libpqEnv, toolVersion } from '../postgres/pg-tools.js';
 import { parseVersion, requireToolAtLeastServer } from '../postgres/versions.js';
 import { startDecoder } from '../storage/codec.js';
-import type { ObjectDetails } from '../storage/store.js';
+import { type ObjectDetails, requireKeyFor } from '../storage/store.js';
 import { archiveCounter } from './archive-checks.js';
 import { fetchFailed, type RestoreContext, type RestoreDeps } from './context.js';
 import { type RestoreRequest, selectorOf } from './request.js';
@@ -33,6 +33,7 @@ export async function findBackupToRestore(
   const { manifest } = backup;
   const log = deps.logger.child({ database: request.database, backupId: manifest.id, mode: request.mode });
   if (archived) throw archivedBackupError(manifest.id, request.database, object);
+  await requireKeyFor(deps.store, manifest);
   const depth = request.depth ?? deps.policy.depth;
   const ctx: RestoreContext = {
     request,

@@ -3,6 +3,7 @@ import type { Readable, Writable } from 'node:stream';
 import { CorruptBackupError } from '../domain/errors.js';
 import type { Manifest } from '../domain/manifest.js';
 import type { ArchiveCounter } from '../postgres/archive-counts.js';
+import { readAgainst } from '../storage/store.js';
 
 /** Waits until a writable can take more, or is gone. */
 export function drained(sink: Writable): Promise<void> {
@@ -72,8 +73,13 @@ export async function pump(
   }
 }
 
-/** Refuses an object whose size or digest is not the manifest's: nothing of it is restored. */
+/**
+ * Refuses an object whose size or digest is not the manifest's: nothing of it is restored. An
+ * encrypted object's stored bytes were checked by the store as they were read (the reader sees
+ * plaintext), and each frame authenticated before it was passed on.
+ */
 export function checkDigest(manifest: Manifest, pumped: Pumped): void {
+  if (!readAgainst(manifest).check) return;
   if (pumped.bytes !== manifest.sizeBytes) {
     throw new CorruptBackupError(
       `backup ${manifest.id} is damaged: read ${pumped.bytes} bytes, the manifest records ${manifest.sizeBytes}; nothing was restored`,

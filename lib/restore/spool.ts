@@ -13,6 +13,7 @@ import type { ArchiveCounts } from '../postgres/archive-counts.js';
 import { type OffsetPlan, writeOffsets } from '../postgres/archive-offsets.js';
 import { libpqEnv } from '../postgres/pg-tools.js';
 import { startDecoder } from '../storage/codec.js';
+import { readAgainst } from '../storage/store.js';
 import { archiveCounter } from './archive-checks.js';
 import { fetchFailed, type RestoreContext } from './context.js';
 import { checkDigest, type Pumped, pump } from './pump.js';
@@ -143,7 +144,7 @@ async function spool(ctx: RestoreContext): Promise<SpoolOutcome> {
   let zstd: ReturnType<typeof startDecoder>;
   let source: Readable | undefined;
   try {
-    source = await deps.store.getStream(manifest.key);
+    source = await deps.store.getStream(manifest.key, readAgainst(manifest).options);
     let sink: Writable = meter;
     const z = startDecoder(manifest.compression.codec, {
       env: libpqEnv(deps.connection, deps.env),

@@ -14,7 +14,12 @@ export interface FanOutTarget {
 
 /** What one target made of the object: stored whole, or failed (and left nothing). */
 export type FanOutResult =
-  | { readonly ok: true; readonly bytes: number }
+  | {
+      readonly ok: true;
+      readonly bytes: number;
+      /** The digest of what this store holds, where it stored other bytes than it read (encryption). */
+      readonly sha256?: string;
+    }
   | { readonly ok: false; readonly error: unknown };
 
 /**
@@ -44,7 +49,7 @@ export async function putToAll(
     targets.map((target, i) => {
       const branch = branches[i] as ByteSource;
       return target.store.putStream(target.key, branch, target.put).then(
-        ({ bytes }): FanOutResult => ({ ok: true, bytes }),
+        ({ bytes, sha256 }): FanOutResult => ({ ok: true, bytes, ...(sha256 ? { sha256 } : {}) }),
         (error: unknown): FanOutResult => {
           branch.destroy();
           return { ok: false, error };

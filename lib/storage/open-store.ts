@@ -7,10 +7,7 @@ import type { BackupStore } from './store.js';
  * when the stage has `encryption`. Each adapter loads only when its kind is asked for: the AWS
  * SDK is most of what a process loads, and a dump to a directory should not wait for it.
  */
-export async function openStore(
-  url: string,
-  config?: StoreSettings,
-): Promise<BackupStore> {
+export async function openStore(url: string, config?: StoreSettings): Promise<BackupStore> {
   const store = await openPlainStore(url, config);
   return config?.encryption && config.stage ? withEncryption(store, config.encryption, config.stage) : store;
 }
