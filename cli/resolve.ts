@@ -6,7 +6,7 @@ import { type Config, configFileExists, findConfigFile, loadConfig, parseConfig 
 import { ConfigError } from '../lib/domain/errors.js';
 import type { PassedOver, StoreRole } from '../lib/domain/store-roles.js';
 import { fileStoreDirectory } from '../lib/storage/file-url.js';
-import { openStore } from '../lib/storage/open-store.js';
+import { openStore, type StoreSettings } from '../lib/storage/open-store.js';
 import type { BackupStore } from '../lib/storage/store.js';
 import { configuredRoles, openStoresFor, type RoleStore, roleSettings } from '../lib/storage/store-roles.js';
 import type { CliDeps } from './context.js';
@@ -38,7 +38,7 @@ export function resolveConfig(deps: CliDeps, file?: string): Config {
  */
 export async function resolveStore(
   deps: CliDeps,
-  config: { readonly store: string; readonly kmsKeyId?: string | undefined; readonly storageClass?: string },
+  config: { readonly store: string } & StoreSettings,
   url?: string,
   use: 'read' | 'write' = 'read',
 ): Promise<BackupStore> {
@@ -76,13 +76,7 @@ export async function resolveStores(
       },
     ];
   }
-  const open = (u: string, settings: { kmsKeyId?: string; storageClass: string }) =>
-    resolveStore(
-      deps,
-      { store: u, storageClass: settings.storageClass, kmsKeyId: settings.kmsKeyId },
-      u,
-      use,
-    );
+  const open = (u: string, settings: StoreSettings) => resolveStore(deps, { ...settings, store: u }, u, use);
   return openStoresFor(config, url, open);
 }
 

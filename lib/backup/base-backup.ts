@@ -200,7 +200,7 @@ export async function runBaseBackup(request: BaseBackupRequest, deps: BaseBackup
 
   const hash = createHash('sha256');
   let sizeBytes: number;
-  let sha256: string;
+  let sha256: string | undefined;
   try {
     ({ bytes: sizeBytes, sha256 } = await output.store(finished, hash));
     await finished;
@@ -276,7 +276,8 @@ export async function runBaseBackup(request: BaseBackupRequest, deps: BaseBackup
       key: tarKey,
       sizeBytes,
       originalBytes,
-      sha256,
+      // Of what is stored: the store's own digest where it encrypted what it read.
+      sha256: sha256 ?? hash.digest('hex'),
       compression: { codec: 'zstd', level: request.compression.level },
       backupManifest: {
         key: keys.backupManifest,

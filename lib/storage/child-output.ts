@@ -3,7 +3,7 @@ import type { FileHandle } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { type ByteSource, childOutput } from './byte-source.js';
-import type { BackupStore, PutOptions } from './store.js';
+import type { BackupStore, PutOptions, StoredBody } from './store.js';
 
 /** What the last process of a pipe is, as far as where it may write goes. */
 export type Writer =
@@ -35,14 +35,14 @@ export interface ChildOutput {
    * Stores what the child writes, hashing every byte, holding the end back until `finished`
    * (every process exited cleanly, every check passed): the object exists whole or not at all.
    * `beforeCommit` runs once all is read and before a file is made the object. Resolves with the
-   * bytes stored and their SHA-256: `hash`'s own, or a wrapper's where it changed the bytes
-   * (encryption).
+   * bytes stored, and their SHA-256 where a wrapper stored other bytes than it read (encryption);
+   * otherwise `hash` holds the digest of what is stored.
    */
   store(
     finished: Promise<void>,
     hash: Hash,
     options?: { readonly onProgress?: (bytes: number) => void; readonly beforeCommit?: () => void },
-  ): Promise<{ readonly bytes: number; readonly sha256: string }>;
+  ): Promise<StoredBody>;
   /** Removes what was begun (the temporary file) and stops reading; after a failure. */
   abort(): Promise<void>;
 }
@@ -69,7 +69,7 @@ export async function openChildOutput(
         const bytes = await readBack(sink.handle, finished, hash, options.onProgress);
         options.beforeCommit?.();
         await sink.commit();
-        return { bytes, sha256: hash.digest('hex') };
+        return { bytes };
       },
       abort: () => sink.abort(),
     };
@@ -86,7 +86,7 @@ export async function openChildOutput(
         ...put,
         ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       });
-      return { bytes: stored.bytes, sha256: stored.sha256 ?? hash.digest('hex') };
+      return stored;
     },
     async abort() {
       output.source.destroy();

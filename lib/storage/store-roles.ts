@@ -1,6 +1,6 @@
 import type { Config } from '../config.js';
 import type { StoreRole } from '../domain/store-roles.js';
-import { openStore } from './open-store.js';
+import { openStore, type StoreSettings } from './open-store.js';
 import type { BackupStore } from './store.js';
 
 /** A store and the part it plays. */
@@ -13,18 +13,24 @@ export interface RoleStore {
 
 /** The settings of one role's store: its own over the stage's. */
 export function roleSettings(
-  config: Pick<Config, 'stores' | 'kmsKeyId' | 'storageClass'>,
+  config: StagePart,
   role: StoreRole,
-): { url: string; kmsKeyId?: string; storageClass: string } | undefined {
+): ({ url: string; storageClass: string } & StoreSettings) | undefined {
   const own = role === 'primary' ? config.stores.primary : config.stores.secondary;
   if (!own) return undefined;
   const kmsKeyId = own.kmsKeyId ?? config.kmsKeyId;
+  const encryption = own.encryption ?? config.encryption;
   return {
     url: own.url,
     storageClass: own.storageClass ?? config.storageClass,
     ...(kmsKeyId !== undefined ? { kmsKeyId } : {}),
+    ...(encryption !== undefined && config.stage !== undefined ? { encryption, stage: config.stage } : {}),
   };
 }
+
+/** What of the stage's config opens its stores. */
+type StagePart = Pick<Config, 'stores' | 'kmsKeyId' | 'storageClass'> &
+  Partial<Pick<Config, 'stage' | 'encryption'>>;
 
 /** The roles a stage has: the primary, and the secondary where one is configured. */
 export function configuredRoles(config: Pick<Config, 'stores'>): StoreRole[] {
@@ -37,11 +43,8 @@ export function configuredRoles(config: Pick<Config, 'stores'>): StoreRole[] {
  * encryption of a store whose settings differ is applied here, per store.
  */
 export async function openRoleStores(
-  config: Pick<Config, 'stores' | 'kmsKeyId' | 'storageClass'>,
-  open: (
-    url: string,
-    settings: { kmsKeyId?: string; storageClass: string },
-  ) => Promise<BackupStore> = openStore,
+  config: StagePart,
+  open: (url: string, settings: StoreSettings) => Promise<BackupStore> = openStore,
 ): Promise<RoleStore[]> {
   return Promise.all(
     configuredRoles(config).map(async (role) => {
@@ -56,12 +59,9 @@ export async function openRoleStores(
  * another store than the primary (`--store`, PGBP_STORE), that store alone, as the primary.
  */
 export async function openStoresFor(
-  config: Pick<Config, 'stores' | 'kmsKeyId' | 'storageClass'>,
+  config: StagePart,
   override: string | undefined,
-  open: (
-    url: string,
-    settings: { kmsKeyId?: string; storageClass: string },
-  ) => Promise<BackupStore> = openStore,
+  open: (url: string, settings: StoreSettings) => Promise<BackupStore> = openStore,
 ): Promise<RoleStore[]> {
   if (override === undefined) return openRoleStores(config, open);
   const primary = roleSettings(config, 'primary') as NonNullable<ReturnType<typeof roleSettings>>;

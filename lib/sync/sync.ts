@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { storeGlobals } from '../backup/globals.js';
 import { listStoredDatabases, type StoredBackup, scanDatabase } from '../catalog/backups.js';
 import { mustThaw } from '../catalog/thaw-state.js';
@@ -10,6 +10,7 @@ import { planRetention, type RetentionRules } from '../domain/retention.js';
 import type { StoreRole } from '../domain/store-roles.js';
 import type { Logger } from '../platform/logger.js';
 import { type ByteSource, sourceOf } from '../storage/byte-source.js';
+import { encryptionOf, readAgainst } from '../storage/store.js';
 import type { RoleStore } from '../storage/store-roles.js';
 
 /** What became of one backup that one store lacked. */
@@ -124,11 +125,18 @@ async function copyBackup(backup: StoredBackup, from: RoleStore, to: RoleStore):
     );
   }
   const keys = keysFor(to.store.prefix, manifest.id);
-  const body = verified(sourceOf(await from.store.getStream(manifest.key)), manifest, from.store.url);
-  const { bytes } = await to.store.putStream(keys.dump, body, {
+  // An encrypted backup is checked by the store it is read from (the reader sees plaintext),
+  // and may be stored as other bytes (each store's own key and context): the copy's manifest
+  // has the digest of what the target holds.
+  const read = readAgainst(manifest);
+  const readBytes = sourceOf(await from.store.getStream(manifest.key, read.options));
+  const passed = createHash('sha256');
+  const body = hashed(read.check ? verified(readBytes, manifest, from.store.url) : readBytes, passed);
+  const put = await to.store.putStream(keys.dump, body, {
     tags: { tier: manifest.tier },
     storageClass: to.storageClass,
   });
+  const { bytes } = put;
   const stored = await to.store.head(keys.dump);
   if (stored?.size !== bytes) {
     await to.store.deleteMany([keys.dump]);
@@ -139,8 +147,10 @@ async function copyBackup(backup: StoredBackup, from: RoleStore, to: RoleStore):
   const copy: Manifest = parseManifest({
     ...manifest,
     key: keys.dump,
+    sizeBytes: bytes,
+    sha256: put.sha256 ?? passed.digest('hex'),
     storageClass: stored.storageClass,
-    encryption: stored.encryption,
+    encryption: await encryptionOf(to.store, keys.dump, stored.encryption),
   });
   try {
     // The cluster globals taken with the dump go along, verified, before the manifest.
@@ -174,6 +184,18 @@ async function copyGlobals(
     throw new CorruptBackupError(`${_key} in ${from.store.url} does not match its manifest: not copied`);
   }
   await storeGlobals(to.store, keys, { bytes, fields });
+}
+
+/** The source's bytes, each hashed into `hash` as it passes. */
+function hashed(source: ByteSource, hash: Hash): ByteSource {
+  return {
+    async fill(into) {
+      const filled = await source.fill(into);
+      hash.update(into.subarray(0, filled));
+      return filled;
+    },
+    destroy: (error) => source.destroy(error),
+  };
 }
 
 /**

@@ -1,7 +1,13 @@
 import { createHash } from 'node:crypto';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { CorruptWalError, InvalidWalFileError, WalArchiveUnavailableError } from '../domain/errors.js';
+import {
+  CorruptBackupError,
+  CorruptWalError,
+  InvalidWalFileError,
+  KeyUnavailableError,
+  WalArchiveUnavailableError,
+} from '../domain/errors.js';
 import { parseWalFileName, type WalFileName } from '../domain/wal-names.js';
 import type { StoredWalFile, WalArchive } from './archive.js';
 import { decompress } from './codec.js';
@@ -81,6 +87,13 @@ export async function readVerified(
       try {
         compressed = await archive.store.getBytes(stored.key);
       } catch (error) {
+        // An encrypted copy that does not authenticate, or is bound to another place, is damaged.
+        if (error instanceof CorruptBackupError) {
+          throw new CorruptWalError(`${file.name} in ${archive.store.url} is damaged: ${error.message}`, {
+            cause: error,
+          });
+        }
+        if (error instanceof KeyUnavailableError) throw error;
         throw new WalArchiveUnavailableError(
           `cannot read ${file.name} from ${archive.store.url}: ${(error as Error).message}`,
           { cause: error },

@@ -1,18 +1,21 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chownSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isEnvelope } from '../../../lib/storage/encrypting-store.js';
 import { type ArchivingCluster, startArchivingCluster } from '../../support/archiving-cluster.js';
 import { runCli } from '../../support/cli.js';
 import { writeConfigFile } from '../../support/pipeline.js';
 import { freePort } from '../../support/ports.js';
-import { pgBin } from '../../support/scratch-cluster.js';
+import { pgBin, postgresIds } from '../../support/scratch-cluster.js';
 import { switchAndWaitArchived } from '../../support/wal.js';
 
 /**
  * Point-in-time recovery as an operator runs it, with nothing but pgbp: archive_command is
  * `pgbp wal-push`, the base backup `pgbp basebackup`, and `pgbp recover` gives the recovered
- * server `pgbp wal-fetch` as its restore_command.
+ * server `pgbp wal-fetch` as its restore_command. The stage encrypts under a key file, as an
+ * offline stage does: every WAL segment and the base backup are stored as ciphertext.
  */
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const IDS = "select coalesce(string_agg(id::text, ',' order by id), '') from entries";
@@ -21,14 +24,25 @@ let archiving: ArchivingCluster;
 let config: string;
 const recovered: string[] = [];
 
+function listFiles(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name));
+}
+
 beforeAll(async () => {
   expect((await runCli(['--version'])).code).toBe(0);
   archiving = await startArchivingCluster({
     walSegmentMb: 1,
-    config: (root, url) =>
-      writeConfigFile(root, {
+    config: (root, url) => {
+      // Read by wal-push as postgres, and by basebackup and recover as this user.
+      const key = join(root, 'stage.key');
+      writeFileSync(key, randomBytes(32), { mode: 0o600 });
+      chownSync(key, postgresIds().uid, postgresIds().gid);
+      return writeConfigFile(root, {
         stage: 'local',
         store: url,
+        encryption: { keyFile: key, required: true },
         wal: { cluster: 'ledger' },
         databases: [
           {
@@ -39,7 +53,8 @@ beforeAll(async () => {
           },
         ],
         alerts: { console: false },
-      }),
+      });
+    },
   });
   config = archiving.archiveArgs[1] as string;
 });
@@ -132,5 +147,36 @@ describe('point-in-time recovery with pgbp wal-push, basebackup, recover and wal
     expect(readFileSync(join(pgdata, 'pgbp-recovery.log'), 'utf8')).toMatch(
       /restored log file "[0-9A-F]{24}" from archive/,
     );
+    // Every data object is an Encryption SDK message; the manifest says how it was encrypted.
+    const stored = listFiles(archiving.storeDir as string);
+    const data = stored.filter((f) => !f.endsWith('.json'));
+    expect(data.filter((f) => f.includes('/wal/')).length).toBeGreaterThan(3);
+    expect(data.some((f) => f.includes('/base/'))).toBe(true);
+    for (const f of data) expect(isEnvelope(readFileSync(f))).toBe(true);
+    const baseManifest = stored.find((f) => f.endsWith(`${manifest.id}.manifest.json`)) as string;
+    expect(JSON.parse(readFileSync(baseManifest, 'utf8'))).toMatchObject({
+      encryption: {
+        envelope: {
+          format: 'aws-encryption-sdk',
+          suite: 'ALG_AES256_GCM_IV12_TAG16_HKDF_SHA512_COMMIT_KEY',
+          context: { 'pgbp:stage': 'local', 'pgbp:cluster': 'ledger', 'pgbp:base': manifest.id },
+        },
+      },
+    });
+  });
+
+  it('refuses an encrypted base backup with one flipped byte before anything reaches the data directory', async () => {
+    const stored = listFiles(archiving.storeDir as string);
+    const tar = stored.find((f) => f.endsWith('/base.tar.zst')) as string;
+    const bytes = readFileSync(tar);
+    bytes[Math.floor(bytes.length / 2)] = (bytes[Math.floor(bytes.length / 2)] ?? 0) ^ 0x01;
+    writeFileSync(tar, bytes);
+    const pgdata = join(archiving.root, 'tampered');
+    const run = await runCli(['recover', '--pgdata', pgdata, '--latest', '--config', config, '--json'], {
+      env: { ...archiving.source.env(), PGUSER: 'postgres' },
+    });
+    expect(run.code).not.toBe(0);
+    expect(run.stderr).toMatch(/CorruptBackupError: .*(does not authenticate|does not match its manifest)/);
+    expect(existsSync(pgdata) ? readdirSync(pgdata) : []).toEqual([]);
   });
 });

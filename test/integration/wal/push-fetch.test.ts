@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import {
   copyFileSync,
   existsSync,
@@ -11,8 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseWalObjectKey } from '../../../lib/domain/physical-layout.js';
+import { isEnvelope } from '../../../lib/storage/encrypting-store.js';
 import { FileStore } from '../../../lib/storage/file-store.js';
 import { runCli } from '../../support/cli.js';
+import { writeConfigFile } from '../../support/pipeline.js';
 import { createBucket } from '../../support/s3.js';
 import { type ScratchCluster, startCluster } from '../../support/scratch-cluster.js';
 
@@ -230,5 +233,34 @@ describe('pgbp wal-fetch', () => {
       expect(readFileSync(dest).equals(readFileSync(join(dir, name))), name).toBe(true);
     }
     expect(existsSync(join(dir, 'RECOVERYXLOG'))).toBe(true);
+  });
+
+  it('with encryption: stores each file as ciphertext, fetches it back verified, and aborts on one flipped byte', async () => {
+    const store = storeDir();
+    const key = join(work, `stage-${Date.now()}.key`);
+    writeFileSync(key, randomBytes(32), { mode: 0o600 });
+    const config = await writeConfigFile(mkdtempSync(join(work, 'config-')), {
+      stage: 'local',
+      store: `file://${store}`,
+      encryption: { keyFile: key, required: true },
+    });
+    const [first] = a.segments as [string];
+    const original = readFileSync(fileOf('a', first));
+    expect((await runCli(['wal-push', asPgWal(fileOf('a', first), first), '--config', config])).code).toBe(0);
+    let stored = '';
+    for await (const o of new FileStore(store).list('')) if (parseWalObjectKey(o.key)) stored = o.key;
+    const bytes = readFileSync(join(store, stored));
+    expect(isEnvelope(bytes)).toBe(true);
+    const dir = mkdtempSync(join(work, 'fetch-'));
+    const dest = join(dir, 'RECOVERYXLOG');
+    expect((await runCli(['wal-fetch', first, dest, '--config', config])).code).toBe(0);
+    expect(readFileSync(dest).equals(original)).toBe(true);
+    rmSync(dest);
+    bytes[Math.floor(bytes.length / 2)] = (bytes[Math.floor(bytes.length / 2)] ?? 0) ^ 0x01;
+    writeFileSync(join(store, stored), bytes);
+    const fetched = await runCli(['wal-fetch', first, dest, '--config', config]);
+    expect(fetched.code).toBeGreaterThan(125);
+    expect(fetched.stderr).toMatch(/CorruptWalError: .*damaged.*does not authenticate/);
+    expect(readdirSync(dir)).toEqual([]);
   });
 });
