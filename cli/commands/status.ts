@@ -80,6 +80,7 @@ export function registerStatus(program: Command, deps: CliDeps, exit: ExitHolder
         if (second || unavailable.length > 0) out(deps, `${readable[0]?.role} store:`);
         printStore(deps, status);
       }
+      if (!opts.json) for (const w of status.warnings) out(deps, `  WARNING ${w}`);
       if (cluster && !opts.json) {
         const newest = cluster.newestBase
           ? `newest base backup ${cluster.newestBase.id} ${age(cluster.newestBase.ageHours)} old ${formatBytes(cluster.newestBase.sizeBytes)}`

@@ -38,6 +38,8 @@ export interface DatabaseStatus extends StalenessVerdict {
   } | null;
   readonly debris: number;
   readonly broken: number;
+  /** Backups stored before client-side encryption (their manifests have no envelope). */
+  readonly unencrypted: number;
 }
 
 export interface StoreStatus {
@@ -48,6 +50,8 @@ export interface StoreStatus {
   readonly freeSpace: FreeSpaceVerdict | null;
   /** Whether any watched database is stale. */
   readonly anyStale: boolean;
+  /** What an operator should know that is not staleness: plaintext backups on a stage that requires encryption. */
+  readonly warnings: readonly string[];
 }
 
 /**
@@ -101,6 +105,7 @@ export async function storeStatus(options: {
           : null,
         debris: scan.debris.length + scan.uploads.length,
         broken: scan.broken.length,
+        unencrypted: scan.backups.filter((b) => !b.manifest.encryption.envelope).length,
       };
     }),
   );
@@ -111,6 +116,14 @@ export async function storeStatus(options: {
     databases,
     freeSpace: space ? assessFreeSpace(space, config.defaults.minFreeSpaceRatio) : null,
     anyStale: databases.some((d) => d.watched && d.stale),
+    warnings: config.encryption?.required
+      ? databases
+          .filter((d) => d.unencrypted > 0)
+          .map(
+            (d) =>
+              `${d.database}: ${d.unencrypted} backup${d.unencrypted === 1 ? '' : 's'} stored before encryption (plaintext), on a stage that requires encryption; they stay readable until retention removes them`,
+          )
+      : [],
   };
 }
 
