@@ -1,8 +1,11 @@
+import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../../lib/config.js';
 import { CorruptBackupError, KeyUnavailableError } from '../../../lib/domain/errors.js';
+import { storeStatus } from '../../../lib/monitor/staleness.js';
 import { kmsClient } from '../../../lib/platform/aws-clients/kms.js';
 import { parseRestoreRequest } from '../../../lib/restore/request.js';
 import { runRestore } from '../../../lib/restore/restore.js';
@@ -25,6 +28,9 @@ let onFiles: BackupStore;
 let bucket: string;
 let devKey: Awaited<ReturnType<typeof kmsKey>>;
 let onS3: BackupStore;
+let filesKey: string;
+
+const DECRYPT_SCRIPT = new URL('../../../docs/examples/decrypt-object.mjs', import.meta.url).pathname;
 
 /** Strings of the awkward fixture's rows, which no stored byte may hold. */
 const FIXTURE_STRINGS = ['user17@example.com', 'Reporting Ünïcode', 'Daily Totals (EUR)', 'Opening Balance'];
@@ -57,7 +63,8 @@ beforeAll(async () => {
   created.push(source);
   sourceSnapshot = await snapshot(source);
   files = new FileStore(join(root, 'nas'));
-  onFiles = await withEncryption(files, { keyFile: await keyFile(), required: true }, 'local');
+  filesKey = await keyFile();
+  onFiles = await withEncryption(files, { keyFile: filesKey, required: true }, 'local');
   bucket = await createBucket();
   devKey = await kmsKey('dev');
   onS3 = await withEncryption(
@@ -170,7 +177,7 @@ describe('encrypted backups', () => {
     expect(left).toEqual([]);
   });
 
-  it('a backup made before the key rotated, and one made before encryption, still restore', async () => {
+  it('a backup made before the key rotated, and one made before encryption, still restore; status warns of the latter', async () => {
     const key = await kmsKey('rotating');
     const store = new S3Store(bucket, 'rotation');
     const encrypted = await withEncryption(store, { kmsKeyId: key.alias, required: true }, 'dev');
@@ -187,6 +194,55 @@ describe('encrypted backups', () => {
         restoreDeps(after),
       );
       expect(report.passed).toBe(true);
+    }
+    const status = (required: boolean) =>
+      storeStatus({
+        store: after,
+        config: parseConfig(
+          { stage: 'dev', store: 's3://bucket-a/rotation', encryption: { kmsKeyId: key.alias, required } },
+          'status test',
+        ),
+        now: new Date(),
+        databases: [source],
+      });
+    expect((await status(true)).warnings).toEqual([
+      `${source}: 1 backup stored before encryption (plaintext), on a stage that requires encryption; they stay readable until retention removes them`,
+    ]);
+    expect((await status(false)).warnings).toEqual([]);
+  });
+
+  it('decrypts with a short script of the Encryption SDK and the KMS client alone, into what pg_restore reads', async () => {
+    const plainS3 = new S3Store(bucket, 'backups');
+    for (const [store, raw, manifest, key] of [
+      [onS3, plainS3, await dump(onS3, source), undefined],
+      [onFiles, files, await dump(onFiles, source, { codec: 'none' }), filesKey],
+    ] as const) {
+      const dir = mkdtempSync(join(root, 'decrypt-'));
+      writeFileSync(
+        join(dir, 'manifest.json'),
+        await raw.getBytes(manifest.key.replace(/\.dump$/, '.manifest.json')),
+      );
+      writeFileSync(join(dir, 'object'), await raw.getBytes(manifest.key));
+      const script = spawnSync(
+        'node',
+        [
+          DECRYPT_SCRIPT,
+          join(dir, 'manifest.json'),
+          join(dir, 'object'),
+          join(dir, 'plain'),
+          ...(key ? [key] : []),
+        ],
+        { encoding: 'utf8', env: process.env },
+      );
+      expect(script.stderr).toBe('');
+      expect(script.status).toBe(0);
+      const plain = readFileSync(join(dir, 'plain'));
+      expect(plain.equals(Buffer.concat(await (await store.getStream(manifest.key)).toArray()))).toBe(true);
+      const archive = manifest.compression.codec === 'zstd' ? join(dir, 'archive') : join(dir, 'plain');
+      if (archive !== join(dir, 'plain')) spawnSync('zstd', ['-q', '-d', join(dir, 'plain'), '-o', archive]);
+      const listed = spawnSync('pg_restore', ['--list', archive], { encoding: 'utf8' });
+      expect(listed.status).toBe(0);
+      expect(listed.stdout).toMatch(/TABLE DATA core accounts /);
     }
   });
 });
