@@ -10,6 +10,8 @@
  *   d) pgbp verify with --jobs 2: spooled to local disk, digest checked, then pg_restore -j 2;
  *   g) pgbp verify, one job, at content depth: c, and every table read back and digested
  *      against its data in the archive; its extra cost over c is reported per GB of archive.
+ *   h) pgbp verify, one job, of the same database backed up encrypted under a key file: c with
+ *      each frame decrypted and authenticated on the way, against c.
  * Every verify counts each table's rows in the archive as it reads it (the row check).
  * Plain runs include creating the database; verify runs are measured by their own recovery
  * time (request to checks done), which also includes finding the backup and the checks.
@@ -19,7 +21,8 @@
  * over four tables (e, f: `multi_*`), where parallel restore has something to share out.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compressionFromConfig, runDump } from '../lib/backup/dump.js';
@@ -30,6 +33,8 @@ import { resolveConnection } from '../lib/postgres/pg-tools.js';
 import { parseRestoreRequest } from '../lib/restore/request.js';
 import { runRestore } from '../lib/restore/restore.js';
 import { FileStore } from '../lib/storage/file-store.js';
+import { withEncryption } from '../lib/storage/open-store.js';
+import type { BackupStore } from '../lib/storage/store.js';
 import { BENCH_DB, ensureBenchDatabase } from './support/bench-db.js';
 import { ensureMultiTableDatabase } from './support/bench-multi-db.js';
 
@@ -61,12 +66,19 @@ async function main(): Promise<void> {
   const store = new FileStore(join(work, 'nas'));
   const plainDb = `pgbp_benchr_plain_${process.pid}`;
   const flags = '--no-owner --no-privileges --exit-on-error';
-  const backup = (database: string) =>
+  const keyFile = join(work, 'stage.key');
+  writeFileSync(keyFile, randomBytes(32), { mode: 0o600 });
+  const encrypted = await withEncryption(
+    new FileStore(join(work, 'encrypted')),
+    { keyFile, required: true },
+    'local',
+  );
+  const backup = (database: string, into: BackupStore = store) =>
     runDump(
       {
         database,
         connection: { ...connection, database },
-        store,
+        store: into,
         compression: compressionFromConfig(config),
         storageClass: 'STANDARD',
       },
@@ -75,6 +87,7 @@ async function main(): Promise<void> {
   try {
     const manifest = await backup(bench.database);
     const multiManifest = await backup(multi.database);
+    const encryptedManifest = await backup(bench.database, encrypted);
     const dumpFile = join(work, 'nas', manifest.key);
     const multiFile = join(work, 'nas', multiManifest.key);
     const rawFile = join(work, 'decompressed.dump');
@@ -88,8 +101,17 @@ async function main(): Promise<void> {
       env: process.env,
       logger: silentLogger,
     };
-    const verify = (jobs: number, database = bench.database, id = manifest.id, depth = 'rows') =>
-      runRestore(parseRestoreRequest({ mode: 'verify', database, backup: id, jobs, depth }), deps);
+    const verify = (
+      jobs: number,
+      database = bench.database,
+      id = manifest.id,
+      depth = 'rows',
+      from: BackupStore = store,
+    ) =>
+      runRestore(parseRestoreRequest({ mode: 'verify', database, backup: id, jobs, depth }), {
+        ...deps,
+        store: from,
+      });
     const plain = async (restore: string) => {
       try {
         return await sh(`createdb -T template0 ${plainDb} && ${restore}`);
@@ -106,8 +128,10 @@ async function main(): Promise<void> {
       e: Infinity,
       f: Infinity,
       g: Infinity,
+      h: Infinity,
     };
     let c: RestoreReport | undefined;
+    let h: RestoreReport | undefined;
     let g: RestoreReport | undefined;
     let d: RestoreReport | undefined;
     let f: RestoreReport | undefined;
@@ -124,10 +148,13 @@ async function main(): Promise<void> {
       );
       const multiTwo = await verify(2, multi.database, multiManifest.id);
       if (!f || multiTwo.recoverySeconds < f.recoverySeconds) f = multiTwo;
+      const sealed = await verify(1, bench.database, encryptedManifest.id, 'rows', encrypted);
+      if (!h || sealed.recoverySeconds < h.recoverySeconds) h = sealed;
       const content = await verify(1, bench.database, manifest.id, 'content');
       if (!g || content.recoverySeconds < g.recoverySeconds) g = content;
     }
-    if (!c || !d || !f || !g) throw new Error('no rounds ran');
+    if (!c || !d || !f || !g || !h) throw new Error('no rounds ran');
+    best.h = h.recoverySeconds;
     best.g = g.recoverySeconds;
     best.c = c.recoverySeconds;
     best.d = d.recoverySeconds;
@@ -167,13 +194,18 @@ async function main(): Promise<void> {
         (g.timings.checksSeconds - c.timings.checksSeconds) / (statSync(rawFile).size / 1e9),
       ),
       g_over_c: round3(best.g / best.c),
-      checks_passed: c.passed && d.passed && f.passed && g.passed,
+      h_verify_encrypted_rto_s: round3(best.h),
+      h_timings: h.timings,
+      h_backup_bytes: encryptedManifest.sizeBytes,
+      h_over_c: round3(best.h / best.c),
+      checks_passed: c.passed && d.passed && f.passed && g.passed && h.passed,
       targets: {
         verify_at_most_1_15x_plain: best.c <= 1.15 * best.a,
         verify_at_most_1_15x_plain_decompressed: best.c <= 1.15 * best.b,
         jobs2_beats_single_job_plain: best.d < best.a,
         jobs2_beats_single_job_plain_decompressed: best.d < best.b,
         multi_jobs2_beats_single_job_plain: best.f < best.e,
+        encrypted_verify_at_most_1_15x_verify: best.h <= 1.15 * best.c,
       },
     };
     process.stdout.write(`${JSON.stringify(result)}\n`);
