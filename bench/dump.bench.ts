@@ -10,10 +10,13 @@
  *      server for two cores
  *   f) pgbp dump to two stores, the file store (primary) and S3 on the moto server (secondary):
  *      one pg_dump read once and fanned out to both, against c) in the same rounds
+ *   g) pgbp dump to the file store encrypted under a key file (config `encryption`), against c)
+ *   h) pgbp dump to S3 encrypted under a KMS key (on the moto server), against d)
  * with sizes and the dump process's peak RSS (GNU time's maximum resident set size), also on a
  * database a quarter the size, to both stores, to show that memory does not grow with the data.
  */
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -58,6 +61,15 @@ function twoStoreConfig(path: string, primary: string, secondary: string): strin
   return path;
 }
 
+/** config/local.yml (what c) runs with) encrypting under `encryption`. */
+function encryptedConfig(path: string, encryption: Record<string, string>): string {
+  const local = parseYaml(
+    readFileSync(resolve(import.meta.dirname, '../config/local.yml'), 'utf8'),
+  ) as Record<string, unknown>;
+  writeFileSync(path, stringifyYaml({ ...local, encryption }));
+  return path;
+}
+
 async function main(): Promise<void> {
   const bench = await ensureBenchDatabase();
   const quarter = await ensureBenchDatabase(
@@ -72,8 +84,28 @@ async function main(): Promise<void> {
     Object.assign(process.env, moto.env);
     await s3Client().send(new CreateBucketCommand({ Bucket: 'pgbp-bench' }));
 
-    const best = { a: Infinity, c: Infinity, d: Infinity, e: Infinity, f: Infinity };
+    // Encryption under a key file (g) and under a KMS key on the moto server (h).
+    const { kmsClient } = await import('../lib/platform/aws-clients/kms.js');
+    const key = await kmsClient().createKey({ Description: 'bench' });
+    await kmsClient().createAlias({ AliasName: 'alias/pgbp-bench', TargetKeyId: key.KeyMetadata?.KeyId });
+    const keyFile = join(work, 'stage.key');
+    writeFileSync(keyFile, randomBytes(32), { mode: 0o600 });
+    const keyFileConfig = encryptedConfig(join(work, 'key-file.yml'), { keyFile });
+    const kmsConfig = encryptedConfig(join(work, 'kms.yml'), { kmsKeyId: 'alias/pgbp-bench' });
+
+    const best = {
+      a: Infinity,
+      c: Infinity,
+      d: Infinity,
+      e: Infinity,
+      f: Infinity,
+      g: Infinity,
+      h: Infinity,
+    };
     let fRss = 0;
+    let gSize = 0;
+    let gRss = 0;
+    let hRss = 0;
     let cSize = 0;
     let cRss = 0;
     let dRss = 0;
@@ -90,6 +122,25 @@ async function main(): Promise<void> {
       cSize = JSON.parse(c.stdout).sizeBytes;
       cRss = Math.max(cRss, c.maxRssMb);
       rmSync(store, { recursive: true, force: true });
+      const g = await timed(
+        process.execPath,
+        [
+          pgbp,
+          'dump',
+          '--database',
+          bench.database,
+          '--config',
+          keyFileConfig,
+          '--store',
+          `file://${store}`,
+          '--json',
+        ],
+        env,
+      );
+      best.g = Math.min(best.g, g.seconds);
+      gSize = JSON.parse(g.stdout).sizeBytes;
+      gRss = Math.max(gRss, g.maxRssMb);
+      rmSync(store, { recursive: true, force: true });
       const pipeFile = join(work, 'pipe.dump.zst');
       const e = await timed('sh', [
         '-c',
@@ -105,6 +156,23 @@ async function main(): Promise<void> {
         );
         best.d = Math.min(best.d, d.seconds);
         dRss = Math.max(dRss, d.maxRssMb);
+        const h = await timed(
+          process.execPath,
+          [
+            pgbp,
+            'dump',
+            '--database',
+            bench.database,
+            '--config',
+            kmsConfig,
+            '--store',
+            `s3://pgbp-bench/enc${round}`,
+            '--json',
+          ],
+          env,
+        );
+        best.h = Math.min(best.h, h.seconds);
+        hRss = Math.max(hRss, h.maxRssMb);
         const twoStore = join(work, `two-${round}`);
         const f = await timed(
           process.execPath,
@@ -157,6 +225,8 @@ async function main(): Promise<void> {
       d_pgbp_s3_local_s: round3(best.d),
       e_shell_pipe_zstd_file_s: round3(best.e),
       f_pgbp_two_stores_file_and_s3_s: round3(best.f),
+      g_pgbp_file_store_encrypted_s: round3(best.g),
+      h_pgbp_s3_local_encrypted_s: round3(best.h),
       b_size_bytes: bSize,
       c_size_bytes: cSize,
       c_over_a: round3(best.c / best.a),
@@ -164,10 +234,15 @@ async function main(): Promise<void> {
       c_over_e: round3(best.c / best.e),
       b_over_c: round3(b.seconds / best.c),
       f_over_c: round3(best.f / best.c),
+      g_over_c: round3(best.g / best.c),
+      h_over_d: round3(best.h / best.d),
+      g_size_over_c_size: round3(gSize / cSize),
       c_size_over_b_size: round3(cSize / bSize),
       c_peak_rss_mb: cRss,
       d_peak_rss_mb: dRss,
       f_peak_rss_mb: fRss,
+      g_peak_rss_mb: gRss,
+      h_peak_rss_mb: hRss,
       quarter_db_peak_rss_mb: q.maxRssMb,
       quarter_db_s3_peak_rss_mb: qS3.maxRssMb,
       targets: {
@@ -175,7 +250,9 @@ async function main(): Promise<void> {
         c_3x_faster_than_b: b.seconds >= 3 * best.c,
         c_not_larger_than_b: cSize <= bSize,
         f_at_most_1_15x_c: best.f <= 1.15 * best.c,
-        rss_at_most_150mb: Math.max(cRss, dRss, fRss) <= 150,
+        rss_at_most_150mb: Math.max(cRss, dRss, fRss, gRss, hRss) <= 150,
+        encrypted_file_at_most_1_15x_c: best.g <= 1.15 * best.c,
+        encrypted_s3_at_most_1_15x_d: best.h <= 1.15 * best.d,
       },
     };
     process.stdout.write(`${JSON.stringify(result)}\n`);
