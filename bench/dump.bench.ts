@@ -48,26 +48,29 @@ async function timed(command: string, args: string[], env: NodeJS.ProcessEnv = p
 
 const round3 = (n: number) => Math.round(n * 1000) / 1000;
 
-/** config/local.yml (what c) runs with) with two stores instead of its one. */
-function twoStoreConfig(path: string, primary: string, secondary: string): string {
+/** config/local.yml (what c) runs with), changed by `change`, written to `path`. */
+function localConfig(
+  path: string,
+  change: (local: Record<string, unknown>) => Record<string, unknown>,
+): string {
   const local = parseYaml(
     readFileSync(resolve(import.meta.dirname, '../config/local.yml'), 'utf8'),
   ) as Record<string, unknown>;
-  delete local.store;
-  writeFileSync(
-    path,
-    stringifyYaml({ ...local, stores: { primary: { url: primary }, secondary: { url: secondary } } }),
-  );
+  writeFileSync(path, stringifyYaml(change(local)));
   return path;
 }
 
-/** config/local.yml (what c) runs with) encrypting under `encryption`. */
+/** The same with two stores instead of its one. */
+function twoStoreConfig(path: string, primary: string, secondary: string): string {
+  return localConfig(path, ({ store: _one, ...local }) => ({
+    ...local,
+    stores: { primary: { url: primary }, secondary: { url: secondary } },
+  }));
+}
+
+/** The same encrypting under `encryption`. */
 function encryptedConfig(path: string, encryption: Record<string, string>): string {
-  const local = parseYaml(
-    readFileSync(resolve(import.meta.dirname, '../config/local.yml'), 'utf8'),
-  ) as Record<string, unknown>;
-  writeFileSync(path, stringifyYaml({ ...local, encryption }));
-  return path;
+  return localConfig(path, (local) => ({ ...local, encryption }));
 }
 
 async function main(): Promise<void> {
@@ -79,6 +82,9 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'pgbp-bench-dump-'));
   const moto = await startMoto();
   const env = { ...process.env, ...moto.env };
+  /** `pgbp dump --database DATABASE OPTIONS… --json`, timed. */
+  const dump = (database: string, ...options: string[]): Promise<Timed> =>
+    timed(process.execPath, [pgbp, 'dump', '--database', database, ...options, '--json'], env);
   try {
     const { s3Client } = await import('../lib/platform/aws-clients/s3.js');
     Object.assign(process.env, moto.env);
@@ -113,30 +119,12 @@ async function main(): Promise<void> {
       const a = await timed('sh', ['-c', `pg_dump -Fc -Z0 ${bench.database} > /dev/null`]);
       best.a = Math.min(best.a, a.seconds);
       const store = join(work, `file-${round}`);
-      const c = await timed(
-        process.execPath,
-        [pgbp, 'dump', '--database', bench.database, '--store', `file://${store}`, '--json'],
-        env,
-      );
+      const c = await dump(bench.database, '--store', `file://${store}`);
       best.c = Math.min(best.c, c.seconds);
       cSize = JSON.parse(c.stdout).sizeBytes;
       cRss = Math.max(cRss, c.maxRssMb);
       rmSync(store, { recursive: true, force: true });
-      const g = await timed(
-        process.execPath,
-        [
-          pgbp,
-          'dump',
-          '--database',
-          bench.database,
-          '--config',
-          keyFileConfig,
-          '--store',
-          `file://${store}`,
-          '--json',
-        ],
-        env,
-      );
+      const g = await dump(bench.database, '--config', keyFileConfig, '--store', `file://${store}`);
       best.g = Math.min(best.g, g.seconds);
       gSize = JSON.parse(g.stdout).sizeBytes;
       gRss = Math.max(gRss, g.maxRssMb);
@@ -149,47 +137,17 @@ async function main(): Promise<void> {
       best.e = Math.min(best.e, e.seconds);
       rmSync(pipeFile);
       if (round < 2) {
-        const d = await timed(
-          process.execPath,
-          [pgbp, 'dump', '--database', bench.database, '--store', `s3://pgbp-bench/r${round}`, '--json'],
-          env,
-        );
+        const d = await dump(bench.database, '--store', `s3://pgbp-bench/r${round}`);
         best.d = Math.min(best.d, d.seconds);
         dRss = Math.max(dRss, d.maxRssMb);
-        const h = await timed(
-          process.execPath,
-          [
-            pgbp,
-            'dump',
-            '--database',
-            bench.database,
-            '--config',
-            kmsConfig,
-            '--store',
-            `s3://pgbp-bench/enc${round}`,
-            '--json',
-          ],
-          env,
-        );
+        const h = await dump(bench.database, '--config', kmsConfig, '--store', `s3://pgbp-bench/enc${round}`);
         best.h = Math.min(best.h, h.seconds);
         hRss = Math.max(hRss, h.maxRssMb);
         const twoStore = join(work, `two-${round}`);
-        const f = await timed(
-          process.execPath,
-          [
-            pgbp,
-            'dump',
-            '--database',
-            bench.database,
-            '--config',
-            twoStoreConfig(
-              join(work, `two-${round}.yml`),
-              `file://${twoStore}`,
-              `s3://pgbp-bench/two${round}`,
-            ),
-            '--json',
-          ],
-          env,
+        const f = await dump(
+          bench.database,
+          '--config',
+          twoStoreConfig(join(work, `two-${round}.yml`), `file://${twoStore}`, `s3://pgbp-bench/two${round}`),
         );
         const copies = (JSON.parse(f.stdout) as { copies: { status: string }[] }).copies;
         if (copies.length !== 2 || copies.some((c) => c.status !== 'stored')) {
@@ -204,16 +162,8 @@ async function main(): Promise<void> {
     const b = await timed('sh', ['-c', `pg_dump -Fc ${bench.database} > ${bFile}`]);
     const bSize = statSync(bFile).size;
     rmSync(bFile);
-    const q = await timed(
-      process.execPath,
-      [pgbp, 'dump', '--database', quarter.database, '--store', `file://${join(work, 'quarter')}`, '--json'],
-      env,
-    );
-    const qS3 = await timed(
-      process.execPath,
-      [pgbp, 'dump', '--database', quarter.database, '--store', 's3://pgbp-bench/quarter', '--json'],
-      env,
-    );
+    const q = await dump(quarter.database, '--store', `file://${join(work, 'quarter')}`);
+    const qS3 = await dump(quarter.database, '--store', 's3://pgbp-bench/quarter');
 
     const result = {
       bench: 'dump',
