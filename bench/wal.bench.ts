@@ -12,15 +12,26 @@
  * into a plain directory, pgbp wal-fetch from the directory store, and from S3 (moto). Recovery
  * time is from the server's start to the end of recovery.
  *
+ * Every cluster here runs with `fsync = on`, as production does (the tests' scratch clusters turn
+ * it off for speed): a server that fsyncs pays for its WAL flushes, restartpoints and the
+ * end-of-recovery checkpoint, and that is what the issue's own reference measurement (pgBackRest
+ * 2.45, ~250 ms per segment) saw. The same three replays with `fsync = off` are reported too, as
+ * `replayFsyncOff` (they add a few seconds): without the disk's cost, they show what restore_command
+ * itself adds per segment.
+ *
+ * `nodeStarts` counts, per pgbp replay, the calls of restore_command that started Node (the
+ * launcher, cli/pgbp, answers the others itself) and the prefetchers started: a count, not a
+ * time, so it does not depend on how loaded the machine is.
+ *
  * Also: stored bytes per segment, and the peak RSS of one push and one fetch.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { cpSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, cpSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseWalObjectKey } from '../lib/domain/physical-layout.js';
 import { FileStore } from '../lib/storage/file-store.js';
 import { plainBaseBackup, startArchivingCluster } from '../test/support/archiving-cluster.js';
-import { PGBP } from '../test/support/cli.js';
+import { PGBP, PGBP_LAUNCHER } from '../test/support/cli.js';
 import {
   pgBin,
   postgresDir,
@@ -80,14 +91,14 @@ async function burst(cluster: ScratchCluster, beforeLoad?: () => void): Promise<
 }
 
 /** Recovers a copy of `backup` with `restoreCommand` to the end of the archive; seconds. */
-async function replay(backup: string, name: string, restoreCommand: string): Promise<number> {
+async function replay(backup: string, name: string, restoreCommand: string, fsync: boolean): Promise<number> {
   // A root of its own: removing the recovered cluster removes its root.
   const root = scratchRoot();
   const data = join(root, `replay-${name}`);
   cpSync(backup, data, { recursive: true });
   const { uid, gid } = postgresIds();
   execFileSync('chown', ['-R', `${uid}:${gid}`, data]);
-  const cluster = await startCluster({ root, data, start: false });
+  const cluster = await startCluster({ root, data, start: false, settings: { fsync } });
   try {
     writeSettings(data, { archive_mode: 'off', restore_command: restoreCommand });
     writeFileSync(join(data, 'recovery.signal'), '');
@@ -109,6 +120,35 @@ async function replay(backup: string, name: string, restoreCommand: string): Pro
   } finally {
     cluster.remove();
   }
+}
+
+/**
+ * restore_command = pgbp wal-fetch from `url`, through the launcher, with a node (PGBP_NODE) that
+ * notes in `log` each call that reached Node: `wal-fetch NAME` or `wal-prefetch AFTER`.
+ */
+function countedFetch(
+  dir: string,
+  url: string,
+): { readonly command: string; readonly starts: () => string[] } {
+  const log = join(dir, 'node-starts');
+  const node = join(dir, 'node');
+  writeFileSync(log, '');
+  const { uid, gid } = postgresIds();
+  chownSync(log, uid, gid);
+  writeFileSync(
+    node,
+    `#!/bin/sh\nprintf '%s %s %s\\n' "$2" "$3" "$(date +%s.%N)" >>${shellQuote(log)}\nexec ${shellQuote(process.execPath)} "$@"\n`,
+    { mode: 0o755 },
+  );
+  const args = ['wal-fetch', '%f', '%p', '--store', url];
+  return {
+    command: [
+      `PGBP_NODE=${shellQuote(node)}`,
+      shellQuote(PGBP_LAUNCHER),
+      ...args.map((a) => (a.startsWith('%') ? a : shellQuote(a))),
+    ].join(' '),
+    starts: () => readFileSync(log, 'utf8').split('\n').filter(Boolean),
+  };
 }
 
 function peakRss(args: readonly string[], cwd: string, env: NodeJS.ProcessEnv): number {
@@ -134,6 +174,7 @@ async function main(): Promise<void> {
       archive_mode: 'on',
       max_wal_size: '4GB',
       checkpoint_timeout: '30min',
+      fsync: true,
     };
 
     const cpRoot = scratchRoot();
@@ -209,9 +250,38 @@ async function main(): Promise<void> {
       );
     }
 
-    const replayCp = await replay(backup, 'cp', `cp ${shellQuote(plain)}/%f %p`);
-    const replayFile = await replay(backup, 'file', pgbpCommand(['wal-fetch', '%f', '%p', '--store', url]));
-    const replayS3 = await replay(backup, 's3', pgbpCommand(['wal-fetch', '%f', '%p', '--store', s3Url]));
+    const cpCommand = `cp ${shellQuote(plain)}/%f %p`;
+    const fileFetch = countedFetch(postgresDir(root, 'count-file'), url);
+    const s3Fetch = countedFetch(postgresDir(root, 's3-count'), s3Url);
+    const replayCp = await replay(backup, 'cp', cpCommand, true);
+    const replayFile = await replay(backup, 'file', fileFetch.command, true);
+    const replayS3 = await replay(backup, 's3', s3Fetch.command, true);
+    const nodeStarts = (starts: string[]) => ({
+      fetch: starts.filter((s) => s.startsWith('wal-fetch ')).length,
+      prefetch: starts.filter((s) => s.startsWith('wal-prefetch ')).length,
+    });
+    const startsFile = nodeStarts(fileFetch.starts());
+    const startsS3 = nodeStarts(s3Fetch.starts());
+    console.error(
+      `restore_command calls that started Node (file store): ${fileFetch
+        .starts()
+        .map((s) => s.split(' ').slice(0, 2).join(' '))
+        .join(', ')}`,
+    );
+    // Without fsync: what restore_command itself adds, without the disk's cost on both sides.
+    const offCp = await replay(backup, 'cp-off', cpCommand, false);
+    const offFile = await replay(
+      backup,
+      'file-off',
+      pgbpCommand(['wal-fetch', '%f', '%p', '--store', url]),
+      false,
+    );
+    const offS3 = await replay(
+      backup,
+      's3-off',
+      pgbpCommand(['wal-fetch', '%f', '%p', '--store', s3Url]),
+      false,
+    );
 
     const sample = names.find((n) => /^[0-9A-F]{24}$/.test(n)) ?? '';
     const rssDir = postgresDir(root, 'rss');
@@ -247,6 +317,14 @@ async function main(): Promise<void> {
           s3Seconds: round3(replayS3),
           fileRatio: round3(replayFile / replayCp),
           s3Ratio: round3(replayS3 / replayCp),
+        },
+        nodeStarts: { file: startsFile, s3: startsS3 },
+        replayFsyncOff: {
+          cpSeconds: round3(offCp),
+          fileSeconds: round3(offFile),
+          s3Seconds: round3(offS3),
+          fileRatio: round3(offFile / offCp),
+          s3Ratio: round3(offS3 / offCp),
         },
         storedBytesPerSegment: Math.round(storedBytes / Math.max(segmentCount, 1)),
         segmentBytes,
