@@ -82,6 +82,9 @@ function kmsReason(error: unknown): string {
     return `is not enabled: ${message}`;
   if (name === 'AccessDeniedException' || /not authorized|access ?denied/i.test(message))
     return `may not be used by this process: ${message}`;
+  // A refusal whose body is not KMS's own (a proxy's, an endpoint policy's): the status says it.
+  if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 403)
+    return 'may not be used by this process: KMS refused the call (HTTP 403 Forbidden)';
   return `cannot be used: ${name ? `${name}: ` : ''}${message}`;
 }
 
