@@ -68,6 +68,8 @@ describe('pgbp check', { timeout: 300_000 }, () => {
     const folders = [walDir, ...readdirSync(walDir).map((f) => join(walDir, f))];
     for (const f of folders) chmodSync(f, 0o555);
     try {
+      // Some WAL first: a switch with nothing written since the last one switches nothing.
+      cluster.sql('create table written (x int)');
       cluster.sql('select pg_switch_wal()');
       await waitFor('a failed archive attempt', () => archiverStats(cluster).failed > 0);
       const failing = await check('--timeout', '3s');
