@@ -279,6 +279,71 @@ describe('the packaged prod stack: storage and encryption', () => {
     });
   });
 
+  /** The roles that handle data objects, and so make and unwrap data keys under the stage key. */
+  const DATA_ROLES = [
+    'DumpTaskRole',
+    'RestoreTaskRole',
+    'BaseBackupTaskRole',
+    'PitrDrillTaskRole',
+    'WalPushRole',
+  ] as const;
+  const kmsStatements = (role: Cfn): Cfn[] =>
+    (role.Properties.Policies as Cfn[])
+      .flatMap((p) => asArray(p.PolicyDocument.Statement) as Cfn[])
+      .filter((s) => (asArray(s.Action) as string[]).some((a) => a.startsWith('kms:')));
+
+  it('grants data keys to the tasks and the WAL pusher through S3, or for this stage’s objects only', () => {
+    const stageKey = { 'Fn::GetAtt': ['BackupKey', 'Arn'] };
+    for (const id of DATA_ROLES) {
+      const statements = kmsStatements(resource(id));
+      const dataKeys = statements.filter((s) =>
+        (asArray(s.Action) as string[]).some((a) => a === 'kms:GenerateDataKey' || a === 'kms:Decrypt'),
+      );
+      // A client-side statement (no service in between) binds the call to this stage's context.
+      const clientSide = dataKeys.filter((s) => !s.Condition?.StringEquals?.['kms:ViaService']);
+      expect(clientSide, id).toEqual([
+        {
+          Effect: 'Allow',
+          Action: ['kms:GenerateDataKey', 'kms:Decrypt'],
+          Resource: stageKey,
+          Condition: { StringEquals: { 'kms:EncryptionContext:pgbp:stage': 'prod' } },
+        },
+      ]);
+      // The others only as S3 (the bucket's SSE-KMS) or SNS (the alerts topic) ask for them.
+      for (const s of dataKeys.filter((d) => !clientSide.includes(d))) {
+        expect(s.Resource, id).toEqual(stageKey);
+        expect(Object.keys(s.Condition), id).toEqual(['StringEquals']);
+        for (const service of asArray(s.Condition.StringEquals['kms:ViaService']) as string[])
+          expect(service, id).toMatch(/^(s3|sns)\.eu-west-1\.amazonaws\.com$/);
+      }
+      expect(dataKeys.length, id).toBe(2);
+      // Describing the key (the keyring resolves the alias) gives no data key away.
+      expect(
+        statements.filter((s) => !dataKeys.includes(s)),
+        id,
+      ).toEqual([{ Effect: 'Allow', Action: 'kms:DescribeKey', Resource: stageKey }]);
+    }
+    // The WAL pusher, with its context condition, still cannot delete anything.
+    const walPush = resource('WalPushRole');
+    expect(grantsOf(walPush, 's3:DeleteObject')).toEqual([]);
+    expect(grantsOf(walPush, 's3:DeleteObjectVersion')).toEqual([]);
+  });
+
+  it('grants no role any KMS key but the stage’s own', () => {
+    const problems: string[] = [];
+    for (const [id, role] of resources('AWS::IAM::Role')) {
+      for (const s of kmsStatements(role)) {
+        if (s.Effect !== 'Allow') continue;
+        for (const r of asArray(s.Resource))
+          if (JSON.stringify(r) !== JSON.stringify({ 'Fn::GetAtt': ['BackupKey', 'Arn'] }))
+            problems.push(`${id}: ${JSON.stringify(s.Action)} on ${JSON.stringify(r)}`);
+        const context = s.Condition?.StringEquals?.['kms:EncryptionContext:pgbp:stage'];
+        if (context !== undefined && context !== 'prod') problems.push(`${id}: objects of stage ${context}`);
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+
   it('encrypts the bucket with SSE-KMS under the stage key, versions it and blocks public access', () => {
     const bucket = resource('BackupBucket').Properties;
     expect(bucket.BucketName).toBe('pg-backup-pipeline-prod-backups');
@@ -861,9 +926,21 @@ describe('the packaged task roles, enforced by IAM', () => {
     });
     expect((await store.getBytes(dumpKey)).equals(dump)).toBe(true);
     const kms = new KMSClient(clientConfig('DumpTaskRole'));
-    const data = await kms.send(new GenerateDataKeyCommand({ KeyId: keyArn, KeySpec: 'AES_256' }));
+    const data = await kms.send(
+      new GenerateDataKeyCommand({
+        KeyId: keyArn,
+        KeySpec: 'AES_256',
+        // What the policy asks of a client-side call (moto does not evaluate the condition).
+        EncryptionContext: { 'pgbp:stage': 'prod' },
+      }),
+    );
     await expect(
-      kms.send(new DecryptCommand({ CiphertextBlob: data.CiphertextBlob })),
+      kms.send(
+        new DecryptCommand({
+          CiphertextBlob: data.CiphertextBlob,
+          EncryptionContext: { 'pgbp:stage': 'prod' },
+        }),
+      ),
     ).resolves.toBeDefined();
     // Nothing outside the store's prefix.
     await expect(store.putBytes('elsewhere/x.json', '{}')).rejects.toMatchObject({ name: 'AccessDenied' });
@@ -874,9 +951,21 @@ describe('the packaged task roles, enforced by IAM', () => {
     expect((await store.getBytes(dumpKey)).length).toBe(10 * 1024 * 1024);
     await store.putBytes(dumpKey.replace(/\.dump$/, '.verify.json'), '{"passed":true}');
     const kms = new KMSClient(clientConfig('RestoreTaskRole'));
-    const data = await kms.send(new GenerateDataKeyCommand({ KeyId: keyArn, KeySpec: 'AES_256' }));
+    const data = await kms.send(
+      new GenerateDataKeyCommand({
+        KeyId: keyArn,
+        KeySpec: 'AES_256',
+        // What the policy asks of a client-side call (moto does not evaluate the condition).
+        EncryptionContext: { 'pgbp:stage': 'prod' },
+      }),
+    );
     await expect(
-      kms.send(new DecryptCommand({ CiphertextBlob: data.CiphertextBlob })),
+      kms.send(
+        new DecryptCommand({
+          CiphertextBlob: data.CiphertextBlob,
+          EncryptionContext: { 'pgbp:stage': 'prod' },
+        }),
+      ),
     ).resolves.toBeDefined();
     // A restore never deletes a backup.
     const deleted = await store.deleteMany([dumpKey]).catch((e: Error) => ({ deleted: [], error: e.name }));
