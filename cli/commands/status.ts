@@ -19,7 +19,7 @@ export function registerStatus(program: Command, deps: CliDeps, exit: ExitHolder
     .option('--config <file>', 'stage config file')
     .option('--json', 'print the status as JSON')
     .action(async (opts: { store?: string; config?: string; json?: boolean }) => {
-      const [{ resolveConfig, resolveReadableStores }, { clusterStatus }, { storeStatus }] =
+      const [{ resolveConfig, resolveReadableStores }, { clusterStatus, clusterWarnings }, { storeStatus }] =
         await Promise.all([
           import('../resolve.js'),
           import('../../lib/monitor/pitr-status.js'),
@@ -56,10 +56,11 @@ export function registerStatus(program: Command, deps: CliDeps, exit: ExitHolder
       const status = statuses[0] as (typeof statuses)[number];
       const store = (readable[0] as (typeof readable)[number]).store;
       const cluster = await clusterStatus({ store, config, now, env: deps.env });
+      const warnings = [...status.warnings, ...clusterWarnings(cluster, config)];
       const second = statuses[1];
       const lag = second ? storeLag(status.databases, second.databases) : [];
       if (opts.json) {
-        const one = cluster ? { ...status, clusters: [cluster] } : status;
+        const one = cluster ? { ...status, warnings, clusters: [cluster] } : status;
         out(
           deps,
           JSON.stringify(
@@ -80,7 +81,7 @@ export function registerStatus(program: Command, deps: CliDeps, exit: ExitHolder
         if (second || unavailable.length > 0) out(deps, `${readable[0]?.role} store:`);
         printStore(deps, status);
       }
-      if (!opts.json) for (const w of status.warnings) out(deps, `  WARNING ${w}`);
+      if (!opts.json) for (const w of warnings) out(deps, `  WARNING ${w}`);
       if (cluster && !opts.json) {
         const newest = cluster.newestBase
           ? `newest base backup ${cluster.newestBase.id} ${age(cluster.newestBase.ageHours)} old ${formatBytes(cluster.newestBase.sizeBytes)}`

@@ -31,6 +31,8 @@ export interface ClusterStatus {
   } | null;
   /** Base backups retention would remove now (outside the PITR window and not its anchor). */
   readonly expired: number;
+  /** Base backups stored before client-side encryption (plaintext). */
+  readonly unencrypted: number;
 }
 
 /** Per cluster: the newest base backup, the recoverable window, the last PITR drill. */
@@ -120,5 +122,15 @@ export async function clusterStatus(options: {
     ),
     lastDrill,
     expired: remove.length,
+    unencrypted: bases.filter((b) => !b.encryption.envelope).length,
   };
+}
+
+/** What an operator should know of a cluster's archive on a stage that requires encryption. */
+export function clusterWarnings(cluster: ClusterStatus | undefined, config: Config): string[] {
+  if (!cluster || !config.encryption?.required || cluster.unencrypted === 0) return [];
+  const n = cluster.unencrypted;
+  return [
+    `cluster ${cluster.cluster}: ${n} base backup${n === 1 ? '' : 's'} stored before encryption (plaintext), on a stage that requires encryption; they stay readable until retention removes them`,
+  ];
 }

@@ -14,6 +14,7 @@ import { silentLogger } from '../../../lib/platform/logger.js';
 import { runPhysicalRetention } from '../../../lib/retention/physical.js';
 import { FileStore } from '../../../lib/storage/file-store.js';
 import { zstdBuffer } from '../../../lib/storage/small-objects.js';
+import { keyFile } from '../../support/keys.js';
 import { ageFile, testConfig, withTempDir } from '../../support/manifests.js';
 import { inboxAlerter, writeConfigFile } from '../../support/pipeline.js';
 
@@ -180,6 +181,23 @@ describe('retention of the physical archive', () => {
       const statusJson = JSON.parse((await pgbp('status', '--json', '--config', config)).stdout);
       expect(statusJson.clusters[0].gaps).toEqual([
         { timeline: 1, from: segmentName(1, 15), to: segmentName(1, 16), missing: 2 },
+      ]);
+      expect(statusJson.clusters[0].unencrypted).toBe(2);
+      expect(statusJson.warnings).toEqual([]);
+
+      // The same archive on a stage that requires encryption: its plaintext base backups are named.
+      const required = await writeConfigFile(dir, {
+        stage: 'local',
+        store: `file://${dir}/store`,
+        encryption: { keyFile: await keyFile(), required: true },
+      });
+      const warned = await pgbp('status', '--config', required);
+      expect(warned.stdout).toContain(
+        'WARNING cluster main: 2 base backups stored before encryption (plaintext), on a stage that requires encryption',
+      );
+      const warnedJson = JSON.parse((await pgbp('status', '--json', '--config', required)).stdout);
+      expect(warnedJson.warnings).toEqual([
+        expect.stringContaining('cluster main: 2 base backups stored before encryption'),
       ]);
     });
   });
