@@ -4,12 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import {
-  CreateAccessKeyCommand,
-  CreateUserCommand,
-  IAMClient,
-  PutUserPolicyCommand,
-} from '@aws-sdk/client-iam';
+import { IAMClient } from '@aws-sdk/client-iam';
 import {
   CreateAliasCommand,
   CreateKeyCommand,
@@ -31,7 +26,7 @@ import { ALERTED_ERRORS_METRIC } from '../../lib/platform/lambda.js';
 import { METRIC_NAMESPACE } from '../../lib/platform/metrics.js';
 import { S3Store } from '../../lib/storage/s3-store.js';
 import { allStates, type Definition, MACHINE_NAMES, MACHINES } from '../statemachines/asl.js';
-import { type EnforcingMoto, resolvePolicy, startEnforcingMoto } from '../support/moto-iam.js';
+import { createUser, type EnforcingMoto, resolvePolicy, startEnforcingMoto } from '../support/moto-iam.js';
 import { aslActions, COMMAND_ACTIONS, grantsOf, sdkCommands } from './iam-coverage.js';
 
 /**
@@ -885,19 +880,7 @@ describe('the packaged task roles, enforced by IAM', () => {
         // widened for it, so what is checked for KMS is the actions the role grants.
         JSON.stringify(statement.Action).includes('kms:') ? { ...statement, Resource: '*' } : statement,
       );
-      await iam.send(new CreateUserCommand({ UserName: role }));
-      await iam.send(
-        new PutUserPolicyCommand({
-          UserName: role,
-          PolicyName: 'role',
-          PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: resolved }),
-        }),
-      );
-      const created = await iam.send(new CreateAccessKeyCommand({ UserName: role }));
-      credentials[role] = {
-        accessKeyId: created.AccessKey?.AccessKeyId ?? '',
-        secretAccessKey: created.AccessKey?.SecretAccessKey ?? '',
-      };
+      credentials[role] = await createUser(iam, role, resolved);
     }
   }, 60_000);
 

@@ -1,4 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import {
+  CreateAccessKeyCommand,
+  CreateUserCommand,
+  type IAMClient,
+  PutUserPolicyCommand,
+} from '@aws-sdk/client-iam';
 import { freePort } from './ports.js';
 
 /**
@@ -68,4 +74,25 @@ export function resolvePolicy(statements: Cfn[], values: Readonly<Record<string,
     return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, resolve(x)]));
   };
   return statements.map(resolve);
+}
+
+/** An IAM user with one inline policy of `statements`, and its access key. */
+export async function createUser(
+  iam: IAMClient,
+  name: string,
+  statements: readonly unknown[],
+): Promise<{ accessKeyId: string; secretAccessKey: string }> {
+  await iam.send(new CreateUserCommand({ UserName: name }));
+  await iam.send(
+    new PutUserPolicyCommand({
+      UserName: name,
+      PolicyName: name,
+      PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: statements }),
+    }),
+  );
+  const created = await iam.send(new CreateAccessKeyCommand({ UserName: name }));
+  return {
+    accessKeyId: created.AccessKey?.AccessKeyId ?? '',
+    secretAccessKey: created.AccessKey?.SecretAccessKey ?? '',
+  };
 }

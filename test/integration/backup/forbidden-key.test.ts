@@ -1,17 +1,12 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  CreateAccessKeyCommand,
-  CreateUserCommand,
-  IAMClient,
-  PutUserPolicyCommand,
-} from '@aws-sdk/client-iam';
+import { IAMClient } from '@aws-sdk/client-iam';
 import { CreateAliasCommand, CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../support/cli.js';
-import { type EnforcingMoto, startEnforcingMoto } from '../../support/moto-iam.js';
+import { createUser, type EnforcingMoto, startEnforcingMoto } from '../../support/moto-iam.js';
 import { createDatabase, dropDatabase, uniqueDbName } from '../../support/pg.js';
 import { writeConfigFile } from '../../support/pipeline.js';
 
@@ -64,31 +59,16 @@ beforeAll(async () => {
   await kms.send(new CreateAliasCommand({ AliasName: alias, TargetKeyId: key.KeyMetadata?.KeyId }));
   const iam = new IAMClient(setup);
   for (const [who, kmsActions] of Object.entries(PRINCIPALS) as [Principal, readonly string[]][]) {
-    await iam.send(new CreateUserCommand({ UserName: who }));
-    await iam.send(
-      new PutUserPolicyCommand({
-        UserName: who,
-        PolicyName: 'dump',
-        PolicyDocument: JSON.stringify({
-          Version: '2012-10-17',
-          Statement: [
-            { Effect: 'Allow', Action: 's3:ListBucket', Resource: `arn:aws:s3:::${bucket}` },
-            {
-              Effect: 'Allow',
-              Action: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'],
-              Resource: `arn:aws:s3:::${bucket}/*`,
-            },
-            // moto checks KMS actions against the resource "*" only.
-            { Effect: 'Allow', Action: [...kmsActions], Resource: '*' },
-          ],
-        }),
-      }),
-    );
-    const created = await iam.send(new CreateAccessKeyCommand({ UserName: who }));
-    credentials[who] = {
-      accessKeyId: created.AccessKey?.AccessKeyId ?? '',
-      secretAccessKey: created.AccessKey?.SecretAccessKey ?? '',
-    };
+    credentials[who] = await createUser(iam, who, [
+      { Effect: 'Allow', Action: 's3:ListBucket', Resource: `arn:aws:s3:::${bucket}` },
+      {
+        Effect: 'Allow',
+        Action: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'],
+        Resource: `arn:aws:s3:::${bucket}/*`,
+      },
+      // moto checks KMS actions against the resource "*" only.
+      { Effect: 'Allow', Action: [...kmsActions], Resource: '*' },
+    ]);
   }
 }, 60_000);
 
