@@ -185,8 +185,20 @@ const storeRole = z
     kmsKeyId: z.string().optional(),
     /** The client-side encryption of this store's data objects, over the stage's `encryption`. */
     encryption: encryption.optional(),
+    /**
+     * The AWS region of an s3:// store's bucket, where it is not the stage's (a second bucket in
+     * another region): its S3 and KMS calls go there, and its keys' aliases are looked up there.
+     */
+    region: z
+      .string()
+      .regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'an AWS region such as eu-central-1')
+      .optional(),
   })
-  .strict();
+  .strict()
+  .refine((s) => s.region === undefined || s.url.startsWith('s3://'), {
+    path: ['region'],
+    message: 'only an s3:// store has a region',
+  });
 
 export const configSchema = z
   .object({

@@ -9,7 +9,9 @@ import type { BackupStore } from './store.js';
  */
 export async function openStore(url: string, config?: StoreSettings): Promise<BackupStore> {
   const store = await openPlainStore(url, config);
-  return config?.encryption && config.stage ? withEncryption(store, config.encryption, config.stage) : store;
+  return config?.encryption && config.stage
+    ? withEncryption(store, config.encryption, config.stage, config.region)
+    : store;
 }
 
 /** The settings a store is opened with: the stage's, or one store's own over them. */
@@ -19,16 +21,25 @@ export interface StoreSettings {
   /** Client-side encryption of the data objects, under `stage`'s key. */
   readonly encryption?: EncryptionSettings | undefined;
   readonly stage?: string;
+  /** The region of an s3:// store's bucket and of its keys, where it is not the process's. */
+  readonly region?: string | undefined;
 }
 
 /** The store named by a URL as it is, with no client-side encryption. */
 export async function openPlainStore(
   url: string,
-  config?: Pick<StoreSettings, 'kmsKeyId' | 'storageClass'>,
+  config?: Pick<StoreSettings, 'kmsKeyId' | 'storageClass' | 'region'>,
 ): Promise<BackupStore> {
   if (url.startsWith('s3://')) {
-    const { S3Store } = await import('./s3-store.js');
-    return S3Store.fromUrl(url, { kmsKeyId: config?.kmsKeyId, storageClass: config?.storageClass });
+    const [{ S3Store }, { s3ClientIn }] = await Promise.all([
+      import('./s3-store.js'),
+      import('../platform/aws-clients/s3.js'),
+    ]);
+    return S3Store.fromUrl(url, {
+      kmsKeyId: config?.kmsKeyId,
+      storageClass: config?.storageClass,
+      ...(config?.region ? { client: s3ClientIn(config.region) } : {}),
+    });
   }
   if (url.startsWith('file:')) {
     const { FileStore } = await import('./file-store.js');
@@ -41,12 +52,14 @@ export async function openPlainStore(
 
 /**
  * Wraps any store (each of several, with settings of its own) in client-side encryption under
- * the stage's key. The key opens on first use; the Encryption SDK loads only here.
+ * the stage's key. The key opens on first use; the Encryption SDK loads only here. A KMS key is
+ * looked up in `region` where one is given (a second store's key lives in its bucket's region).
  */
 export async function withEncryption(
   store: BackupStore,
   settings: EncryptionSettings,
   stage: string,
+  region?: string,
 ): Promise<BackupStore> {
   const [{ encryptingStore }, { openStageKey }] = await Promise.all([
     import('./encrypting-store.js'),
@@ -54,7 +67,10 @@ export async function withEncryption(
   ]);
   const label = settings.kmsKeyId ?? settings.keyFile ?? '';
   const source = settings.kmsKeyId !== undefined ? { kmsKeyId: label } : { keyFile: label };
-  const kms = async () => (await import('../platform/aws-clients/kms.js')).kmsClient();
+  const kms = async () => {
+    const clients = await import('../platform/aws-clients/kms.js');
+    return region ? clients.kmsClientIn(region) : clients.kmsClient();
+  };
   return encryptingStore(store, () => openStageKey(source, stage, kms), {
     stage,
     label,

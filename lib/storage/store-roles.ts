@@ -24,6 +24,8 @@ export function roleSettings(
     url: own.url,
     storageClass: own.storageClass ?? config.storageClass,
     ...(kmsKeyId !== undefined ? { kmsKeyId } : {}),
+    // Not the stage's: the stage's region is the process's own, which the default clients use.
+    ...(own.region !== undefined ? { region: own.region } : {}),
     ...(encryption !== undefined && config.stage !== undefined ? { encryption, stage: config.stage } : {}),
   };
 }
