@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DEFAULT_SEGMENT_BYTES, segmentName, segmentNumber, timelineOf } from '../domain/wal-names.js';
+import { ABSENT_FRESH_S, dropAbsent, forgetAbsent, writeAbsent } from './absent.js';
 import { cksumOf } from './cksum.js';
 import {
   type FetchDeps,
@@ -47,6 +48,8 @@ const POLL_MS = 20;
 const IDLE_MS = 30_000;
 /** A segment the archive did not hold yet is asked for again after this (a standby's archive grows). */
 const MISSING_RETRY_MS = 1_000;
+/** How often the "not archived" records of the history files are renewed (see absent.ts). */
+const HISTORY_RENEW_MS = 1_000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -92,7 +95,10 @@ export async function fetchWithSpool(
  * spooled under its name only once complete and verified. It leaves a segment to wal-fetch (which
  * then fetches it directly and says why) when it is damaged or unreadable, stops fetching when
  * the disk has no room, and exits once recovery has ended (removing what is left spooled) or
- * has asked for nothing new for a while. One runs at a time per spool.
+ * has asked for nothing new for a while. One runs at a time per spool. What the archive lacks of
+ * what recovery will ask for (the segment past its end, the history files of the timeline and of
+ * the next one) it records as "not archived", renewed while it runs (absent.ts), for the
+ * launcher to answer without starting Node.
  */
 export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSettings): Promise<number> {
   const dir = prefetchDir(deps.dataDir, deps.tag);
@@ -106,6 +112,25 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
     let movedAt = Date.now();
     await sweep(dir, (n) => n < position || timelineOf(n) !== timelineOf(position), STALE_MS);
     const inflight = new Set<string>();
+    /** The names the archive lacked, whose "not archived" records (absent.ts) this wrote. */
+    const recorded = new Set<string>();
+    /** What the archive says of `name` now, as a record the launcher may answer from. */
+    const lookUp = async (name: string) => {
+      const askedAt = Date.now();
+      try {
+        const stored = await locateWal(walFileOf(name), deps);
+        if (stored) await dropAbsent(dir, name);
+        else {
+          await writeAbsent(dir, name, askedAt);
+          recorded.add(name);
+        }
+        return stored;
+      } catch (error) {
+        // Never "not archived" from a lookup that failed.
+        await dropAbsent(dir, name);
+        throw error;
+      }
+    };
     /** Left to wal-fetch: damaged or unreadable here. */
     const refused = new Set<string>();
     let missing: { readonly name: string; readonly at: number } | undefined;
@@ -165,7 +190,7 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
         try {
           await writeFile(marker, '');
           const file = walFileOf(name);
-          const stored = await locateWal(file, deps);
+          const stored = await lookUp(name);
           if (!stored) {
             // The first name the archive lacks: two workers may find two of them missing.
             missing = { name: missing && missing.name < name ? missing.name : name, at: Date.now() };
@@ -187,9 +212,30 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.max(1, deps.concurrency) }, worker));
+    // Recovery asks for the history files of its timeline and of the next one at its start, at
+    // its end, and (a standby) each time it finds no next segment; the archive rarely has them.
+    let working = true;
+    const historyRecords = async () => {
+      while (working && recovering()) {
+        const timeline = timelineOf(position);
+        for (const t of [timeline + 1, timeline]) {
+          await lookUp(`${t.toString(16).toUpperCase().padStart(8, '0')}.history`).catch(() => {});
+        }
+        await sleep(HISTORY_RENEW_MS);
+      }
+    };
+    const workers = Promise.all(Array.from({ length: Math.max(1, deps.concurrency) }, worker)).finally(() => {
+      working = false;
+    });
+    await Promise.all([workers, historyRecords()]);
     // Recovery has ended: what is left spooled will not be asked for.
     if (!recovering()) await sweep(dir, () => true, STALE_MS);
+    // Its last questions (the timeline's history file, once the signal file is gone) may still
+    // come: the records go once they are too old to answer.
+    if (recorded.size > 0) {
+      await sleep(ABSENT_FRESH_S * 1000 + 1000);
+      for (const name of recorded) await forgetAbsent(dir, name);
+    }
   } finally {
     await release();
   }
