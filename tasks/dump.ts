@@ -7,6 +7,12 @@ import { sfnClient } from '../lib/platform/aws-clients/sfn.js';
 import { createLogger } from '../lib/platform/logger.js';
 import { connectionFor } from '../lib/postgres/connection.js';
 import { openStoresFor } from '../lib/storage/store-roles.js';
+import {
+  type PhysicalTally,
+  type SyncedPhysical,
+  syncPhysical,
+  tallyPhysical,
+} from '../lib/sync/physical.js';
 import { type SyncedBackup, syncStores } from '../lib/sync/sync.js';
 import { runTask, type TaskDeps } from './task-runner.js';
 
@@ -33,14 +39,34 @@ export type DumpTaskResult = Manifest & {
   readonly copies: DumpResult['copies'];
   /** Earlier backups one store lacked, copied from the other after this dump (or not, and why). */
   readonly synced: readonly SyncedBackup[];
+  /**
+   * The physical archive (config `wal.cluster`) one store lacked, copied from the other: counts
+   * per kind and status, and the first entries not copied with why (a day of WAL is too many
+   * lines for a state's output).
+   */
+  readonly syncedPhysical: {
+    readonly tally: readonly PhysicalTally[];
+    readonly notCopied: readonly SyncedPhysical[];
+  };
   readonly degraded: boolean;
 };
 
-function taskResult({ manifest, copies }: DumpResult, synced: readonly SyncedBackup[]): DumpTaskResult {
+/** The entries not copied a task result names; the tally counts them all. */
+const NOT_COPIED_SHOWN = 20;
+
+function taskResult(
+  { manifest, copies }: DumpResult,
+  synced: readonly SyncedBackup[],
+  physical: readonly SyncedPhysical[],
+): DumpTaskResult {
   return {
     ...manifest,
     copies,
     synced,
+    syncedPhysical: {
+      tally: tallyPhysical(physical),
+      notCopied: physical.filter((p) => p.status !== 'copied').slice(0, NOT_COPIED_SHOWN),
+    },
     degraded: isDegraded(copies),
   };
 }
@@ -81,7 +107,24 @@ export function main(deps: TaskDeps): Promise<number> {
               return [];
             })
           : [];
-      return taskResult(result, synced);
+      // And the physical archive of the stage's cluster (WAL a wal-push stored in one store
+      // only, a base backup that reached one store). Parallel dump tasks may copy the same file:
+      // the store refuses the second write, which is reported as stored meanwhile.
+      const physical =
+        secondary && !context.signal.aborted
+          ? await syncPhysical({
+              stores: [primary, secondary],
+              clusters: [config.wal.cluster],
+              windows: () => ({ walMs: config.wal.retention, pitrMs: config.pitr.window }),
+              now: new Date(),
+              logger,
+              env: deps.env,
+            }).catch((error: unknown): SyncedPhysical[] => {
+              logger.warn('physical archive not synced', { error: (error as Error).message });
+              return [];
+            })
+          : [];
+      return taskResult(result, synced, physical);
     },
     deps,
     summarizeManifest,

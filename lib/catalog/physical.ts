@@ -3,11 +3,12 @@ import {
   baseBackupKeys,
   baseBackupsPrefix,
   clusterPrefix,
+  isClusterName,
   parseWalObjectKey,
   walFolder,
 } from '../domain/physical-layout.js';
 import type { ArchivedSegment } from '../domain/wal-continuity.js';
-import { parseWalFileName } from '../domain/wal-names.js';
+import { parseWalFileName, type WalFileKind } from '../domain/wal-names.js';
 import type { BackupStore } from '../storage/store.js';
 
 /**
@@ -95,4 +96,51 @@ export function foldersOf(store: BackupStore, cluster: string, segments: readonl
     if (file) folders.add(`${walFolder(store.prefix, cluster, file)}/`);
   }
   return [...folders];
+}
+
+/** One stored object of a cluster's WAL archive: a segment, `.partial`, `.backup` or history file. */
+export interface StoredArchiveFile {
+  readonly name: string;
+  readonly kind: WalFileKind;
+  readonly key: string;
+  /** The SHA-256 of the original (uncompressed) file, which the key carries. */
+  readonly sha256: string;
+  /** Bytes stored (compressed, and encrypted where the store encrypts). */
+  readonly size: number;
+  readonly archivedAt: Date;
+  readonly storageClass: string;
+}
+
+/**
+ * Every WAL object of the cluster's archive, in key order, each with the digest its key carries.
+ * A name stored twice (under two digests) appears twice: the caller decides what that means.
+ */
+export async function listArchiveFiles(store: BackupStore, cluster: string): Promise<StoredArchiveFile[]> {
+  const files: StoredArchiveFile[] = [];
+  for await (const o of store.list(`${clusterPrefix(store.prefix, cluster)}/wal/`)) {
+    const parsed = parseWalObjectKey(o.key);
+    const file = parsed ? parseWalFileName(parsed.name) : undefined;
+    if (!parsed || !file) continue;
+    files.push({
+      name: file.name,
+      kind: file.kind,
+      key: o.key,
+      sha256: parsed.sha256,
+      size: o.size,
+      archivedAt: o.lastModified,
+      storageClass: o.storageClass,
+    });
+  }
+  return files;
+}
+
+/** The clusters whose physical archive a store holds anything of (`~cluster/<cluster>/…`). */
+export async function listClusters(store: BackupStore): Promise<string[]> {
+  const root = `${clusterPrefix(store.prefix, '')}/`;
+  const clusters = new Set<string>();
+  for await (const o of store.list(root)) {
+    const name = o.key.slice(root.length).split('/')[0];
+    if (name && isClusterName(name)) clusters.add(name);
+  }
+  return [...clusters].sort();
 }

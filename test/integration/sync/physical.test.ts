@@ -1,0 +1,255 @@
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseWalObjectKey } from '../../../lib/domain/physical-layout.js';
+import { FileStore } from '../../../lib/storage/file-store.js';
+import type { SyncedPhysical } from '../../../lib/sync/physical.js';
+import { main as dumpTask } from '../../../tasks/dump.js';
+import { runCli } from '../../support/cli.js';
+import { createDatabase, dropDatabase, uniqueDbName } from '../../support/pg.js';
+import { createBucket, listKeys } from '../../support/s3.js';
+import { type ScratchCluster, startCluster } from '../../support/scratch-cluster.js';
+import { sink } from '../../support/sink.js';
+
+/** Real WAL segments of one cluster, copied out of its pg_wal. */
+let work: string;
+let segments: string[];
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'pgbp-sync-physical-'));
+  const cluster: ScratchCluster = await startCluster({ walSegmentMb: 1, settings: { wal_level: 'replica' } });
+  try {
+    cluster.sql('create table t as select g, md5(g::text) m from generate_series(1, 20000) g');
+    cluster.sql('select pg_switch_wal()');
+    cluster.sql('insert into t select g, md5(g::text) m from generate_series(1, 20000) g');
+    cluster.sql('select pg_switch_wal()');
+    const current = cluster.sql('select pg_walfile_name(pg_current_wal_lsn())');
+    const pgWal = join(cluster.data, 'pg_wal');
+    segments = readdirSync(pgWal)
+      .filter((n) => /^[0-9A-F]{24}$/.test(n) && n < current)
+      .sort()
+      .slice(-4);
+    for (const n of segments) copyFileSync(join(pgWal, n), join(work, n));
+  } finally {
+    cluster.remove();
+  }
+  expect(segments.length).toBeGreaterThanOrEqual(3);
+}, 120_000);
+
+afterAll(() => {
+  rmSync(work, { recursive: true, force: true });
+});
+
+/** A copy of a WAL file under its own name in a folder of its own, as pg_wal holds it. */
+function asPgWal(bytes: Buffer, name: string): string {
+  const dir = mkdtempSync(join(work, 'pg_wal-'));
+  writeFileSync(join(dir, name), bytes);
+  return join(dir, name);
+}
+
+async function push(name: string, url: string, bytes = readFileSync(join(work, name))): Promise<void> {
+  const pushed = await runCli(['wal-push', asPgWal(bytes, name), '--store', url]);
+  expect(pushed.code, pushed.stderr).toBe(0);
+}
+
+/** A stage with the NAS (a directory) as the primary store and S3 on moto as the secondary. */
+async function twoStores(): Promise<{ nas: string; s3: string; config: string; bucket: string }> {
+  const bucket = await createBucket();
+  const nas = mkdtempSync(join(work, 'nas-'));
+  const config = join(nas, '..', `${bucket}.yml`);
+  writeFileSync(
+    config,
+    [
+      'stage: local',
+      'stores:',
+      `  primary: { url: "file://${nas}" }`,
+      `  secondary: { url: "s3://${bucket}/backups" }`,
+    ].join('\n'),
+  );
+  return { nas, s3: `s3://${bucket}/backups`, config, bucket };
+}
+
+async function syncJson(
+  config: string,
+): Promise<{ code: number | null; lines: SyncedPhysical[]; stdout: string }> {
+  const run = await runCli(['sync', '--config', config, '--json']);
+  expect(run.stderr).toBe('');
+  const lines = run.stdout
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as SyncedPhysical);
+  return { code: run.code, lines, stdout: run.stdout };
+}
+
+async function fetched(
+  name: string,
+  url: string,
+): Promise<{ code: number | null; bytes?: Buffer; stderr: string }> {
+  const dest = join(mkdtempSync(join(work, 'fetch-')), 'RECOVERYXLOG');
+  const run = await runCli(['wal-fetch', name, dest, '--store', url]);
+  return run.code === 0
+    ? { code: 0, bytes: readFileSync(dest), stderr: run.stderr }
+    : { code: run.code, stderr: run.stderr };
+}
+
+/** The stored object of one WAL file in a directory store. */
+async function objectOf(dir: string, name: string): Promise<string> {
+  for await (const o of new FileStore(dir).list('')) {
+    if (parseWalObjectKey(o.key)?.name === name) return join(dir, o.key);
+  }
+  throw new Error(`${name} is not in ${dir}`);
+}
+
+describe('pgbp sync of the physical archive', () => {
+  it('copies the WAL only the NAS holds to S3, which then serves PostgreSQL’s own bytes', async () => {
+    const { nas, s3, config } = await twoStores();
+    for (const name of segments) await push(name, `file://${nas}`);
+    const history = '1\t0/3000000\tno recovery target specified\n';
+    await push('00000002.history', `file://${nas}`, Buffer.from(history));
+    expect((await fetched(segments[0] as string, s3)).code).toBeGreaterThan(125);
+
+    const sync = await syncJson(config);
+    expect(sync.code).toBe(0);
+    expect(sync.lines.map((l) => [l.cluster, l.kind, l.name, l.from, l.to, l.status]).sort()).toEqual(
+      [
+        ...segments.map((n) => ['main', 'segment', n, 'primary', 'secondary', 'copied']),
+        ['main', 'history', '00000002.history', 'primary', 'secondary', 'copied'],
+      ].sort(),
+    );
+    for (const name of segments) {
+      const got = await fetched(name, s3);
+      expect(got.code, got.stderr).toBe(0);
+      expect(got.bytes?.equals(readFileSync(join(work, name)))).toBe(true);
+    }
+    expect((await fetched('00000002.history', s3)).bytes?.toString()).toBe(history);
+    // What S3 lacks is now "not archived" (exit 1), as on the NAS: S3 holds the archive's identity.
+    expect((await fetched('000000010000000000000FFF', s3)).code).toBe(1);
+
+    const again = await runCli(['sync', '--config', config]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout.trim()).toBe('the stores hold the same backups and physical archive');
+  });
+
+  it('copies the other way what S3 alone holds, and says so per kind', async () => {
+    const { nas, s3, config } = await twoStores();
+    const [first, ...rest] = segments as [string, ...string[]];
+    await push(first, `file://${nas}`);
+    await push(first, s3);
+    for (const name of rest) await push(name, s3);
+
+    const sync = await runCli(['sync', '--config', config]);
+    expect(sync.code, sync.stderr).toBe(0);
+    expect(sync.stdout).toMatch(
+      new RegExp(
+        `^main secondary → primary: ${rest.length} WAL segment\\(s\\) copied \\(.+, sha256 verified\\)$`,
+        'm',
+      ),
+    );
+    for (const name of rest) {
+      const got = await fetched(name, `file://${nas}`);
+      expect(got.code, got.stderr).toBe(0);
+      expect(got.bytes?.equals(readFileSync(join(work, name)))).toBe(true);
+    }
+  });
+
+  it('does not copy a damaged WAL file, and reports it', async () => {
+    const { nas, s3, config, bucket } = await twoStores();
+    const [damaged, good] = segments as [string, string];
+    await push(damaged, `file://${nas}`);
+    await push(good, `file://${nas}`);
+    // One flipped byte inside the compressed object, as a failing disk leaves it.
+    const object = await objectOf(nas, damaged);
+    const bytes = readFileSync(object);
+    const at = Math.floor(bytes.length / 2);
+    bytes[at] = (bytes[at] as number) ^ 0x01;
+    writeFileSync(object, bytes);
+
+    const sync = await syncJson(config);
+    expect(sync.code).toBe(1);
+    expect(sync.lines.find((l) => l.name === good)).toMatchObject({ status: 'copied' });
+    expect(sync.lines.find((l) => l.name === damaged)).toMatchObject({
+      kind: 'segment',
+      from: 'primary',
+      to: 'secondary',
+      status: 'failed',
+      reason: expect.stringMatching(
+        new RegExp(`^${damaged} in the primary store .* is damaged: .*not copied$`),
+      ),
+    });
+    const names = (await listKeys(bucket)).map((k) => parseWalObjectKey(k)?.name);
+    expect(names).toContain(good);
+    expect(names).not.toContain(damaged);
+    expect((await fetched(damaged, s3)).code).toBe(1);
+
+    const plain = await runCli(['sync', '--config', config]);
+    expect(plain.code).toBe(1);
+    expect(plain.stdout).toMatch(new RegExp(`^FAILED  main ${damaged} primary → secondary: .*damaged`, 'm'));
+  });
+
+  it('leaves a name the target holds with other contents alone, and reports the conflict', async () => {
+    const { nas, s3, config } = await twoStores();
+    const [name] = segments as [string];
+    const original = readFileSync(join(work, name));
+    const other = Buffer.from(original);
+    other[other.length - 100] = (other[other.length - 100] ?? 0) ^ 0xff;
+    await push(name, `file://${nas}`);
+    await push(name, s3, other);
+
+    const sync = await syncJson(config);
+    expect(sync.code).toBe(1);
+    expect(sync.lines).toEqual([
+      expect.objectContaining({
+        kind: 'segment',
+        name,
+        status: 'conflict',
+        reason: expect.stringMatching(/neither is replaced/),
+      }),
+    ]);
+    expect((await fetched(name, `file://${nas}`)).bytes?.equals(original)).toBe(true);
+    expect((await fetched(name, s3)).bytes?.equals(other)).toBe(true);
+  });
+});
+
+describe('the scheduled backup run', () => {
+  it('copies the WAL one store lacks along with the backups, and reports it', async () => {
+    const { nas, s3, config } = await twoStores();
+    const database = uniqueDbName('sync_physical');
+    await createDatabase(database, 'create table t as select g from generate_series(1, 100) g');
+    try {
+      for (const name of segments) await push(name, s3);
+      const stdout = sink();
+      const code = await dumpTask({
+        env: { ...process.env, PGBP_DATABASE: database, PGBP_CONFIG: config },
+        stdout: stdout.stream,
+        stderr: sink().stream,
+      });
+      expect(code).toBe(0);
+      const result = JSON.parse(stdout.text()) as {
+        degraded: boolean;
+        syncedPhysical: { tally: unknown[]; notCopied: unknown[] };
+      };
+      expect(result.degraded).toBe(false);
+      expect(result.syncedPhysical).toEqual({
+        tally: [
+          expect.objectContaining({
+            cluster: 'main',
+            from: 'secondary',
+            to: 'primary',
+            kind: 'segment',
+            status: 'copied',
+            count: segments.length,
+          }),
+        ],
+        notCopied: [],
+      });
+      for (const name of segments) {
+        expect((await fetched(name, `file://${nas}`)).bytes?.equals(readFileSync(join(work, name)))).toBe(
+          true,
+        );
+      }
+    } finally {
+      await dropDatabase(database);
+    }
+  });
+});
