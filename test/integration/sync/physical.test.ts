@@ -86,8 +86,11 @@ async function fetched(
   name: string,
   url: string,
 ): Promise<{ code: number | null; bytes?: Buffer; stderr: string }> {
-  const dest = join(mkdtempSync(join(work, 'fetch-')), 'RECOVERYXLOG');
-  const run = await runCli(['wal-fetch', name, dest, '--store', url]);
+  // Run where PostgreSQL runs restore_command, in a data directory (the prefetcher keeps its
+  // spool under its pg_wal).
+  const dataDir = mkdtempSync(join(work, 'fetch-'));
+  const dest = join(dataDir, 'RECOVERYXLOG');
+  const run = await runCli(['wal-fetch', name, dest, '--store', url], { cwd: dataDir });
   return run.code === 0
     ? { code: 0, bytes: readFileSync(dest), stderr: run.stderr }
     : { code: run.code, stderr: run.stderr };
