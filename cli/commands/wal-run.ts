@@ -4,12 +4,14 @@ import { resolve } from 'node:path';
 import type { Config } from '../../lib/config.js';
 import { WalConflictError } from '../../lib/domain/errors.js';
 import { redact } from '../../lib/domain/redact.js';
+import type { PassedOver } from '../../lib/domain/store-roles.js';
 import { FETCH_ABORT, FETCH_MISSING } from '../../lib/domain/wal-names.js';
 import { systemClock } from '../../lib/platform/clock.js';
 import { WalArchive } from '../../lib/wal/archive.js';
+import type { RoleArchive } from '../../lib/wal/push.js';
 import { archiveTag } from '../../lib/wal/spool.js';
 import { type CliDeps, err, out } from '../context.js';
-import { configFileOf, resolveConfig, resolveStore } from '../resolve.js';
+import { configFileOf, resolveConfig, resolveReadableStores, resolveStore } from '../resolve.js';
 import { parseWalLine, startPrefetcher, type WalLine } from '../wal-line.js';
 
 type Parsed = WalLine;
@@ -34,6 +36,24 @@ async function openArchive(deps: CliDeps, opts: Parsed): Promise<{ config: Confi
   return { config, archive: new WalArchive(store, opts.cluster ?? config.wal.cluster) };
 }
 
+/**
+ * Every configured store's part of the archive, the primary first (`--store URL`: that store
+ * alone), and the configured stores that could not be opened (a NAS directory not mounted).
+ */
+async function openArchives(
+  deps: CliDeps,
+  opts: Parsed,
+): Promise<{ config: Config; archives: RoleArchive[]; unavailable: PassedOver[] }> {
+  const config = resolveConfig(deps, opts.config);
+  const { stores, unavailable } = await resolveReadableStores(deps, config, opts.store);
+  const cluster = opts.cluster ?? config.wal.cluster;
+  return {
+    config,
+    archives: stores.map((s) => ({ role: s.role, archive: new WalArchive(s.store, cluster) })),
+    unavailable,
+  };
+}
+
 function describe(error: unknown, deps: CliDeps): string {
   const e = error as Error;
   return `${e.name}: ${redact(e.message, [deps.env.PGPASSWORD]).split('\n').join(' | ')}`;
@@ -55,11 +75,12 @@ export async function runWalPush(args: readonly string[], deps: CliDeps): Promis
   }
   let config: Config | undefined;
   try {
-    const opened = await openArchive(deps, opts);
+    const opened = await openArchives(deps, opts);
     config = opened.config;
     const { pushWithAhead } = await import('../../lib/wal/push-ahead.js');
     const outcome = await pushWithAhead(resolve(deps.cwd, path), {
-      archive: opened.archive,
+      archives: opened.archives,
+      unavailable: opened.unavailable,
       level: opened.config.wal.level,
       dataDir: deps.cwd,
       clock: systemClock,
@@ -67,12 +88,54 @@ export async function runWalPush(args: readonly string[], deps: CliDeps): Promis
       ahead: opened.config.wal.pushAhead,
       tag: tagOf(deps, opts),
     });
+    if (outcome.degraded) await reportDegraded(opened.config, outcome.name, outcome.degraded, deps);
     if (opts.json) out(deps, JSON.stringify(outcome));
     return 0;
   } catch (error) {
     err(deps, `pgbp wal-push ${path}: ${describe(error, deps)}`);
     if (error instanceof WalConflictError && config) await alertConflict(config, error, deps);
     return 1;
+  }
+}
+
+/**
+ * A push stored in some stores but not all: a line per store for PostgreSQL's log (every call),
+ * and a `wal-archive-degraded` alert per store at most hourly (see claimDegradedAlerts).
+ */
+async function reportDegraded(
+  config: Config,
+  name: string,
+  degraded: readonly PassedOver[],
+  deps: CliDeps,
+): Promise<void> {
+  for (const d of degraded) {
+    err(
+      deps,
+      `pgbp wal-push: degraded: ${name} is not in the ${d.role} store ${d.url} (${redact(d.reason, [deps.env.PGPASSWORD]).split('\n').join(' | ')}); it is stored in the other, and pgbp sync copies it across once the store is back`,
+    );
+  }
+  try {
+    const { claimDegradedAlerts, releaseDegradedAlert } = await import('../../lib/wal/degraded-alerts.js');
+    const due = await claimDegradedAlerts(deps.cwd, degraded, systemClock.now());
+    if (due.length === 0) return;
+    const [{ createAlerter }, { walArchiveAlert }] = await Promise.all([
+      import('../../lib/runtime.js'),
+      import('../../lib/domain/alerts.js'),
+    ]);
+    const alerter = createAlerter(config, deps.env, (t) => deps.stderr.write(t));
+    for (const d of due) {
+      const detail = `the ${d.role} store ${d.url} failed to store ${name} (${redact(d.reason, [deps.env.PGPASSWORD])}); the WAL is in the other store only`;
+      try {
+        await alerter.publish(
+          walArchiveAlert('wal-archive-degraded', config.wal.cluster, detail, systemClock.now()),
+        );
+      } catch (failure) {
+        await releaseDegradedAlert(deps.cwd, d);
+        throw failure;
+      }
+    }
+  } catch (failure) {
+    err(deps, `pgbp wal-push: the wal-archive-degraded alert was not delivered: ${describe(failure, deps)}`);
   }
 }
 

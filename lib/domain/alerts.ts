@@ -19,6 +19,7 @@ export const ALERT_KINDS = [
   'retention-blocked',
   'low-free-space',
   'wal-archive-conflict',
+  'wal-archive-degraded',
   'wal-archive-stale',
   'wal-archive-failing',
 ] as const;
@@ -55,6 +56,7 @@ export const TITLES: Record<AlertKind, string> = {
   'retention-blocked': 'Retention blocked',
   'low-free-space': 'Backup store low on space',
   'wal-archive-conflict': 'WAL archive conflict',
+  'wal-archive-degraded': 'WAL archive degraded (one store lacks new WAL)',
   'wal-archive-stale': 'WAL archive stale',
   'wal-archive-failing': 'WAL archiving failing',
 };
@@ -158,6 +160,13 @@ function nextStepsFor(
         'Check that archive_command of only one cluster points at this archive (wal.cluster in the config)',
         'Run pgbp check on the database host to see the archive and the server side by side',
       ];
+    case 'wal-archive-degraded':
+      return [
+        'archive_command goes on succeeding: the WAL is durably stored in the other store, kept once, not twice',
+        'Fix the store named above (mounted? full? reachable? credentials?); this alert repeats at most hourly while it fails',
+        'Then copy the WAL it lacks from the other store, verified: pgbp sync',
+        "Run pgbp check on the database host: it shows each store's newest segment against the server's",
+      ];
     case 'wal-archive-stale':
     case 'wal-archive-failing':
       return [
@@ -170,7 +179,10 @@ function nextStepsFor(
 
 function severityFor(kind: AlertKind): Severity {
   if (kind === 'restore-completed') return 'info';
-  return kind === 'retention-blocked' || kind === 'low-free-space' || kind === 'backup-degraded'
+  return kind === 'retention-blocked' ||
+    kind === 'low-free-space' ||
+    kind === 'backup-degraded' ||
+    kind === 'wal-archive-degraded'
     ? 'warning'
     : 'critical';
 }
@@ -347,7 +359,7 @@ export function lowFreeSpaceAlert(store: string, verdict: FreeSpaceVerdict, now:
 
 /** `wal-archive-*`: the WAL archive of a cluster refused a file, fell behind, or is failing. */
 export function walArchiveAlert(
-  kind: 'wal-archive-conflict' | 'wal-archive-stale' | 'wal-archive-failing',
+  kind: 'wal-archive-conflict' | 'wal-archive-degraded' | 'wal-archive-stale' | 'wal-archive-failing',
   cluster: string,
   detail: string,
   now: Date,

@@ -2,7 +2,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { parseWalFileName } from '../domain/wal-names.js';
 import { cksumOf } from './cksum.js';
-import { type PushDeps, type PushOutcome, pushWal } from './push.js';
+import { type DegradedStore, type PushDeps, type PushOutcome, pushWal, type RoleArchive } from './push.js';
 import { entryName, pushedDir, sha256Of, sweep, takePushRecord } from './spool.js';
 
 /** Records older than this are of an earlier life of the data directory. */
@@ -28,7 +28,7 @@ export async function pushWithAhead(
     return {
       name: file.name,
       status: 'already-stored',
-      key: deps.archive.keyOf(file, recorded.sha256),
+      key: (deps.archives[0] as RoleArchive).archive.keyOf(file, recorded.sha256),
       ...recorded,
       pushedAhead: 0,
     };
@@ -54,5 +54,15 @@ export async function pushWithAhead(
   });
   const [own, ...rest] = await Promise.allSettled([pushWal(path, deps), ...others]);
   if (!own || own.status === 'rejected') throw own?.reason;
-  return { ...own.value, pushedAhead: rest.filter((r) => r.status === 'fulfilled').length };
+  // A store that failed a segment pushed ahead is reported by this call, the one that saw it fail.
+  const degraded = new Map<string, DegradedStore>();
+  for (const outcome of [own, ...rest]) {
+    if (outcome.status !== 'fulfilled') continue;
+    for (const d of outcome.value.degraded ?? []) if (!degraded.has(d.url)) degraded.set(d.url, d);
+  }
+  return {
+    ...own.value,
+    ...(degraded.size > 0 ? { degraded: [...degraded.values()] } : {}),
+    pushedAhead: rest.filter((r) => r.status === 'fulfilled').length,
+  };
 }

@@ -8,14 +8,27 @@ import {
   WalArchiveUnavailableError,
   WalConflictError,
 } from '../domain/errors.js';
+import type { PassedOver, StoreRole } from '../domain/store-roles.js';
 import { parseWalFileName, type WalFileName } from '../domain/wal-names.js';
 import type { Clock } from '../platform/clock.js';
 import { readControlSystemIdentifier, readSegmentIdentity } from '../postgres/wal-headers.js';
 import type { ArchiveInfo, WalArchive } from './archive.js';
 import { compress } from './codec.js';
 
-export interface PushDeps {
+/** One store's part of the archive, and the part the store plays. */
+export interface RoleArchive {
+  readonly role: StoreRole;
   readonly archive: WalArchive;
+}
+
+/** A store that does not hold the file after the push (it could not be opened, read or written). */
+export type DegradedStore = PassedOver;
+
+export interface PushDeps {
+  /** Every store the file goes to, the primary first. */
+  readonly archives: readonly RoleArchive[];
+  /** Configured stores that could not even be opened (a NAS directory not mounted). */
+  readonly unavailable?: readonly DegradedStore[];
   /** zstd level. */
   readonly level: number;
   /** The data directory (archive_command's working directory), for global/pg_control. */
@@ -33,6 +46,8 @@ export interface PushOutcome {
   readonly bytes: number;
   /** Bytes in the store (compressed); absent when nothing was written. */
   readonly storedBytes?: number;
+  /** The configured stores that do not hold the file: the push is degraded (see pushWal). */
+  readonly degraded?: readonly DegradedStore[];
 }
 
 /** What the push learned of the file before storing it. */
@@ -84,67 +99,127 @@ function checkIdentity(examined: Examined, info: ArchiveInfo | undefined, archiv
   }
 }
 
+/** What one store made of the file: written now, or held already with these very bytes. */
+type StoreStatus = { readonly status: PushOutcome['status']; readonly key: string };
+
 /**
- * Archives one WAL file (archive_command): compressed, under a key carrying the SHA-256 of its
- * bytes, written atomically and durably by the store. Returns once stored; throws when it is not.
- * The same name with the same bytes again is a success; with other bytes a WalConflictError.
+ * Stores the examined file in one archive, with the integrity rules of every store: the same
+ * bytes already there are a success, other bytes a WalConflictError, another cluster's WAL a
+ * ForeignClusterError; a store that cannot be read or written a WalArchiveUnavailableError.
  */
-export async function pushWal(path: string, deps: PushDeps): Promise<PushOutcome> {
-  const { archive } = deps;
-  const examined = await examine(path, deps.dataDir);
+async function pushToArchive(
+  examined: Examined,
+  compressed: Promise<Buffer>,
+  archive: WalArchive,
+  clock: Clock,
+): Promise<StoreStatus> {
   const { file, sha256 } = examined;
   const key = archive.keyOf(file, sha256);
-  const read = Promise.all([archive.info(), archive.find(file)]).catch((error: unknown) => {
+  const [info, copies] = await Promise.all([archive.info(), archive.find(file)]).catch((error: unknown) => {
     throw new WalArchiveUnavailableError(
       `cannot read the WAL archive ${archive.cluster} in ${archive.store.url}: ${(error as Error).message}`,
       { cause: error },
     );
   });
-  const [[info, copies], compressed] = await Promise.all([
-    read,
-    compress(examined.bytes, deps.level, deps.env),
-  ]);
   checkIdentity(examined, info, archive);
-  const conflict = () =>
-    new WalConflictError(
+  if (copies.some((c) => c.sha256 === sha256)) return { status: 'already-stored', key };
+  if (copies.length > 0) {
+    throw new WalConflictError(
       `${file.name} is already archived in ${archive.store.url} (cluster ${archive.cluster}) with other contents (sha256 ${copies.map((c) => c.sha256).join(', ')}; this file: ${sha256}): refused, nothing overwritten`,
     );
-  if (copies.some((c) => c.sha256 === sha256)) {
-    return { name: file.name, status: 'already-stored', key, sha256, bytes: examined.bytes.length };
   }
-  if (copies.length > 0) throw conflict();
   if (!info) {
     if (!examined.systemIdentifier) {
       throw new ForeignClusterError(
-        `${file.name} carries no system identifier and the archive ${archive.cluster} has none yet: push from the data directory (archive_command's working directory) or push a segment first`,
+        `${file.name} carries no system identifier and the archive ${archive.cluster} in ${archive.store.url} has none yet: push from the data directory (archive_command's working directory) or push a segment first`,
       );
     }
-    const claimed = await archive.claim({
-      systemIdentifier: examined.systemIdentifier,
-      ...(examined.major !== undefined ? { major: examined.major } : {}),
-      ...(examined.segmentBytes !== undefined ? { segmentBytes: examined.segmentBytes } : {}),
-      createdAt: deps.clock.now().toISOString(),
-    });
+    const claimed = await archive
+      .claim({
+        systemIdentifier: examined.systemIdentifier,
+        ...(examined.major !== undefined ? { major: examined.major } : {}),
+        ...(examined.segmentBytes !== undefined ? { segmentBytes: examined.segmentBytes } : {}),
+        createdAt: clock.now().toISOString(),
+      })
+      .catch((error: unknown) => {
+        throw new WalArchiveUnavailableError(
+          `cannot record the WAL archive ${archive.cluster} in ${archive.store.url}: ${(error as Error).message}`,
+          { cause: error },
+        );
+      });
     checkIdentity(examined, claimed, archive);
   }
   try {
-    await archive.store.putBytes(key, compressed, { contentType: 'application/zstd' });
+    await archive.store.putBytes(key, await compressed, { contentType: 'application/zstd' });
   } catch (error) {
     // Another call stored the same bytes under the same key first: that is this file archived.
-    if (error instanceof ObjectExistsError) {
-      return { name: file.name, status: 'already-stored', key, sha256, bytes: examined.bytes.length };
-    }
+    if (error instanceof ObjectExistsError) return { status: 'already-stored', key };
     throw new WalArchiveUnavailableError(
       `cannot store ${file.name} in ${archive.store.url}: ${(error as Error).message}`,
       { cause: error },
     );
   }
+  return { status: 'stored', key };
+}
+
+/** A refusal that holds whatever the other store did: the file must not be archived as it is. */
+function isRefusal(error: unknown): boolean {
+  return error instanceof WalConflictError || error instanceof ForeignClusterError;
+}
+
+/**
+ * Archives one WAL file (archive_command): read and compressed once, then stored in every
+ * configured store (the primary, and the secondary where there is one), each under a key carrying
+ * the SHA-256 of its bytes, written atomically and durably by the store. The same name with the
+ * same bytes again is a success; with other bytes, in any store, a WalConflictError.
+ *
+ * Returns once the file is durably stored in every store that could be reached, and in one at
+ * least; a store that failed (unreachable, full) is in `degraded`, for the caller to report. The
+ * push does not fail for it: a failing archive_command fills pg_wal until the server stops,
+ * while the file is safe in the other store and `pgbp sync` copies it across later. Throws when
+ * no store holds the file.
+ */
+export async function pushWal(path: string, deps: PushDeps): Promise<PushOutcome> {
+  const examined = await examine(path, deps.dataDir);
+  const { file, sha256 } = examined;
+  // Compressed while the stores are read; a compression that fails is this file's failure, not a store's.
+  const compressed = compress(examined.bytes, deps.level, deps.env);
+  compressed.catch(() => {});
+  const settled = await Promise.allSettled(
+    deps.archives.map((a) => pushToArchive(examined, compressed, a.archive, deps.clock)),
+  );
+  const compressedBytes = await compressed;
+  const refused = settled.find((s) => s.status === 'rejected' && isRefusal(s.reason));
+  if (refused?.status === 'rejected') throw refused.reason;
+  const degraded: DegradedStore[] = [...(deps.unavailable ?? [])];
+  const done: StoreStatus[] = [];
+  settled.forEach((s, i) => {
+    const { role, archive } = deps.archives[i] as RoleArchive;
+    if (s.status === 'fulfilled') done.push(s.value);
+    else degraded.push({ role, url: archive.store.url, reason: messageOf(s.reason) });
+  });
+  const first = done[0];
+  if (!first) {
+    const failed = settled.find((s) => s.status === 'rejected');
+    const detail = degraded.map((d) => `${d.role} store ${d.url}: ${d.reason}`).join('; ');
+    if (degraded.length === 1 && failed?.status === 'rejected') throw failed.reason;
+    throw new WalArchiveUnavailableError(`${file.name} is stored in no store: ${detail}`, {
+      cause: failed?.status === 'rejected' ? failed.reason : undefined,
+    });
+  }
+  const stored = done.some((d) => d.status === 'stored');
   return {
     name: file.name,
-    status: 'stored',
-    key,
+    status: stored ? 'stored' : 'already-stored',
+    key: first.key,
     sha256,
     bytes: examined.bytes.length,
-    storedBytes: compressed.length,
+    ...(stored ? { storedBytes: compressedBytes.length } : {}),
+    ...(degraded.length > 0 ? { degraded } : {}),
   };
+}
+
+function messageOf(error: unknown): string {
+  const e = error as Error;
+  return `${e.name}: ${e.message}`;
 }
