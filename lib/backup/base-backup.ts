@@ -4,10 +4,10 @@ import {
   BASE_MANIFEST_VERSION,
   type BaseManifest,
   baseBackupIdFor,
-  parseBackupLabel,
+  baseBackupLabel,
   parseBaseManifest,
   segmentsBetween,
-  walRangesOf,
+  zstdSummarySizes,
 } from '../domain/base-backup.js';
 import { BaseBackupFailedError, ConfigError, PipelineError } from '../domain/errors.js';
 import { baseBackupKeys, isClusterName } from '../domain/physical-layout.js';
@@ -20,23 +20,29 @@ import {
   exitedCleanly,
   ownFailure,
   type Spawn,
-  startChild,
+  startChildInto,
 } from '../platform/processes.js';
 import { type Connection, describeConnection, libpqEnv } from '../postgres/pg-tools.js';
 import { openChildOutput } from '../storage/child-output.js';
-import { zstdBuffer } from '../storage/small-objects.js';
 import { type BackupStore, encryptionOf } from '../storage/store.js';
 import { startZstd } from '../storage/zstd.js';
-import { BUILT_IN_TABLESPACES, serverFacts, systemIdentifierOf, waitForWal } from './base-backup-checks.js';
-import { TarScanner } from './tar-scan.js';
+import {
+  BUILT_IN_TABLESPACES,
+  deadlineIn,
+  serverFacts,
+  waitForBackupHistory,
+  waitForWal,
+} from './base-backup-checks.js';
 
 /**
  * A physical base backup: pg_basebackup writes the data directory as one tar stream (`-Ft -D -`,
- * no WAL: the archive has it), which passes through this process only to be followed (its
- * backup_label, pg_control and backup_manifest are read on the way) into zstd, whose output goes
- * straight into the store with its SHA-256. Nothing of the cluster is copied to local disk. The
- * base backup exists once its manifest is written, which happens only after the WAL from its
- * start to its stop position is found in the archive.
+ * no WAL: the archive has it; PostgreSQL's backup_manifest is its last member) straight into
+ * zstd, as a shell pipe would: the raw stream never passes through this process, which reads only
+ * zstd's output, into the store with its SHA-256. Nothing of the cluster is copied to local disk.
+ * What the backup is comes from the server: its system identifier before it starts, its start and
+ * stop position and timeline from the backup history file the server archives at its end (under
+ * our label). The base backup exists once its manifest is written, which happens only after the
+ * WAL from its start to its stop position is found in the archive.
  */
 
 export interface BaseBackupRequest {
@@ -58,7 +64,7 @@ export interface BaseBackupDeps {
   readonly spawn?: Spawn;
   /** How often the archive is listed while waiting for the WAL. */
   readonly pollMs?: number;
-  /** Running count of the tar stream's bytes, for progress and heartbeats. */
+  /** Running count of the compressed bytes stored, for progress. */
   readonly onProgress?: (bytes: number) => void;
 }
 
@@ -80,8 +86,6 @@ export function baseBackupSettings(
     storageClass: config.storageClass,
   };
 }
-
-const KEPT = new Set(['backup_label', 'backup_manifest', 'global/pg_control']);
 
 /** Takes one base backup of the server into the store; returns its manifest (written last). */
 export async function runBaseBackup(request: BaseBackupRequest, deps: BaseBackupDeps): Promise<BaseManifest> {
@@ -109,6 +113,11 @@ export async function runBaseBackup(request: BaseBackupRequest, deps: BaseBackup
         )}; a base backup here is one tar stream of the data directory, which would leave them out. Move their objects to pg_default (ALTER TABLE … SET TABLESPACE pg_default) or back the cluster up with pg_basebackup -Ft into a directory`,
     );
   }
+  if (facts.inRecovery || !facts.currentWal) {
+    throw new BaseBackupFailedError(
+      `${describeConnection(connection)} is a standby: take base backups from the primary, whose backup history file (archived at the backup's end) tells where the backup starts and stops`,
+    );
+  }
   if (facts.archiveMode === 'off') {
     throw new BaseBackupFailedError(
       `archive_mode is off on ${describeConnection(connection)}: a base backup cannot be recovered without the WAL archive (set archive_mode = on and archive_command = 'pgbp wal-push %p')`,
@@ -132,29 +141,34 @@ export async function runBaseBackup(request: BaseBackupRequest, deps: BaseBackup
     { storageClass: request.storageClass },
     (cause) => new BaseBackupFailedError((cause as Error).message, { cause }),
   );
+  let zstdSummary: ReturnType<typeof zstdSummarySizes>;
   const zstd = startZstd(request.compression, {
     env,
     stdin: 'pipe',
     stdout: output.childEnd,
+    onSummaryLine: (line) => {
+      zstdSummary = zstdSummarySizes(line) ?? zstdSummary;
+    },
     ...(deps.spawn ? { spawn: deps.spawn } : {}),
   });
   output.release();
   let archiveWait: NodeJS.Timeout | undefined;
   let archiveStuck = false;
-  const children: Child[] = [];
-  const basebackup = startChild(
+  const children: Child[] = [zstd];
+  const label = baseBackupLabel(id);
+  const basebackup = startChildInto(
+    zstd,
     'pg_basebackup',
     [
       '--pgdata=-',
       '--format=tar',
       '--wal-method=none',
       `--checkpoint=${request.checkpoint}`,
-      `--label=pgbp base backup ${id}`,
+      `--label=${label}`,
       '--no-password',
     ],
     {
       env,
-      stdout: 'pipe',
       secrets,
       // The server does not end a backup before its WAL is archived (pg_backup_stop): a failing
       // archive_command would hold pg_basebackup forever. The wait gets the same deadline as ours.
@@ -169,31 +183,22 @@ export async function runBaseBackup(request: BaseBackupRequest, deps: BaseBackup
       ...(deps.spawn ? { spawn: deps.spawn } : {}),
     },
   );
-  children.push(basebackup, zstd);
-  const scanner = new TarScanner(KEPT);
-  let originalBytes = 0;
-  const pumped = pump(basebackup, zstd, (chunk) => {
-    scanner.push(chunk);
-    originalBytes += chunk.length;
-    deps.onProgress?.(originalBytes);
-  });
+  children.unshift(basebackup);
 
   const finished = (async () => {
-    const results = await Promise.all([basebackup.exited, zstd.exited, pumped]);
+    const exits = await Promise.all([basebackup.exited, zstd.exited]);
     if (archiveWait) clearTimeout(archiveWait);
     if (archiveStuck) {
       throw new BaseBackupFailedError(
         `the server waited ${Math.round(request.walWaitMs / 1000)} s for the backup's WAL to be archived, in vain: archive_command is failing or behind on ${describeConnection(connection)} (see the server's log); nothing was kept`,
       );
     }
-    const exits = [results[0], results[1]];
     const cause = ownFailure(exits) ?? exits.find((e) => !exitedCleanly(e));
     if (cause) throw new BaseBackupFailedError(describeExit(cause));
-    if (!scanner.complete)
-      throw new BaseBackupFailedError('pg_basebackup ended its output before the end of the tar stream');
-    for (const name of KEPT) {
-      if (!scanner.kept.has(name))
-        throw new BaseBackupFailedError(`the tar stream of pg_basebackup holds no ${name}`);
+    if (!zstdSummary) {
+      throw new BaseBackupFailedError(
+        `zstd did not report the size of the tar stream it compressed: ${exits[1].stderr || 'it said nothing'}`,
+      );
     }
   })();
   finished.catch(() => {});
@@ -202,7 +207,11 @@ export async function runBaseBackup(request: BaseBackupRequest, deps: BaseBackup
   let sizeBytes: number;
   let sha256: string | undefined;
   try {
-    ({ bytes: sizeBytes, sha256 } = await output.store(finished, hash));
+    ({ bytes: sizeBytes, sha256 } = await output.store(
+      finished,
+      hash,
+      deps.onProgress ? { onProgress: deps.onProgress } : {},
+    ));
     await finished;
   } catch (error) {
     for (const child of children) child.stop();
@@ -219,22 +228,13 @@ export async function runBaseBackup(request: BaseBackupRequest, deps: BaseBackup
       { cause: error },
     );
   }
+  const originalBytes = zstdSummary?.read ?? 0;
 
   const stored: string[] = [tarKey];
   const discard = async () => {
     await store.deleteMany(stored).catch(() => {});
   };
   try {
-    const label = parseBackupLabel(scanner.kept.get('backup_label')?.toString('utf8') ?? '');
-    const backupManifestText = scanner.kept.get('backup_manifest') ?? Buffer.alloc(0);
-    const ranges = walRangesOf(backupManifestText.toString('utf8'));
-    if (!label || !ranges) {
-      throw new BaseBackupFailedError(
-        'the backup_label or backup_manifest of the base backup cannot be read',
-      );
-    }
-    let stopLsn = 0n;
-    for (const r of ranges) if (r.endLsn > stopLsn) stopLsn = r.endLsn;
     const stopTime = clock();
     const head = await store.head(tarKey);
     if (head?.size !== sizeBytes) {
@@ -242,29 +242,38 @@ export async function runBaseBackup(request: BaseBackupRequest, deps: BaseBackup
         `stored ${tarKey} is ${head?.size ?? 'missing'}, expected ${sizeBytes} bytes`,
       );
     }
-
-    const compressedManifest = await zstdBuffer(backupManifestText, 'compress', env, deps.spawn);
-    await store.putBytes(keys.backupManifest, compressedManifest, { storageClass: request.storageClass });
-    stored.push(keys.backupManifest);
-
-    const segments = segmentsBetween(label.startLsn, stopLsn, label.timeline, facts.segmentBytes);
+    const deadline = deadlineIn(request.walWaitMs);
+    const pollMs = deps.pollMs ?? 1000;
+    const history = await waitForBackupHistory(
+      store,
+      cluster,
+      { from: facts.currentWal, label, segmentBytes: facts.segmentBytes, env },
+      deadline,
+      pollMs,
+    );
+    if (history.stopTimeline !== history.timeline) {
+      throw new BaseBackupFailedError(
+        `base backup ${id} started on timeline ${history.timeline} and stopped on ${history.stopTimeline}: the server changed timelines during the backup; take it again`,
+      );
+    }
+    const segments = segmentsBetween(history.startLsn, history.stopLsn, history.timeline, facts.segmentBytes);
     log.info('base backup stored, waiting for its WAL in the archive', {
       baseId: id,
       sizeBytes,
       first: segments[0],
       last: segments.at(-1),
     });
-    const walConfirmedAt = await waitForWal(store, cluster, segments, request.walWaitMs, deps.pollMs ?? 1000);
+    const walConfirmedAt = await waitForWal(store, cluster, segments, deadline, pollMs);
 
     const manifest = parseBaseManifest({
       manifestVersion: BASE_MANIFEST_VERSION,
       kind: 'base',
       id,
       cluster,
-      systemIdentifier: systemIdentifierOf(scanner.kept.get('global/pg_control') as Buffer),
-      timeline: label.timeline,
-      startLsn: formatLsn(label.startLsn),
-      stopLsn: formatLsn(stopLsn),
+      systemIdentifier: facts.systemIdentifier,
+      timeline: history.timeline,
+      startLsn: formatLsn(history.startLsn),
+      stopLsn: formatLsn(history.stopLsn),
       startWal: segments[0],
       stopWal: segments.at(-1),
       startTime: startedAt.toISOString(),
@@ -279,11 +288,6 @@ export async function runBaseBackup(request: BaseBackupRequest, deps: BaseBackup
       // Of what is stored: the store's own digest where it encrypted what it read.
       sha256: sha256 ?? hash.digest('hex'),
       compression: { codec: 'zstd', level: request.compression.level },
-      backupManifest: {
-        key: keys.backupManifest,
-        sha256: createHash('sha256').update(compressedManifest).digest('hex'),
-        sizeBytes: compressedManifest.length,
-      },
       tablespaces: BUILT_IN_TABLESPACES,
       storageClass: head.storageClass,
       encryption: await encryptionOf(store, tarKey, head.encryption),
@@ -304,53 +308,4 @@ export async function runBaseBackup(request: BaseBackupRequest, deps: BaseBackup
       },
     );
   }
-}
-
-/**
- * Copies the producer's stdout into the consumer's stdin, handing each chunk to `observe` on the
- * way, with back-pressure; ends the consumer's input at the producer's end. Never rejects: a
- * broken pipe shows in the children's exits.
- */
-function pump(from: Child, to: Child, observe: (chunk: Buffer) => void): Promise<void> {
-  return new Promise((resolve) => {
-    const source = from.stdout;
-    const sink = to.stdin;
-    if (!source || !sink) {
-      resolve();
-      return;
-    }
-    let done = false;
-    const finish = () => {
-      if (done) return;
-      done = true;
-      resolve();
-    };
-    source.on('data', (chunk: Buffer) => {
-      try {
-        observe(chunk);
-      } catch (error) {
-        from.stop();
-        to.stop();
-        source.destroy(error as Error);
-        finish();
-        return;
-      }
-      if (!sink.write(chunk)) {
-        source.pause();
-        sink.once('drain', () => source.resume());
-      }
-    });
-    source.once('end', () => {
-      sink.end();
-      finish();
-    });
-    source.once('error', () => {
-      sink.destroy();
-      finish();
-    });
-    sink.once('error', () => {
-      source.destroy();
-      finish();
-    });
-  });
 }

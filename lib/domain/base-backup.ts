@@ -8,7 +8,12 @@ import { DEFAULT_SEGMENT_BYTES, formatLsn, parseLsn, segmentOfLsn } from './wal-
  * archive), their ids, and the choice of the base backup a recovery starts from. Pure.
  */
 
-export const BASE_MANIFEST_VERSION = 1;
+/**
+ * 2: PostgreSQL's backup_manifest is only inside the tar stream (pg_basebackup puts it there as
+ * the last member; a recovery extracts it into the data directory, where pg_verifybackup reads
+ * it). 1 also kept a compressed copy apart, `backupManifest`, which stays readable.
+ */
+export const BASE_MANIFEST_VERSION = 2;
 
 /** A base backup's id: its start time in UTC, `yyyymmddThhmmssZ` (sorts as it was taken). */
 const BASE_ID = /^\d{8}T\d{6}Z$/;
@@ -25,44 +30,51 @@ const lsn = z.string().refine((v) => parseLsn(v) !== undefined, 'an LSN such as 
 const isoDate = z.iso.datetime({ offset: false });
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
 
-export const baseManifestSchema = z
-  .object({
-    manifestVersion: z.literal(BASE_MANIFEST_VERSION),
-    kind: z.literal('base'),
-    id: z.string().refine(isBaseBackupId, 'a base backup id yyyymmddThhmmssZ'),
-    /** The archive's name in the store (config `wal.cluster`). */
-    cluster: z.string().min(1),
-    /** PostgreSQL's database system identifier, as a decimal string (it is a 64-bit number). */
-    systemIdentifier: z.string().regex(/^\d+$/),
-    timeline: z.number().int().min(1),
-    startLsn: lsn,
-    stopLsn: lsn,
-    /** The first and last WAL segments a recovery from this backup needs before it is consistent. */
-    startWal: z.string(),
-    stopWal: z.string(),
-    startTime: isoDate,
-    stopTime: isoDate,
-    durationMs: z.number().int().nonnegative(),
-    serverVersion: z.string().min(1),
-    serverMajor: z.number().int().min(10),
-    walSegmentBytes: z.number().int().positive(),
-    /** The tar stream pg_basebackup wrote (the data directory and its backup_manifest), compressed. */
-    key: z.string().min(1),
-    sizeBytes: z.number().int().nonnegative(),
-    /** The tar stream's own size, before compression: what a recovery writes to disk. */
-    originalBytes: z.number().int().nonnegative(),
-    sha256,
-    compression: z.object({ codec: z.literal('zstd'), level: z.number().int() }),
-    /** PostgreSQL's backup_manifest, kept apart as well (compressed), for pg_verifybackup. */
-    backupManifest: z.object({ key: z.string().min(1), sha256, sizeBytes: z.number().int().nonnegative() }),
-    /** The tablespaces in the backup: pg_default and pg_global only (others are refused). */
-    tablespaces: z.array(z.string()),
-    storageClass: z.string().min(1),
-    encryption: encryptionSchema,
-    /** When the WAL from start to stop was confirmed in the archive. */
-    walConfirmedAt: isoDate,
-  })
-  .strict();
+const baseManifestFields = {
+  kind: z.literal('base'),
+  id: z.string().refine(isBaseBackupId, 'a base backup id yyyymmddThhmmssZ'),
+  /** The archive's name in the store (config `wal.cluster`). */
+  cluster: z.string().min(1),
+  /** PostgreSQL's database system identifier, as a decimal string (it is a 64-bit number). */
+  systemIdentifier: z.string().regex(/^\d+$/),
+  timeline: z.number().int().min(1),
+  startLsn: lsn,
+  stopLsn: lsn,
+  /** The first and last WAL segments a recovery from this backup needs before it is consistent. */
+  startWal: z.string(),
+  stopWal: z.string(),
+  startTime: isoDate,
+  stopTime: isoDate,
+  durationMs: z.number().int().nonnegative(),
+  serverVersion: z.string().min(1),
+  serverMajor: z.number().int().min(10),
+  walSegmentBytes: z.number().int().positive(),
+  /** The tar stream pg_basebackup wrote (the data directory and its backup_manifest), compressed. */
+  key: z.string().min(1),
+  sizeBytes: z.number().int().nonnegative(),
+  /** The tar stream's own size, before compression: what a recovery writes to disk. */
+  originalBytes: z.number().int().nonnegative(),
+  sha256,
+  compression: z.object({ codec: z.literal('zstd'), level: z.number().int() }),
+  /** The tablespaces in the backup: pg_default and pg_global only (others are refused). */
+  tablespaces: z.array(z.string()),
+  storageClass: z.string().min(1),
+  encryption: encryptionSchema,
+  /** When the WAL from start to stop was confirmed in the archive. */
+  walConfirmedAt: isoDate,
+};
+
+export const baseManifestSchema = z.discriminatedUnion('manifestVersion', [
+  z.object({ manifestVersion: z.literal(BASE_MANIFEST_VERSION), ...baseManifestFields }).strict(),
+  z
+    .object({
+      manifestVersion: z.literal(1),
+      ...baseManifestFields,
+      /** PostgreSQL's backup_manifest, kept apart as well (compressed); read by nothing. */
+      backupManifest: z.object({ key: z.string().min(1), sha256, sizeBytes: z.number().int().nonnegative() }),
+    })
+    .strict(),
+]);
 
 export type BaseManifest = z.infer<typeof baseManifestSchema>;
 
@@ -87,65 +99,79 @@ export function segmentsBetween(
   return names;
 }
 
-/** What backup_label says of a base backup's start. */
-export interface BackupLabel {
+/**
+ * The backup history file (`<segment>.<offset>.backup`) the server writes at the end of a base
+ * backup and archives before the backup ends: where it started and stopped, on which timelines,
+ * and its label.
+ */
+export interface BackupHistory {
   readonly startLsn: bigint;
   readonly startWal: string;
+  readonly stopLsn: bigint;
+  readonly stopWal: string;
   readonly timeline: number;
-  readonly startTime?: string;
-  readonly label?: string;
+  readonly stopTimeline: number;
+  readonly label: string;
+}
+
+/** The backup history file's name: the start segment and the start's offset in it (BackupHistoryFileName). */
+export function backupHistoryFileName(
+  startLsn: bigint,
+  timeline: number,
+  segmentBytes: number = DEFAULT_SEGMENT_BYTES,
+): string {
+  const offset = Number(startLsn % BigInt(segmentBytes));
+  return `${segmentOfLsn(startLsn, timeline, segmentBytes)}.${offset.toString(16).toUpperCase().padStart(8, '0')}.backup`;
 }
 
 /**
- * Parses a backup_label file:
- * `START WAL LOCATION: 0/2000028 (file 000000010000000000000002)`, `START TIMELINE: 1`, …
+ * Parses a backup history file:
+ * `START WAL LOCATION: 0/2000028 (file 000000010000000000000002)`, `STOP WAL LOCATION: …`,
+ * `LABEL: …`, `START TIMELINE: 1`, `STOP TIMELINE: 1`; undefined when a field is missing.
  */
-export function parseBackupLabel(text: string): BackupLabel | undefined {
+export function parseBackupHistory(text: string): BackupHistory | undefined {
   const field = (name: string) => new RegExp(`^${name}: (.*)$`, 'm').exec(text)?.[1]?.trim();
-  const location = /^([0-9A-F]+\/[0-9A-F]+) \(file ([0-9A-F]{24})\)$/i.exec(
-    field('START WAL LOCATION') ?? '',
-  );
-  const startLsn = location?.[1] ? parseLsn(location[1]) : undefined;
-  const timeline = Number(field('START TIMELINE') ?? Number.NaN);
-  if (startLsn === undefined || !location?.[2] || !Number.isInteger(timeline) || timeline < 1)
-    return undefined;
-  const startTime = field('START TIME');
+  const location = (name: string) => {
+    const m = /^([0-9A-F]+\/[0-9A-F]+) \(file ([0-9A-F]{24})\)$/i.exec(field(name) ?? '');
+    const at = m?.[1] ? parseLsn(m[1]) : undefined;
+    return at !== undefined && m?.[2] ? { lsn: at, wal: m[2] } : undefined;
+  };
+  const timeline = (name: string) => {
+    const n = Number(field(name) ?? Number.NaN);
+    return Number.isInteger(n) && n >= 1 ? n : undefined;
+  };
+  const start = location('START WAL LOCATION');
+  const stop = location('STOP WAL LOCATION');
+  const startTimeline = timeline('START TIMELINE');
+  const stopTimeline = timeline('STOP TIMELINE');
   const label = field('LABEL');
+  if (!start || !stop || !startTimeline || !stopTimeline || label === undefined) return undefined;
   return {
-    startLsn,
-    startWal: location[2],
-    timeline,
-    ...(startTime ? { startTime } : {}),
-    ...(label ? { label } : {}),
+    startLsn: start.lsn,
+    startWal: start.wal,
+    stopLsn: stop.lsn,
+    stopWal: stop.wal,
+    timeline: startTimeline,
+    stopTimeline,
+    label,
   };
 }
 
-/** The WAL ranges PostgreSQL's backup_manifest lists: where replay must start and reach. */
-export interface WalRange {
-  readonly timeline: number;
-  readonly startLsn: bigint;
-  readonly endLsn: bigint;
+/** The label a base backup of this project gives the server, which its backup history file carries. */
+export function baseBackupLabel(id: string): string {
+  return `pgbp base backup ${id}`;
 }
 
-/** The `WAL-Ranges` of a backup_manifest (JSON); undefined when it has none or is not one. */
-export function walRangesOf(backupManifest: string): WalRange[] | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(backupManifest);
-  } catch {
-    return undefined;
-  }
-  const ranges = (parsed as { 'WAL-Ranges'?: unknown })?.['WAL-Ranges'];
-  if (!Array.isArray(ranges) || ranges.length === 0) return undefined;
-  const out: WalRange[] = [];
-  for (const r of ranges as Record<string, unknown>[]) {
-    const startLsn = parseLsn(String(r['Start-LSN'] ?? ''));
-    const endLsn = parseLsn(String(r['End-LSN'] ?? ''));
-    const timeline = Number(r.Timeline);
-    if (startLsn === undefined || endLsn === undefined || !Number.isInteger(timeline)) return undefined;
-    out.push({ timeline, startLsn, endLsn });
-  }
-  return out;
+/**
+ * The sizes in zstd's summary at `-vv` (`/*stdin*\ :12.40%   (1073741824 B => 133143986 B, …)`;
+ * zstd before 1.5 wrote `(1073741824 => 133143986 bytes, …)`): what it read and what it wrote.
+ */
+export function zstdSummarySizes(
+  line: string,
+): { readonly read: number; readonly written: number } | undefined {
+  const m = /\(\s*(\d+) B => \s*(\d+) B,/.exec(line) ?? /\(\s*(\d+) => \s*(\d+) bytes,/.exec(line);
+  if (!m?.[1] || !m[2]) return undefined;
+  return { read: Number(m[1]), written: Number(m[2]) };
 }
 
 /** What a recovery aims at. */

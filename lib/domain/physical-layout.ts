@@ -84,7 +84,7 @@ export function baseBackupKeys(prefix: string, cluster: string, baseId: string) 
     folder,
     /** One tar stream per tablespace: `base.tar.zst` for the main data directory. */
     tar: (name: string) => `${folder}/${name}.tar.zst`,
-    /** PostgreSQL's own backup_manifest, kept as it was written. */
+    /** PostgreSQL's backup_manifest, kept apart by base backups of manifest version 1 only (it is in the tar). */
     backupManifest: `${folder}/backup_manifest.zst`,
     manifest: `${folder}.manifest.json`,
     /** The report of the last point-in-time recovery drill that used this base backup. */

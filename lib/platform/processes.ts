@@ -29,9 +29,15 @@ export function exitedCleanly(exit: ChildExit): boolean {
   return exit.code === 0 && !exit.spawnError;
 }
 
-/** Whether a process stopped only because the process reading its output had gone (SIGPIPE, EPIPE). */
+/**
+ * Whether a process stopped only because the process reading its output had gone (SIGPIPE,
+ * EPIPE; ECONNRESET on a write where the output is a socket, as a child's stdin is in Node).
+ */
 export function cutOffByReader(exit: ChildExit): boolean {
-  return !exit.spawnError && (exit.signal === 'SIGPIPE' || /broken pipe/i.test(exit.stderr));
+  return (
+    !exit.spawnError &&
+    (exit.signal === 'SIGPIPE' || /broken pipe|write[^;]*: connection reset by peer/i.test(exit.stderr))
+  );
 }
 
 /**
@@ -265,6 +271,27 @@ export function startChild(command: string, args: readonly string[], options: St
   };
   if (proc.pid !== undefined) live.add(child);
   return child;
+}
+
+/**
+ * Starts `command` with its stdout the stdin of `consumer` (a child started with its stdin a
+ * pipe), so the bytes go from one child to the other without passing through this process (as
+ * `producer | consumer` in a shell). This process's copy of that pipe is closed once the producer
+ * has its own: the consumer's input ends when the producer exits, whichever way.
+ */
+export function startChildInto(
+  consumer: Child,
+  command: string,
+  args: readonly string[],
+  options: Omit<StartOptions, 'stdout'>,
+): Child {
+  const sink = consumer.stdin;
+  if (!sink) throw new Error(`${consumer.tool} was not started with its stdin a pipe`);
+  try {
+    return startChild(command, args, { ...options, stdout: sink });
+  } finally {
+    sink.destroy();
+  }
 }
 
 /** Stops every child still running (an interrupted run); resolves once they have all exited. */

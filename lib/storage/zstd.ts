@@ -13,6 +13,11 @@ export interface ZstdOptions {
   readonly stdin?: StdioEntry;
   /** Where the output goes: a descriptor (a file, a socket), or a pipe to this process. */
   readonly stdout?: StdioEntry;
+  /**
+   * Each stderr line as it comes, with zstd asked to end with its summary of the bytes read and
+   * written (`-vv` instead of `-q`): how a caller that does not see the input learns its size.
+   */
+  readonly onSummaryLine?: (line: string) => void;
 }
 
 /**
@@ -21,13 +26,14 @@ export interface ZstdOptions {
  * the output may be a file that a reader follows as it grows, which holes would confuse.
  */
 export function startZstd(mode: ZstdCompression | 'decompress', options: ZstdOptions): Child {
+  const verbosity = options.onSummaryLine ? '-vv' : '-q';
   const args =
     mode === 'decompress'
-      ? ['-d', '-q', '-c']
+      ? ['-d', verbosity, '-c']
       : [
           `-${mode.level}`,
           mode.threads === 1 ? '--single-thread' : `-T${mode.threads}`,
-          '-q',
+          verbosity,
           '-c',
           '--no-sparse',
         ];
@@ -35,6 +41,7 @@ export function startZstd(mode: ZstdCompression | 'decompress', options: ZstdOpt
     env: options.env,
     stdin: options.stdin ?? 'pipe',
     stdout: options.stdout ?? 'pipe',
+    ...(options.onSummaryLine ? { onStderrLine: options.onSummaryLine } : {}),
     ...(options.spawn ? { spawn: options.spawn } : {}),
   });
 }

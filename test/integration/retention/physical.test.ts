@@ -2,11 +2,7 @@ import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../../cli/main.js';
 import { createApplyRetentionHandler } from '../../../functions/apply-retention.js';
-import {
-  BASE_MANIFEST_VERSION,
-  type BaseManifest,
-  baseBackupIdFor,
-} from '../../../lib/domain/base-backup.js';
+import { type BaseManifest, baseBackupIdFor } from '../../../lib/domain/base-backup.js';
 import { baseBackupKeys, walObjectKey } from '../../../lib/domain/physical-layout.js';
 import { historyFileName, parseWalFileName, segmentName } from '../../../lib/domain/wal-names.js';
 import { fixedClock } from '../../../lib/platform/clock.js';
@@ -22,7 +18,10 @@ const DAY = 86_400_000;
 const NOW = new Date('2026-12-01T12:00:00Z');
 const ago = (days: number, now = NOW) => new Date(now.getTime() - days * DAY);
 
-/** A base backup of the layout: its objects, then its manifest, dated `days` ago. */
+/**
+ * A base backup of the layout: its objects, then its manifest, dated `days` ago; of manifest
+ * version 1, which also kept PostgreSQL's backup_manifest apart (retention removes that too).
+ */
 async function putBase(
   store: FileStore,
   days: number,
@@ -36,7 +35,7 @@ async function putBase(
   await store.putBytes(keys.backupManifest, 'manifest');
   const startWal = segmentName(1, startSegment);
   const manifest: BaseManifest = {
-    manifestVersion: BASE_MANIFEST_VERSION,
+    manifestVersion: 1,
     kind: 'base',
     id,
     cluster: 'main',
