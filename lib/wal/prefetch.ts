@@ -1,8 +1,15 @@
 import { existsSync } from 'node:fs';
 import { unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DEFAULT_SEGMENT_BYTES, segmentName, segmentNumber, timelineOf } from '../domain/wal-names.js';
+import {
+  DEFAULT_SEGMENT_BYTES,
+  segmentName,
+  segmentNumber,
+  timelineOf,
+  type WalFileName,
+} from '../domain/wal-names.js';
 import { ABSENT_FRESH_S, dropAbsent, forgetAbsent, writeAbsent } from './absent.js';
+import type { StoredWalFile } from './archive.js';
 import { cksumOf } from './cksum.js';
 import {
   type FetchDeps,
@@ -27,6 +34,7 @@ import {
   tryLock,
   writePosition,
 } from './spool.js';
+import { spoolStored } from './spool-stored.js';
 
 export interface PrefetchSettings {
   /** The data directory (restore_command's working directory), where the spool lives. */
@@ -171,6 +179,23 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
       return undefined;
     };
 
+    /** Spools one archived segment, unless recovery has gone past it meanwhile. */
+    const spoolSegment = async (file: WalFileName, stored: StoredWalFile): Promise<boolean> => {
+      try {
+        const compressed = await deps.archive.store.getBytes(stored.key);
+        if (file.name < position) return false;
+        await spoolStored(dir, file.name, stored.sha256, compressed, deps.env);
+        return true;
+      } catch {
+        // Read again through the checked fetch, which retries, and says in its error what is wrong.
+      }
+      const bytes = await readVerified(file, stored, deps);
+      if (file.name < position) return false;
+      // The launcher's check (cli/pgbp): the CRC of these verified bytes.
+      await spool(dir, file.name, stored.sha256, bytes, await cksumOf(bytes, deps.env));
+      return true;
+    };
+
     const worker = async () => {
       for (;;) {
         if (!recovering()) return;
@@ -197,12 +222,7 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
             continue;
           }
           if (missing && name >= missing.name) missing = undefined;
-          const bytes = await readVerified(file, stored, deps);
-          if (name >= position) {
-            // The launcher's check (cli/pgbp): the CRC of these verified bytes.
-            await spool(dir, name, stored.sha256, bytes, await cksumOf(bytes, deps.env));
-            spooledCount++;
-          }
+          if (name >= position && (await spoolSegment(file, stored))) spooledCount++;
         } catch {
           // Damaged, unreadable, or no room: wal-fetch fetches this one directly and says why.
           refused.add(name);
