@@ -7,12 +7,8 @@ import { sfnClient } from '../lib/platform/aws-clients/sfn.js';
 import { createLogger } from '../lib/platform/logger.js';
 import { connectionFor } from '../lib/postgres/connection.js';
 import { openStoresFor } from '../lib/storage/store-roles.js';
-import {
-  type PhysicalTally,
-  type SyncedPhysical,
-  syncPhysical,
-  tallyPhysical,
-} from '../lib/sync/physical.js';
+import { syncPhysical } from '../lib/sync/physical.js';
+import { type PhysicalTally, type SyncedPhysical, tallyPhysical } from '../lib/sync/physical-report.js';
 import { type SyncedBackup, syncStores } from '../lib/sync/sync.js';
 import { runTask, type TaskDeps } from './task-runner.js';
 

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { formatBytes } from '../../lib/domain/units.js';
-import type { SyncedPhysical } from '../../lib/sync/physical.js';
+import type { SyncedPhysical } from '../../lib/sync/physical-report.js';
 import { type CliDeps, type ExitHolder, out } from '../context.js';
 
 export function registerSync(program: Command, deps: CliDeps, exit: ExitHolder): void {
@@ -92,7 +92,7 @@ const KIND_NAMES: Record<SyncedPhysical['kind'], string> = {
  * of segments), then one line per file that was not copied, with why.
  */
 async function printPhysical(deps: CliDeps, physical: readonly SyncedPhysical[]): Promise<void> {
-  const { tallyPhysical } = await import('../../lib/sync/physical.js');
+  const { tallyPhysical } = await import('../../lib/sync/physical-report.js');
   for (const t of tallyPhysical(physical)) {
     const size = t.status === 'copied' ? ` (${formatBytes(t.bytes)}, sha256 verified)` : '';
     const status = t.status === 'failed' ? 'FAILED' : t.status === 'conflict' ? 'CONFLICT' : t.status;

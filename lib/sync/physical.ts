@@ -9,35 +9,15 @@ import type { BaseManifest } from '../domain/base-backup.js';
 import { CorruptBackupError, ObjectExistsError } from '../domain/errors.js';
 import { planPhysicalRetention } from '../domain/physical-retention.js';
 import type { StoreRole } from '../domain/store-roles.js';
-import { parseWalFileName, type WalFileKind } from '../domain/wal-names.js';
+import { parseWalFileName } from '../domain/wal-names.js';
 import { mapLimit } from '../platform/concurrency.js';
 import type { Logger } from '../platform/logger.js';
 import { readSegmentIdentity } from '../postgres/wal-headers.js';
 import type { RoleStore } from '../storage/store-roles.js';
 import { type ArchiveInfo, WalArchive } from '../wal/archive.js';
 import { decompress } from '../wal/codec.js';
-
-/** What part of the physical archive an entry of the report is. */
-export type PhysicalKind = WalFileKind | 'base' | 'archive';
-
-/** What became of one file (or base backup) of the physical archive that one store lacked. */
-export interface SyncedPhysical {
-  readonly cluster: string;
-  readonly kind: PhysicalKind;
-  /** The WAL file's name, or the base backup's id. */
-  readonly name: string;
-  readonly from: StoreRole;
-  readonly to: StoreRole;
-  /**
-   * copied: verified and stored; failed: nothing stored (the source's copy is damaged or could
-   * not be read or written); skipped: left for a reason; conflict: the target holds the name
-   * with other contents, left as it is.
-   */
-  readonly status: 'copied' | 'failed' | 'skipped' | 'conflict';
-  readonly reason?: string;
-  /** Bytes stored in the target. */
-  readonly bytes?: number;
-}
+import { copyBaseBackup } from './base-backups.js';
+import type { SyncedPhysical } from './physical-report.js';
 
 /** How long a store keeps its physical archive (config `wal.retention`, `pitr.window`). */
 export interface PhysicalWindows {
@@ -204,6 +184,7 @@ async function syncDirection(
     ...(from.bases[0] ? { segmentBytes: from.bases[0].walSegmentBytes } : {}),
   });
   const removed = new Set(plan.removeFiles.map((f) => f.key));
+  const removedBases = new Set(plan.removeBases.map((b) => b.id));
   const base = { cluster, from: from.at.role, to: to.at.role } as const;
   const identity = to.info ?? from.info;
 
@@ -233,6 +214,26 @@ async function syncDirection(
     }
     return copyWalFile(entry, first, from, to, identity, request.env);
   });
+
+  // Base backups after the WAL they need, each whole with its manifest last, or not at all.
+  const walHeld = new Set([
+    ...held,
+    ...results
+      .filter((r) => r.status === 'copied' || r.reason?.startsWith('stored meanwhile'))
+      .map((r) => r.name),
+  ]);
+  for (const b of missingBases) {
+    const entry = { ...base, kind: 'base', name: b.id } as const;
+    if (removedBases.has(b.id)) {
+      results.push({
+        ...entry,
+        status: 'skipped',
+        reason: `the ${to.at.role} store's retention of base backups would remove it at once`,
+      });
+      continue;
+    }
+    results.push(await copyBaseBackup(entry, b, from.at, to.at, walHeld, request.now));
+  }
 
   // The archive's identity last: a store with no archive.json answers no wal-fetch at all, and
   // one that has it answers "not archived" for what it lacks.
@@ -329,34 +330,4 @@ async function copyWalFile(
     };
   }
   return { ...entry, status: 'copied', bytes: compressed.length };
-}
-
-/** How many entries of one kind, one way, one status: the report's summary lines. */
-export interface PhysicalTally {
-  readonly cluster: string;
-  readonly from: StoreRole;
-  readonly to: StoreRole;
-  readonly kind: PhysicalKind;
-  readonly status: SyncedPhysical['status'];
-  readonly count: number;
-  readonly bytes: number;
-}
-
-/** The report counted per cluster, direction, kind and status, in the order first seen. */
-export function tallyPhysical(results: readonly SyncedPhysical[]): PhysicalTally[] {
-  const tallies = new Map<string, PhysicalTally>();
-  for (const r of results) {
-    const key = [r.cluster, r.from, r.to, r.kind, r.status].join('\0');
-    const t = tallies.get(key);
-    tallies.set(key, {
-      cluster: r.cluster,
-      from: r.from,
-      to: r.to,
-      kind: r.kind,
-      status: r.status,
-      count: (t?.count ?? 0) + 1,
-      bytes: (t?.bytes ?? 0) + (r.bytes ?? 0),
-    });
-  }
-  return [...tallies.values()];
 }

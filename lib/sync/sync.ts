@@ -187,7 +187,7 @@ async function copyGlobals(
 }
 
 /** The source's bytes, each hashed into `hash` as it passes. */
-function hashed(source: ByteSource, hash: Hash): ByteSource {
+export function hashed(source: ByteSource, hash: Hash): ByteSource {
   return {
     async fill(into) {
       const filled = await source.fill(into);
@@ -202,7 +202,11 @@ function hashed(source: ByteSource, hash: Hash): ByteSource {
  * The source's bytes, hashed as they pass; the end is only reached once the size and digest
  * are the manifest's, else the read fails (CorruptBackupError) and the target stores nothing.
  */
-function verified(source: ByteSource, manifest: Manifest, url: string): ByteSource {
+export function verified(
+  source: ByteSource,
+  manifest: Pick<Manifest, 'key' | 'sizeBytes' | 'sha256'>,
+  url: string,
+): ByteSource {
   const hash = createHash('sha256');
   let total = 0;
   let checked = false;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseWalObjectKey } from '../../../lib/domain/physical-layout.js';
 import { FileStore } from '../../../lib/storage/file-store.js';
-import type { SyncedPhysical } from '../../../lib/sync/physical.js';
+import type { SyncedPhysical } from '../../../lib/sync/physical-report.js';
 import { main as dumpTask } from '../../../tasks/dump.js';
 import { runCli } from '../../support/cli.js';
 import { createDatabase, dropDatabase, uniqueDbName } from '../../support/pg.js';
