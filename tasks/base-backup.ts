@@ -1,13 +1,29 @@
 import { fileURLToPath } from 'node:url';
-import { baseBackupSettings, runBaseBackup } from '../lib/backup/base-backup.js';
+import {
+  type BaseBackupResult,
+  baseBackupSettings,
+  runBaseBackupToStores,
+} from '../lib/backup/base-backup.js';
 import { loadDeployedConfig } from '../lib/config.js';
+import type { BaseManifest } from '../lib/domain/base-backup.js';
+import { isDegraded } from '../lib/domain/store-roles.js';
 import { sfnClient } from '../lib/platform/aws-clients/sfn.js';
 import { createLogger } from '../lib/platform/logger.js';
 import { connectionFor } from '../lib/postgres/connection.js';
-import { openStore } from '../lib/storage/open-store.js';
+import { openStoresFor } from '../lib/storage/store-roles.js';
 import { runTask, type TaskDeps } from './task-runner.js';
 
-/** Fargate entrypoint: one base backup of the stage's cluster into its store; reports the manifest. */
+/**
+ * What the base-backup task reports: the manifest (the primary's, or the secondary's when only
+ * that store holds it), each store's outcome, and `degraded` when a store failed while the other
+ * holds the base backup (the base-backup machine alerts it).
+ */
+export type BaseBackupTaskResult = BaseManifest & {
+  readonly copies: BaseBackupResult['copies'];
+  readonly degraded: boolean;
+};
+
+/** Fargate entrypoint: one base backup of the stage's cluster into its stores; reports the manifest. */
 export function main(deps: TaskDeps): Promise<number> {
   return runTask(async (context) => {
     const config = loadDeployedConfig(deps.env);
@@ -15,10 +31,20 @@ export function main(deps: TaskDeps): Promise<number> {
     const connection = await connectionFor(config, deps.env, deps.env.PGDATABASE ?? 'postgres');
     context.secrets.push(connection.password);
     const logger = createLogger({ task: 'base-backup' }, { secrets: [connection.password ?? ''] });
-    return runBaseBackup(
-      { ...settings, connection, store: await openStore(deps.env.PGBP_STORE ?? config.store, config) },
+    const [primary, secondary] = await openStoresFor(config, deps.env.PGBP_STORE);
+    if (!primary) throw new Error('no store configured');
+    const { manifest, copies } = await runBaseBackupToStores(
+      {
+        ...settings,
+        connection,
+        store: primary.store,
+        storageClass: primary.storageClass,
+        ...(secondary ? { secondary } : {}),
+      },
       { env: deps.env, logger },
     );
+    const result: BaseBackupTaskResult = { ...manifest, copies, degraded: isDegraded(copies) };
+    return result;
   }, deps);
 }
 

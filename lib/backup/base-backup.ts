@@ -1,18 +1,15 @@
 import { createHash } from 'node:crypto';
 import type { Config } from '../config.js';
 import {
-  BASE_MANIFEST_VERSION,
   type BaseManifest,
   baseBackupIdFor,
   baseBackupLabel,
-  parseBaseManifest,
-  segmentsBetween,
   zstdSummarySizes,
 } from '../domain/base-backup.js';
 import { BaseBackupFailedError, ConfigError, PipelineError } from '../domain/errors.js';
-import { baseBackupKeys, isClusterName } from '../domain/physical-layout.js';
+import { isClusterName } from '../domain/physical-layout.js';
 import { redact } from '../domain/redact.js';
-import { formatLsn } from '../domain/wal-names.js';
+import { type CopyOutcome, describeFailedCopies } from '../domain/store-roles.js';
 import type { Logger } from '../platform/logger.js';
 import {
   type Child,
@@ -24,15 +21,17 @@ import {
 } from '../platform/processes.js';
 import { type Connection, describeConnection, libpqEnv } from '../postgres/pg-tools.js';
 import { openChildOutput } from '../storage/child-output.js';
-import { type BackupStore, encryptionOf } from '../storage/store.js';
+import { type FanOutResult, openFanOutOutput } from '../storage/fan-out.js';
+import type { BackupStore } from '../storage/store.js';
 import { startZstd } from '../storage/zstd.js';
+import { deadlineIn, serverFacts } from './base-backup-checks.js';
 import {
-  BUILT_IN_TABLESPACES,
-  deadlineIn,
-  serverFacts,
-  waitForBackupHistory,
-  waitForWal,
-} from './base-backup-checks.js';
+  type BaseBackupRun,
+  type BaseTarget,
+  baseTarget,
+  completeBaseCopy,
+  failedBaseCopy,
+} from './base-backup-copy.js';
 
 /**
  * A physical base backup: pg_basebackup writes the data directory as one tar stream (`-Ft -D -`,
@@ -55,6 +54,17 @@ export interface BaseBackupRequest {
   /** How long the WAL up to the backup's stop position may take to appear in the archive. */
   readonly walWaitMs: number;
   readonly storageClass: string;
+  /**
+   * The secondary store (config `stores.secondary`): the same compressed stream, fanned out,
+   * becomes a base backup there too once that store's archive holds its WAL.
+   */
+  readonly secondary?: { readonly store: BackupStore; readonly storageClass: string };
+}
+
+/** A base backup's manifest (the primary's, or the secondary's when only that one holds it) and each store's outcome. */
+export interface BaseBackupResult {
+  readonly manifest: BaseManifest;
+  readonly copies: readonly CopyOutcome[];
 }
 
 export interface BaseBackupDeps {
@@ -89,6 +99,20 @@ export function baseBackupSettings(
 
 /** Takes one base backup of the server into the store; returns its manifest (written last). */
 export async function runBaseBackup(request: BaseBackupRequest, deps: BaseBackupDeps): Promise<BaseManifest> {
+  return (await runBaseBackupToStores(request, deps)).manifest;
+}
+
+/**
+ * {@link runBaseBackup} to the primary and, when the request names one, the secondary store,
+ * from one pg_basebackup: zstd's output is read once and fanned out. Each store's copy gets its
+ * manifest only once it is whole and that store's archive holds its WAL; a store that fails (or
+ * whose archive lacks the WAL) loses only its copy, and the outcome says which and why (a
+ * degraded run). Fails only when no store holds the base backup.
+ */
+export async function runBaseBackupToStores(
+  request: BaseBackupRequest,
+  deps: BaseBackupDeps,
+): Promise<BaseBackupResult> {
   const { cluster, connection, store } = request;
   const clock = deps.clock ?? (() => new Date());
   const secrets = [connection.password];
@@ -113,7 +137,8 @@ export async function runBaseBackup(request: BaseBackupRequest, deps: BaseBackup
         )}; a base backup here is one tar stream of the data directory, which would leave them out. Move their objects to pg_default (ALTER TABLE … SET TABLESPACE pg_default) or back the cluster up with pg_basebackup -Ft into a directory`,
     );
   }
-  if (facts.inRecovery || !facts.currentWal) {
+  const currentWal = facts.currentWal;
+  if (facts.inRecovery || !currentWal) {
     throw new BaseBackupFailedError(
       `${describeConnection(connection)} is a standby: take base backups from the primary, whose backup history file (archived at the backup's end) tells where the backup starts and stops`,
     );
@@ -127,20 +152,38 @@ export async function runBaseBackup(request: BaseBackupRequest, deps: BaseBackup
   const startedAt = clock();
   startedAt.setUTCMilliseconds(0);
   const id = baseBackupIdFor(startedAt);
-  const keys = baseBackupKeys(store.prefix, cluster, id);
-  const tarKey = keys.tar('base');
+  const targets: BaseTarget[] = [
+    baseTarget('primary', store, request.storageClass, cluster, id),
+    ...(request.secondary
+      ? [baseTarget('secondary', request.secondary.store, request.secondary.storageClass, cluster, id)]
+      : []),
+  ];
+  const tarKey = targets[0]?.keys.tar('base') as string;
   const started = Date.now();
-  log.info('base backup starting', { baseId: id, server: facts.version });
+  log.info('base backup starting', { baseId: id, server: facts.version, stores: targets.length });
 
-  // The key first: one that cannot be used fails the base backup before any object exists.
-  await store.capabilities.envelope?.ready();
-  const output = await openChildOutput(
-    store,
-    tarKey,
-    'sequential',
-    { storageClass: request.storageClass },
-    (cause) => new BaseBackupFailedError((cause as Error).message, { cause }),
-  );
+  // The keys first: one that cannot be used fails the base backup before any object exists.
+  await Promise.all(targets.map((t) => t.store.capabilities.envelope?.ready()));
+  const socketFailed = (cause: unknown) => new BaseBackupFailedError((cause as Error).message, { cause });
+  // One store: zstd writes into a file store's temporary file itself. Two: its output is read
+  // here once and fanned out to both.
+  const output =
+    targets.length === 1
+      ? await openChildOutput(
+          store,
+          tarKey,
+          'sequential',
+          { storageClass: request.storageClass },
+          socketFailed,
+        )
+      : await openFanOutOutput(
+          targets.map((t) => ({
+            store: t.store,
+            key: t.keys.tar('base'),
+            put: { storageClass: t.storageClass },
+          })),
+          socketFailed,
+        );
   let zstdSummary: ReturnType<typeof zstdSummarySizes>;
   const zstd = startZstd(request.compression, {
     env,
@@ -204,14 +247,13 @@ export async function runBaseBackup(request: BaseBackupRequest, deps: BaseBackup
   finished.catch(() => {});
 
   const hash = createHash('sha256');
-  let sizeBytes: number;
-  let sha256: string | undefined;
+  let results: FanOutResult[];
   try {
-    ({ bytes: sizeBytes, sha256 } = await output.store(
-      finished,
-      hash,
-      deps.onProgress ? { onProgress: deps.onProgress } : {},
-    ));
+    const progress = deps.onProgress ? { onProgress: deps.onProgress } : {};
+    results =
+      'intoFile' in output
+        ? [{ ok: true, ...(await output.store(finished, hash, progress)) }]
+        : await output.store(finished, hash, progress);
     await finished;
   } catch (error) {
     for (const child of children) child.stop();
@@ -228,84 +270,66 @@ export async function runBaseBackup(request: BaseBackupRequest, deps: BaseBackup
       { cause: error },
     );
   }
-  const originalBytes = zstdSummary?.read ?? 0;
-
-  const stored: string[] = [tarKey];
-  const discard = async () => {
-    await store.deleteMany(stored).catch(() => {});
+  const run: BaseBackupRun = {
+    id,
+    cluster,
+    label,
+    facts: { ...facts, currentWal },
+    startedAt,
+    stopTime: clock(),
+    started,
+    level: request.compression.level,
+    originalBytes: zstdSummary?.read ?? 0,
+    sha256: hash.digest('hex'),
+    deadline: deadlineIn(request.walWaitMs),
+    pollMs: deps.pollMs ?? 1000,
+    env,
+    secrets,
+    logger: log,
   };
-  try {
-    const stopTime = clock();
-    const head = await store.head(tarKey);
-    if (head?.size !== sizeBytes) {
-      throw new BaseBackupFailedError(
-        `stored ${tarKey} is ${head?.size ?? 'missing'}, expected ${sizeBytes} bytes`,
-      );
+  const outcomes = await Promise.all(
+    targets.map(async (target, i) => {
+      const result = results[i] as FanOutResult;
+      if (!result.ok) return { target, error: result.error };
+      try {
+        return { target, manifest: await completeBaseCopy(target, result, run) };
+      } catch (error) {
+        return { target, error };
+      }
+    }),
+  );
+  const copies: CopyOutcome[] = [];
+  const manifests: BaseManifest[] = [];
+  for (const outcome of outcomes) {
+    if (outcome.manifest) {
+      manifests.push(outcome.manifest);
+      copies.push({
+        role: outcome.target.role,
+        url: outcome.target.store.url,
+        status: 'stored',
+        key: outcome.target.keys.manifest,
+      });
+      continue;
     }
-    const deadline = deadlineIn(request.walWaitMs);
-    const pollMs = deps.pollMs ?? 1000;
-    const history = await waitForBackupHistory(
-      store,
-      cluster,
-      { from: facts.currentWal, label, segmentBytes: facts.segmentBytes, env },
-      deadline,
-      pollMs,
-    );
-    if (history.stopTimeline !== history.timeline) {
-      throw new BaseBackupFailedError(
-        `base backup ${id} started on timeline ${history.timeline} and stopped on ${history.stopTimeline}: the server changed timelines during the backup; take it again`,
-      );
-    }
-    const segments = segmentsBetween(history.startLsn, history.stopLsn, history.timeline, facts.segmentBytes);
-    log.info('base backup stored, waiting for its WAL in the archive', {
-      baseId: id,
-      sizeBytes,
-      first: segments[0],
-      last: segments.at(-1),
+    // One store: its failure is the base backup's, as it was said.
+    if (targets.length === 1) throw outcome.error;
+    log.warn('base backup not stored in one store', {
+      role: outcome.target.role,
+      store: outcome.target.store.url,
     });
-    const walConfirmedAt = await waitForWal(store, cluster, segments, deadline, pollMs);
-
-    const manifest = parseBaseManifest({
-      manifestVersion: BASE_MANIFEST_VERSION,
-      kind: 'base',
-      id,
-      cluster,
-      systemIdentifier: facts.systemIdentifier,
-      timeline: history.timeline,
-      startLsn: formatLsn(history.startLsn),
-      stopLsn: formatLsn(history.stopLsn),
-      startWal: segments[0],
-      stopWal: segments.at(-1),
-      startTime: startedAt.toISOString(),
-      stopTime: new Date(Math.max(stopTime.getTime(), startedAt.getTime())).toISOString(),
-      durationMs: Date.now() - started,
-      serverVersion: facts.version,
-      serverMajor: facts.major,
-      walSegmentBytes: facts.segmentBytes,
-      key: tarKey,
-      sizeBytes,
-      originalBytes,
-      // Of what is stored: the store's own digest where it encrypted what it read.
-      sha256: sha256 ?? hash.digest('hex'),
-      compression: { codec: 'zstd', level: request.compression.level },
-      tablespaces: BUILT_IN_TABLESPACES,
-      storageClass: head.storageClass,
-      encryption: await encryptionOf(store, tarKey, head.encryption),
-      walConfirmedAt: walConfirmedAt.toISOString(),
-    });
-    await store.putBytes(keys.manifest, `${JSON.stringify(manifest, null, 2)}\n`, {
-      contentType: 'application/json',
-    });
-    log.info('base backup complete', { baseId: id, sizeBytes, durationMs: manifest.durationMs });
-    return manifest;
-  } catch (error) {
-    await discard();
-    if (error instanceof PipelineError) throw error;
+    copies.push(failedBaseCopy(outcome.target, outcome.error));
+  }
+  const manifest = manifests[0];
+  if (!manifest) {
     throw new BaseBackupFailedError(
-      `completing base backup ${id} failed: ${redact((error as Error).message, secrets)}`,
-      {
-        cause: error,
-      },
+      `no store holds base backup ${id}: ${describeFailedCopies(copies).join('; ')}`,
     );
   }
+  log.info('base backup complete', {
+    baseId: id,
+    sizeBytes: manifest.sizeBytes,
+    durationMs: manifest.durationMs,
+    ...(targets.length > 1 ? { stores: copies.map((c) => `${c.role}: ${c.status}`) } : {}),
+  });
+  return { manifest, copies };
 }

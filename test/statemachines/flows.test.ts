@@ -771,3 +771,74 @@ describe.each([
     expect(result.error?.name).toBe('CorruptWalError');
   });
 });
+
+describe('the base-backup state machine with two stores', () => {
+  it('alerts a base backup that one store lacks as degraded, naming the store and the cause, and succeeds', async () => {
+    const copies = [
+      {
+        role: 'primary',
+        url: 'file:///nas/pg-backups',
+        status: 'stored',
+        key: '~cluster/main/base/20261201T030000Z.manifest.json',
+      },
+      {
+        role: 'secondary',
+        url: 's3://bucket/backups',
+        status: 'failed',
+        error: {
+          name: 'BaseBackupFailedError',
+          message: 'the WAL of the base backup did not reach the archive within 300 s',
+        },
+      },
+    ];
+    const result = await run(
+      'base-backup',
+      {},
+      {
+        BaseBackup: async () => ({
+          id: '20261201T030000Z',
+          startLsn: '0/2000028',
+          stopLsn: '0/2000100',
+          sizeBytes: 4096,
+          copies,
+          degraded: true,
+        }),
+        NotifyDegraded: async () => ({}),
+        NotifyFailure: async () => ({}),
+      },
+    );
+    expect(result.error).toBeUndefined();
+    expect(callsTo(result, 'NotifyDegraded')).toEqual([
+      {
+        kind: 'backup-degraded',
+        database: 'cluster main',
+        backupId: '20261201T030000Z',
+        execution: EXECUTION_ARN,
+        copies,
+      },
+    ]);
+    expect(callsTo(result, 'NotifyFailure')).toEqual([]);
+    expect(result.output).toMatchObject({ cluster: 'main', status: 'degraded', baseId: '20261201T030000Z' });
+  });
+
+  it('sends no degraded alert when both stores hold the base backup', async () => {
+    const result = await run(
+      'base-backup',
+      {},
+      {
+        BaseBackup: async () => ({
+          id: '20261201T030000Z',
+          startLsn: '0/2000028',
+          stopLsn: '0/2000100',
+          sizeBytes: 4096,
+          copies: [],
+          degraded: false,
+        }),
+        NotifyDegraded: async () => ({}),
+        NotifyFailure: async () => ({}),
+      },
+    );
+    expect(callsTo(result, 'NotifyDegraded')).toEqual([]);
+    expect(result.output).toMatchObject({ cluster: 'main', status: 'succeeded' });
+  });
+});
