@@ -11,7 +11,7 @@ import { WalArchive } from '../../lib/wal/archive.js';
 import type { RoleArchive } from '../../lib/wal/push.js';
 import { archiveTag } from '../../lib/wal/spool.js';
 import { type CliDeps, err, out } from '../context.js';
-import { configFileOf, resolveConfig, resolveReadableStores, resolveStore } from '../resolve.js';
+import { configFileOf, resolveConfig, resolveReadableStores } from '../resolve.js';
 import { parseWalLine, startPrefetcher, type WalLine } from '../wal-line.js';
 
 type Parsed = WalLine;
@@ -28,12 +28,6 @@ function tagOf(deps: CliDeps, opts: Parsed): string {
     ...(opts.store ? { store: opts.store } : {}),
     ...(opts.cluster ? { cluster: opts.cluster } : {}),
   });
-}
-
-async function openArchive(deps: CliDeps, opts: Parsed): Promise<{ config: Config; archive: WalArchive }> {
-  const config = resolveConfig(deps, opts.config);
-  const store = await resolveStore(deps, config, opts.store);
-  return { config, archive: new WalArchive(store, opts.cluster ?? config.wal.cluster) };
 }
 
 /**
@@ -172,10 +166,16 @@ export async function runWalFetch(args: readonly string[], deps: CliDeps): Promi
     return FETCH_ABORT;
   }
   try {
-    const { config, archive } = await openArchive(deps, opts);
-    const { fetchWithSpool } = await import('../../lib/wal/prefetch.js');
+    const { config, archives, unavailable } = await openArchives(deps, opts);
+    const [{ fetchWithSpool }, { describeCopyUsed }] = await Promise.all([
+      import('../../lib/wal/prefetch.js'),
+      import('../../lib/domain/store-roles.js'),
+    ]);
     const outcome = await fetchWithSpool(name, resolve(deps.cwd, dest), {
-      archive,
+      archives,
+      unavailable,
+      onCopyUsed: (file, copy) =>
+        err(deps, `pgbp wal-fetch ${file}: ${redact(describeCopyUsed(copy), [deps.env.PGPASSWORD])}`),
       env: deps.env,
       dataDir: deps.cwd,
       tag: tagOf(deps, opts),
@@ -197,10 +197,11 @@ export async function runWalPrefetch(args: readonly string[], deps: CliDeps): Pr
     const opts = parse(args);
     const [after] = opts.positionals;
     if (!after) return 64;
-    const { config, archive } = await openArchive(deps, opts);
+    const { config, archives, unavailable } = await openArchives(deps, opts);
     const { prefetchAhead } = await import('../../lib/wal/prefetch.js');
     await prefetchAhead(after, {
-      archive,
+      archives,
+      unavailable,
       env: deps.env,
       dataDir: deps.cwd,
       tag: tagOf(deps, opts),

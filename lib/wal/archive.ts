@@ -5,6 +5,7 @@ import {
   walObjectKey,
   walObjectPrefix,
 } from '../domain/physical-layout.js';
+import type { StoreRole } from '../domain/store-roles.js';
 import type { WalFileName } from '../domain/wal-names.js';
 import type { BackupStore } from '../storage/store.js';
 
@@ -81,4 +82,10 @@ export class WalArchive {
     }
     return found;
   }
+}
+
+/** One store's part of the archive, and the part the store plays. */
+export interface RoleArchive {
+  readonly role: StoreRole;
+  readonly archive: WalArchive;
 }

@@ -9,14 +9,16 @@ import {
   type WalFileName,
 } from '../domain/wal-names.js';
 import { ABSENT_FRESH_S, dropAbsent, forgetAbsent, writeAbsent } from './absent.js';
-import type { StoredWalFile } from './archive.js';
 import { cksumOf } from './cksum.js';
 import {
+  archiveInfo,
   type FetchDeps,
   type FetchOutcome,
   fetchWal,
+  type LocatedWal,
   locateWal,
   readVerified,
+  storeOf,
   walFileOf,
   writeAtomically,
 } from './fetch.js';
@@ -114,7 +116,7 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
   if (!release) return 0;
   let spooledCount = 0;
   try {
-    const info = await deps.archive.info();
+    const info = await archiveInfo(deps);
     const segmentBytes = info?.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
     let position = after;
     let movedAt = Date.now();
@@ -180,9 +182,9 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
     };
 
     /** Spools one archived segment, unless recovery has gone past it meanwhile. */
-    const spoolSegment = async (file: WalFileName, stored: StoredWalFile): Promise<boolean> => {
+    const spoolSegment = async (file: WalFileName, stored: LocatedWal): Promise<boolean> => {
       try {
-        const compressed = await deps.archive.store.getBytes(stored.key);
+        const compressed = await storeOf(stored, deps).getBytes(stored.key);
         if (file.name < position) return false;
         await spoolStored(dir, file.name, stored.sha256, compressed, deps.env);
         return true;

@@ -8,18 +8,15 @@ import {
   WalArchiveUnavailableError,
   WalConflictError,
 } from '../domain/errors.js';
-import type { PassedOver, StoreRole } from '../domain/store-roles.js';
+import type { PassedOver } from '../domain/store-roles.js';
 import { parseWalFileName, type WalFileName } from '../domain/wal-names.js';
 import type { Clock } from '../platform/clock.js';
 import { readControlSystemIdentifier, readSegmentIdentity } from '../postgres/wal-headers.js';
-import type { ArchiveInfo, WalArchive } from './archive.js';
-import { compress } from './codec.js';
+import type { ArchiveInfo, RoleArchive, WalArchive } from './archive.js';
 
-/** One store's part of the archive, and the part the store plays. */
-export interface RoleArchive {
-  readonly role: StoreRole;
-  readonly archive: WalArchive;
-}
+export type { RoleArchive } from './archive.js';
+
+import { compress } from './codec.js';
 
 /** A store that does not hold the file after the push (it could not be opened, read or written). */
 export type DegradedStore = PassedOver;

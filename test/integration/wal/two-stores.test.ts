@@ -1,19 +1,35 @@
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseWalObjectKey } from '../../../lib/domain/physical-layout.js';
 import { parseWalFileName } from '../../../lib/domain/wal-names.js';
+import { s3Client } from '../../../lib/platform/aws-clients/s3.js';
 import { openStore } from '../../../lib/storage/open-store.js';
 import type { BackupStore } from '../../../lib/storage/store.js';
 import { decompress } from '../../../lib/wal/codec.js';
-import { startArchivingCluster } from '../../support/archiving-cluster.js';
+import {
+  plainBaseBackup,
+  recoveringCluster,
+  startArchivingCluster,
+} from '../../support/archiving-cluster.js';
 import { runCli } from '../../support/cli.js';
 import { writeConfigFile } from '../../support/pipeline.js';
 import { freePort } from '../../support/ports.js';
 import { createBucket } from '../../support/s3.js';
 import { type ScratchCluster, startCluster } from '../../support/scratch-cluster.js';
-import { archiverStats, switchAndWaitArchived } from '../../support/wal.js';
+import { archiverStats, switchAndWaitArchived, waitFor } from '../../support/wal.js';
 
 const clusters: ScratchCluster[] = [];
 afterEach(() => {
@@ -168,5 +184,144 @@ describe('wal-push with a primary and a secondary store', { timeout: 240_000 }, 
     expect(run.stderr).toContain('WalConflictError');
     expect(run.stderr).toContain(`s3://${bucket}/wal`);
     expect(run.stderr).toContain('WAL archive conflict');
+  });
+});
+
+/** A NAS and an S3 prefix that both hold the given segments, pushed through the config. */
+async function bothStoresHolding(names: readonly string[]) {
+  const bucket = await createBucket();
+  const nas = join(work, `nas-${bucket}`);
+  mkdirSync(nas);
+  const config = await twoStoreConfig(mkdtempSync(join(work, 'config-')), nas, bucket);
+  const data = dataDirWith(names);
+  for (const name of names) {
+    const pushed = await runCli(['wal-push', `pg_wal/${name}`, '--config', config], { cwd: data });
+    expect(pushed.code, pushed.stderr).toBe(0);
+  }
+  const keys = await archived(await openStore(`file://${nas}`));
+  return { bucket, nas, config, s3: `s3://${bucket}/wal`, nasKeyOf: (name: string) => keys.get(name) ?? '' };
+}
+
+/** wal-fetch as restore_command runs it, in a data directory of its own. */
+async function fetchInto(name: string, args: readonly string[], env: NodeJS.ProcessEnv = {}) {
+  const data = mkdtempSync(join(work, 'recovering-'));
+  mkdirSync(join(data, 'pg_wal'));
+  const run = await runCli(['wal-fetch', name, 'pg_wal/RECOVERYXLOG', ...args], { cwd: data, env });
+  const dest = join(data, 'pg_wal', 'RECOVERYXLOG');
+  return { ...run, written: existsSync(dest) ? readFileSync(dest) : undefined };
+}
+
+describe('wal-fetch with a primary and a secondary store', { timeout: 240_000 }, () => {
+  it('reads the secondary copy when the primary one is damaged, and says which copy and why', async () => {
+    const [first] = segments as [string];
+    const stores = await bothStoresHolding([first]);
+    const path = join(stores.nas, stores.nasKeyOf(first));
+    const bytes = readFileSync(path);
+    bytes[Math.floor(bytes.length / 2)] = (bytes[Math.floor(bytes.length / 2)] ?? 0) ^ 0x55;
+    writeFileSync(path, bytes);
+
+    const run = await fetchInto(first, ['--config', stores.config]);
+
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.written?.equals(readFileSync(join(work, 'wal', first)))).toBe(true);
+    expect(run.stderr).toContain(`pgbp wal-fetch ${first}: read the secondary store's copy (${stores.s3})`);
+    expect(run.stderr).toContain('the primary copy was damaged');
+  });
+
+  it('reads the secondary copy of a name the primary lacks; "not archived" only when both lack it', async () => {
+    const [first, second, third] = segments as [string, string, string];
+    const stores = await bothStoresHolding([first, second]);
+    rmSync(join(stores.nas, stores.nasKeyOf(second)));
+
+    const fromSecondary = await fetchInto(second, ['--config', stores.config]);
+    expect(fromSecondary.code, fromSecondary.stderr).toBe(0);
+    expect(fromSecondary.written?.equals(readFileSync(join(work, 'wal', second)))).toBe(true);
+    expect(fromSecondary.stderr).toContain('the primary copy was missing');
+
+    const nowhere = await fetchInto(third ?? '000000010000000000000099', ['--config', stores.config]);
+    expect(nowhere.code).toBe(1);
+    expect(nowhere.stderr).toBe('');
+    expect(nowhere.written).toBeUndefined();
+  });
+
+  it('aborts (above 125), never "not archived", when the primary cannot be read and the secondary lacks the name', async () => {
+    const [first, second] = segments as [string, string];
+    const stores = await bothStoresHolding([first]);
+    // The NAS is not mounted: its directory is gone.
+    renameSync(stores.nas, `${stores.nas}.unmounted`);
+
+    const run = await fetchInto(second, ['--config', stores.config]);
+
+    expect(run.code).toBeGreaterThan(125);
+    expect(run.written).toBeUndefined();
+    expect(run.stderr).toContain(`pgbp wal-fetch ${second}`);
+    expect(run.stderr).toContain(`primary store file://${stores.nas}`);
+    expect(run.stderr).toContain(`secondary store ${stores.s3}: missing`);
+    expect(run.stderr).toContain('--store URL');
+
+    // With S3 down instead and the name missing from the NAS, the same.
+    renameSync(`${stores.nas}.unmounted`, stores.nas);
+    const down = { AWS_ENDPOINT_URL: `http://127.0.0.1:${await freePort()}`, AWS_MAX_ATTEMPTS: '1' };
+    const s3Down = await fetchInto(second, ['--config', stores.config], down);
+    expect(s3Down.code).toBeGreaterThan(125);
+    expect(s3Down.stderr).toContain(`secondary store ${stores.s3}: unreadable`);
+    // The NAS alone still answers for itself.
+    const nasAlone = await fetchInto(second, ['--store', `file://${stores.nas}`], down);
+    expect(nasAlone.code).toBe(1);
+  });
+
+  it("aborts (above 125) when every store's copy is damaged", async () => {
+    const [first] = segments as [string];
+    const stores = await bothStoresHolding([first]);
+    const path = join(stores.nas, stores.nasKeyOf(first));
+    writeFileSync(path, readFileSync(path).subarray(0, 100));
+    // The S3 copy is replaced behind pgbp's back (pgbp itself never overwrites one).
+    const [s3Key] = [...(await archived(await openStore(stores.s3))).values()];
+    await s3Client().send(new DeleteObjectCommand({ Bucket: stores.bucket, Key: s3Key }));
+    await s3Client().send(new PutObjectCommand({ Bucket: stores.bucket, Key: s3Key, Body: 'not zstd' }));
+
+    const run = await fetchInto(first, ['--config', stores.config]);
+
+    expect(run.code).toBeGreaterThan(125);
+    expect(run.written).toBeUndefined();
+    expect(run.stderr).toContain('CorruptWalError');
+    expect(run.stderr).toContain('no good copy in any store');
+  });
+
+  it('recovers a base backup to the end when the NAS lacks one of the segments it needs', async () => {
+    const bucket = await createBucket();
+    const archiving = await startArchivingCluster({
+      walSegmentMb: 1,
+      config: (root, url) =>
+        writeConfigFile(root, {
+          stage: 'local',
+          stores: { primary: { url }, secondary: { url: `s3://${bucket}/wal` } },
+        }),
+    });
+    const { root, source } = archiving;
+    clusters.push(source);
+    source.sql('create table t (id int primary key, payload text)');
+    const backup = plainBaseBackup(source, join(root, 'backup'));
+    const afterBackup = await switchAndWaitArchived(source);
+    source.sql('insert into t select g, repeat(md5(g::text), 4) from generate_series(1, 20000) g');
+    await switchAndWaitArchived(source);
+    const rows = source.sql("select count(*) || ':' || sum(hashtext(t::text)) from t");
+    source.stop('fast');
+
+    // The NAS lost a segment that replay needs (after the backup's start).
+    const nas = await openStore(archiving.url);
+    const onNas = await archived(nas);
+    const lost = [...onNas.keys()].filter(
+      (n) => parseWalFileName(n)?.kind === 'segment' && n > afterBackup,
+    )[0];
+    expect(lost).toBeDefined();
+    rmSync(join(archiving.storeDir ?? '', onNas.get(lost ?? '') ?? ''));
+
+    const restored = await recoveringCluster(archiving, backup);
+    clusters.push(restored);
+    restored.start();
+    await waitFor('recovery to end', () => restored.sql('select not pg_is_in_recovery()') === 't', 120_000);
+    expect(restored.sql("select count(*) || ':' || sum(hashtext(t::text)) from t")).toBe(rows);
+    expect(readFileSync(restored.log, 'utf8')).toContain(`restored log file "${lost}" from archive`);
   });
 });
