@@ -3,7 +3,7 @@ import type { Config } from '../config.js';
 import { baseBackupKeys } from '../domain/physical-layout.js';
 import { planBaseBackups } from '../domain/physical-retention.js';
 import { type ArchiveGap, archiveGaps } from '../domain/wal-archive-health.js';
-import { checkContinuity } from '../domain/wal-continuity.js';
+import { type ArchivedSegment, checkContinuity } from '../domain/wal-continuity.js';
 import { parseLsn } from '../domain/wal-names.js';
 import { zstdBuffer } from '../storage/small-objects.js';
 import type { BackupStore } from '../storage/store.js';
@@ -33,6 +33,10 @@ export interface ClusterStatus {
   readonly expired: number;
   /** Base backups stored before client-side encryption (plaintext). */
   readonly unencrypted: number;
+  /** The newest full segment in this store's archive. */
+  readonly newestSegment: { readonly name: string; readonly archivedAt: string } | null;
+  /** Every full segment this store holds, for the lag between two stores (not printed). */
+  readonly segments: readonly ArchivedSegment[];
 }
 
 /** Per cluster: the newest base backup, the recoverable window, the last PITR drill. */
@@ -123,7 +127,14 @@ export async function clusterStatus(options: {
     lastDrill,
     expired: remove.length,
     unencrypted: bases.filter((b) => !b.encryption.envelope).length,
+    newestSegment: newestOf(wal.segments),
+    segments: wal.segments,
   };
+}
+
+function newestOf(segments: readonly ArchivedSegment[]): ClusterStatus['newestSegment'] {
+  const last = segments.at(-1);
+  return last ? { name: last.name, archivedAt: last.archivedAt.toISOString() } : null;
 }
 
 /** What an operator should know of a cluster's archive on a stage that requires encryption. */

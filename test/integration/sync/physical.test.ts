@@ -1,4 +1,12 @@
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -211,6 +219,51 @@ describe('pgbp sync of the physical archive', () => {
     ]);
     expect((await fetched(name, `file://${nas}`)).bytes?.equals(original)).toBe(true);
     expect((await fetched(name, s3)).bytes?.equals(other)).toBe(true);
+  });
+});
+
+describe('pgbp status with two stores', () => {
+  it('shows each store’s archive and warns of the one trailing the other past the RPO, until synced', async () => {
+    const { nas, s3, config, bucket } = await twoStores();
+    const [first, ...rest] = segments as [string, ...string[]];
+    await push(first, s3);
+    for (const name of segments) await push(name, `file://${nas}`);
+    // Archived on the NAS an hour ago (the file store dates an object by its file's time).
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    for (const name of rest) utimesSync(await objectOf(nas, name), hourAgo, hourAgo);
+
+    type Shown = {
+      stores: { role: string; clusters?: { cluster: string; newestSegment: { name: string } | null }[] }[];
+      archiveLag: { behind: string; segments: number; oldestMissing: string; overRpo: boolean }[];
+    };
+    const status = await runCli(['status', '--config', config, '--json']);
+    expect(status.stderr).toBe('');
+    const shown = JSON.parse(status.stdout) as Shown;
+    expect(shown.stores.map((s) => [s.role, s.clusters?.[0]?.newestSegment?.name])).toEqual([
+      ['primary', segments.at(-1)],
+      ['secondary', first],
+    ]);
+    expect(shown.archiveLag).toEqual([
+      expect.objectContaining({
+        behind: 'secondary',
+        segments: rest.length,
+        oldestMissing: rest[0],
+        overRpo: true,
+      }),
+    ]);
+    const plain = await runCli(['status', '--config', config]);
+    expect(plain.stdout).toMatch(
+      new RegExp(
+        `^  WARNING cluster main: the secondary store \\(s3://${bucket}/backups\\) trails the primary by ${rest.length} WAL segments \\(from ${rest[0]}, archived \\d+ min ago; RPO 5 min\\): pgbp sync --cluster main$`,
+        'm',
+      ),
+    );
+    expect(plain.stdout).toMatch(new RegExp(`^  cluster main: .*newest segment ${first} archived `, 'm'));
+
+    expect((await runCli(['sync', '--config', config])).code).toBe(0);
+    const after = await runCli(['status', '--config', config]);
+    expect(after.stdout).toMatch(/^ {2}cluster main: the same WAL segments$/m);
+    expect(after.stdout).not.toMatch(/trails/);
   });
 });
 
