@@ -8,7 +8,7 @@ import {
   timelineOf,
   type WalFileName,
 } from '../domain/wal-names.js';
-import { ABSENT_FRESH_S, dropAbsent, forgetAbsent, writeAbsent } from './absent.js';
+import { ABSENT_FRESH_S, askedRecord, dropAbsent, forgetAbsent, writeAbsent } from './absent.js';
 import { cksumOf } from './cksum.js';
 import {
   archiveInfo,
@@ -139,6 +139,9 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
         // Never "not archived" from a lookup that failed.
         await dropAbsent(dir, name);
         throw error;
+      } finally {
+        // Answered: a call that took the record waits for this (cli/pgbp's renewed_answer).
+        await unlink(askedRecord(dir, name)).catch(() => {});
       }
     };
     /** Left to wal-fetch: damaged or unreadable here. */
@@ -174,7 +177,11 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
       }
       for (let i = 0; i < deps.count; i++) {
         const name = segmentName(timeline, first + i, segmentBytes);
-        if (missing && name >= missing.name && Date.now() - missing.at < MISSING_RETRY_MS) return undefined;
+        if (missing && name >= missing.name && Date.now() - missing.at < MISSING_RETRY_MS) {
+          // Its record answered a call: recovery may ask again at once (it does, past the
+          // archive's end), and each answer is of a lookup made after the call before.
+          if (name !== missing.name || !existsSync(askedRecord(dir, name))) return undefined;
+        }
         if (have.has(name) || inflight.has(name) || refused.has(name)) continue;
         return name;
       }
@@ -238,12 +245,17 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
     // its end, and (a standby) each time it finds no next segment; the archive rarely has them.
     let working = true;
     const historyRecords = async () => {
+      const lookedAt = new Map<string, number>();
       while (working && recovering()) {
         const timeline = timelineOf(position);
         for (const t of [timeline + 1, timeline]) {
-          await lookUp(`${t.toString(16).toUpperCase().padStart(8, '0')}.history`).catch(() => {});
+          const name = `${t.toString(16).toUpperCase().padStart(8, '0')}.history`;
+          const at = lookedAt.get(name) ?? 0;
+          if (Date.now() - at < HISTORY_RENEW_MS && !existsSync(askedRecord(dir, name))) continue;
+          lookedAt.set(name, Date.now());
+          await lookUp(name).catch(() => {});
         }
-        await sleep(HISTORY_RENEW_MS);
+        await sleep(POLL_MS);
       }
     };
     const workers = Promise.all(Array.from({ length: Math.max(1, deps.concurrency) }, worker)).finally(() => {
