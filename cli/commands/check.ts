@@ -24,7 +24,7 @@ export function registerCheck(program: Command, deps: CliDeps, exit: ExitHolder)
         json?: boolean;
       }) => {
         const [
-          { configFileOf, resolveConfig, resolveStore },
+          { configFileOf, resolveConfig, resolveReadableStores },
           { systemClock },
           { connectionFor },
           { WalArchive },
@@ -37,8 +37,11 @@ export function registerCheck(program: Command, deps: CliDeps, exit: ExitHolder)
           import('../../lib/wal/check.js'),
         ]);
         const config = resolveConfig(deps, opts.config);
-        const store = await resolveStore(deps, config, opts.store);
-        const archive = new WalArchive(store, opts.cluster ?? config.wal.cluster);
+        const cluster = opts.cluster ?? config.wal.cluster;
+        // Each configured store (`--store URL`: that one alone), the primary first.
+        const { stores, unavailable } = await resolveReadableStores(deps, config, opts.store);
+        const archives = stores.map((s) => ({ role: s.role, archive: new WalArchive(s.store, cluster) }));
+        const archive = (archives[0] as (typeof archives)[number]).archive;
         const timeout = parseDuration(opts.timeout);
         if (timeout === undefined)
           throw new RangeError(`--timeout: expected a duration such as 60s, got ${opts.timeout}`);
@@ -49,6 +52,8 @@ export function registerCheck(program: Command, deps: CliDeps, exit: ExitHolder)
           rpoMs: config.wal.rpo,
           clock: systemClock,
           roundTripMs: opts.roundTrip ? timeout : 0,
+          stores: archives,
+          unavailable,
           ...(opts.store ? { expectInCommand: opts.store } : file ? { expectInCommand: file } : {}),
         });
         if (opts.json) out(deps, JSON.stringify(report));

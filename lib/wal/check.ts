@@ -1,15 +1,14 @@
-import { parseWalObjectKey } from '../domain/physical-layout.js';
+import type { PassedOver } from '../domain/store-roles.js';
 import { type ArchiveGap, type ArchiveLag, archiveGaps, archiveLag } from '../domain/wal-archive-health.js';
 import { DEFAULT_SEGMENT_BYTES, parseWalFileName, timelineOf } from '../domain/wal-names.js';
+import type { StoreWalLag } from '../domain/wal-store-lag.js';
 import type { Clock } from '../platform/clock.js';
 import { type Connection, pgClient } from '../postgres/pg-tools.js';
-import type { WalArchive } from './archive.js';
+import type { RoleArchive, WalArchive } from './archive.js';
+import { type CheckItem, listArchive, newestOn } from './check-listing.js';
+import { checkStores } from './check-stores.js';
 
-export interface CheckItem {
-  readonly name: string;
-  readonly ok: boolean;
-  readonly detail: string;
-}
+export { type ArchiveListing, type CheckItem, listArchive, newestOn } from './check-listing.js';
 
 export interface ArchiveCheckReport {
   readonly ok: boolean;
@@ -20,34 +19,8 @@ export interface ArchiveCheckReport {
   readonly gaps: readonly ArchiveGap[];
   readonly newestSegment?: string;
   readonly storedSegments: number;
-}
-
-/** What one listing of the archive says: its segments, newest first on each timeline. */
-export interface ArchiveListing {
-  readonly segments: Map<string, Date>;
-  readonly names: Set<string>;
-}
-
-export async function listArchive(archive: WalArchive): Promise<ArchiveListing> {
-  const segments = new Map<string, Date>();
-  const names = new Set<string>();
-  const prefix = `${archive.infoKey.replace(/archive\.json$/, '')}wal/`;
-  for await (const o of archive.store.list(prefix)) {
-    const parsed = parseWalObjectKey(o.key);
-    if (!parsed) continue;
-    names.add(parsed.name);
-    if (parseWalFileName(parsed.name)?.kind === 'segment') segments.set(parsed.name, o.lastModified);
-  }
-  return { segments, names };
-}
-
-/** The newest stored segment of a timeline, and when it was stored. */
-export function newestOn(listing: ArchiveListing, timeline: number): { name: string; at: Date } | undefined {
-  let best: { name: string; at: Date } | undefined;
-  for (const [name, at] of listing.segments) {
-    if (timelineOf(name) === timeline && (!best || name > best.name)) best = { name, at };
-  }
-  return best;
+  /** Each store's newest segment against the server's last archived one (with two stores). */
+  readonly stores?: readonly StoreWalLag[];
 }
 
 export interface CheckOptions {
@@ -59,6 +32,12 @@ export interface CheckOptions {
   readonly expectInCommand?: string;
   /** How long the round trip waits for the switched segment to reach the archive; 0 skips it. */
   readonly roundTripMs: number;
+  /**
+   * Every configured store, the primary (`archive`) first, and those that could not be opened:
+   * with more than one, each store's newest segment is checked against the server's.
+   */
+  readonly stores?: readonly RoleArchive[];
+  readonly unavailable?: readonly PassedOver[];
 }
 
 interface ServerState {
@@ -223,6 +202,21 @@ export async function checkArchive(options: CheckOptions): Promise<ArchiveCheckR
         ? `${listing.segments.size} segment(s) stored, no gap`
         : `missing from the archive: ${gaps.map((g) => (g.from === g.to ? g.from : `${g.from}..${g.to}`)).join(', ')}`,
     );
+    let storeLags: StoreWalLag[] | undefined;
+    if ((options.stores?.length ?? 0) + (options.unavailable?.length ?? 0) > 1) {
+      // Read again after the round trip, before the stores are listed (see checkStores).
+      const archived = await client.query<{ wal: string | null }>(
+        'select last_archived_wal as wal from pg_stat_archiver',
+      );
+      const lastArchivedWal = archived.rows[0]?.wal ?? a.last_archived_wal ?? undefined;
+      const { items, lags } = await checkStores(options.stores ?? [], options.unavailable ?? [], {
+        systemIdentifier: server.systemIdentifier,
+        segmentBytes,
+        ...(lastArchivedWal ? { lastArchivedWal } : {}),
+      });
+      checks.push(...items);
+      storeLags = lags;
+    }
     const newestNow = newestOn(listing, timeline);
     return {
       ok: checks.every((c) => c.ok),
@@ -233,6 +227,7 @@ export async function checkArchive(options: CheckOptions): Promise<ArchiveCheckR
       gaps,
       ...(newestNow ? { newestSegment: newestNow.name } : {}),
       storedSegments: listing.segments.size,
+      ...(storeLags ? { stores: storeLags } : {}),
     };
   } finally {
     await client.end().catch(() => {});

@@ -325,3 +325,61 @@ describe('wal-fetch with a primary and a secondary store', { timeout: 240_000 },
     expect(readFileSync(restored.log, 'utf8')).toContain(`restored log file "${lost}" from archive`);
   });
 });
+
+describe('pgbp check with a primary and a secondary store', { timeout: 300_000 }, () => {
+  it('names the store that lags behind the server once pushes to it failed', async () => {
+    const bucket = await createBucket();
+    const s3 = `s3://${bucket}/wal`;
+    const archiving = await startArchivingCluster({
+      walSegmentMb: 1,
+      settings: { archive_timeout: 60 },
+      config: (root, url) =>
+        writeConfigFile(root, { stage: 'local', stores: { primary: { url }, secondary: { url: s3 } } }),
+    });
+    const { source, archiveArgs } = archiving;
+    clusters.push(source);
+    await switchAndWaitArchived(source);
+    const check = (...extra: string[]) =>
+      runCli(['check', ...archiveArgs, '--timeout', '120s', ...extra], { env: source.env() });
+    const problems = (stdout: string) =>
+      stdout
+        .split('\n')
+        .filter((l) => l.startsWith('PROBLEM'))
+        .map((l) => l.slice('PROBLEM '.length).split(':')[0]);
+
+    const good = await check();
+    expect(good.code, good.stdout + good.stderr).toBe(0);
+    expect(good.stdout).toContain(`ok      store primary: primary store ${archiving.url}: newest segment`);
+    expect(good.stdout).toContain(`ok      store secondary: secondary store ${s3}: newest segment`);
+
+    // S3 down for the archiver: its pushes succeed on the NAS alone (degraded).
+    const push = source.sql('show archive_command');
+    const dead = `AWS_ENDPOINT_URL=http://127.0.0.1:${await freePort()} AWS_MAX_ATTEMPTS=1 ${push}`;
+    source.sql(`alter system set archive_command = '${dead.replace(/'/g, "''")}'`);
+    source.sql('select pg_reload_conf()');
+    await waitFor('the reload', () => source.sql('show archive_command') === dead);
+    for (let i = 0; i < 2; i++) {
+      source.sql(`create table degraded_${i} as select generate_series(1, 1000) g`);
+      await switchAndWaitArchived(source);
+    }
+    expect(archiverStats(source).failed).toBe(0);
+    expect(readFileSync(source.log, 'utf8')).toContain(`is not in the secondary store ${s3}`);
+
+    source.sql(`alter system set archive_command = '${push.replace(/'/g, "''")}'`);
+    source.sql('select pg_reload_conf()');
+    await waitFor('the reload', () => source.sql('show archive_command') === push);
+    const behind = await check('--no-round-trip');
+    expect(behind.code).toBe(1);
+    expect(problems(behind.stdout)).toEqual(['store secondary']);
+    expect(behind.stdout).toMatch(
+      /PROBLEM store secondary: secondary store s3:\/\/[^ ]+: newest segment \w+, 2 segment\(s\) behind/,
+    );
+
+    // Once pushes reach S3 again its newest is current, but it lacks what it missed. (WAL written
+    // first: a switch with nothing written since the last one switches nothing.)
+    source.sql('create table after_s3 (x int)');
+    const after = await check();
+    expect(problems(after.stdout)).toEqual(['store secondary']);
+    expect(after.stdout).toMatch(/PROBLEM store secondary: .*missing from it: \w+\.\.\w+/);
+  });
+});
