@@ -1,11 +1,17 @@
 import { resolve } from 'node:path';
-import { type Config, loadConfig } from '../lib/config.js';
+import { type Config, loadConfig, type RetentionPolicy, storeRetention } from '../lib/config.js';
 import { ConfigError } from '../lib/domain/errors.js';
 import { clusterPrefix } from '../lib/domain/physical-layout.js';
 import { WAL_LAG_SECONDS_METRIC } from '../lib/domain/wal-archive-health.js';
 import { ALERTED_ERRORS_METRIC } from '../lib/platform/lambda.js';
 import { METRIC_NAMESPACE } from '../lib/platform/metrics.js';
 import { machineSettings, SERVICE } from '../lib/state-machines.js';
+import {
+  type SecondaryBucketParameters,
+  type SecondaryStore,
+  secondaryPolicies,
+  secondaryStore,
+} from './secondary-store.js';
 
 /**
  * What serverless.yml needs from a stage's config (config/<stage>.yml, validated by
@@ -138,6 +144,11 @@ export interface StageSettings {
   readonly dbPassword: { readonly valueFrom: Cfn | string; readonly readStatement: Cfn };
   /** The statement that lets the Slack forwarder read its webhook URL. */
   readonly slackWebhook: { readonly readStatement: Cfn };
+  /**
+   * The second bucket (config `stores.secondary`), in its own region, made by
+   * deploy/secondary-bucket.yml with these parameters; the stack grants its roles on it.
+   */
+  readonly secondary?: SecondaryStore & { readonly parameters: SecondaryBucketParameters };
   /** The resources that come one per database, address or function: merged into `resources`. */
   readonly resources: { readonly Resources: Record<string, Cfn> };
   /** Base backups and the point-in-time recovery drill: DefinitionSubstitutions and task sizes. */
@@ -406,6 +417,60 @@ function emailSubscriptions(config: Config): Record<string, Cfn> {
   return out;
 }
 
+type Lifecycle = StageSettings['lifecycle'];
+
+/**
+ * A bucket's lifecycle rules for the retention policies of what it holds: the most generous,
+ * since one bucket's rules serve every database.
+ */
+function bucketLifecycle(
+  policies: readonly Pick<RetentionPolicy, 'daily' | 'monthly' | 'yearly'>[],
+): Lifecycle {
+  const daily = Math.max(...policies.map((p) => p.daily));
+  const monthly = Math.max(...policies.map((p) => p.monthly));
+  const yearly = Math.max(...policies.map((p) => p.yearly));
+  // A monthly or yearly backup is also one of the dailies until `daily` newer ones exist.
+  const archiveAfter = daily + 1;
+  // A backstop behind retention, never ahead of it: one period more than the kept count.
+  return {
+    monthlyArchiveAfterDays: archiveAfter,
+    yearlyArchiveAfterDays: archiveAfter,
+    monthlyExpireAfterDays: Math.max(
+      archiveAfter + (monthly + 1) * 31,
+      archiveAfter + MINIMUM_ARCHIVE_DAYS.GLACIER,
+    ),
+    yearlyExpireAfterDays: Math.max(
+      archiveAfter + (yearly + 1) * 366,
+      archiveAfter + MINIMUM_ARCHIVE_DAYS.DEEP_ARCHIVE,
+    ),
+    noncurrentExpireAfterDays: 30,
+  };
+}
+
+/** The parameters of deploy/secondary-bucket.yml: the stage bucket's protections, the second store's retention. */
+function secondaryBucketParameters(
+  stage: string,
+  store: SecondaryStore,
+  lifecycle: Lifecycle,
+  objectLock: StageSettings['objectLock'],
+): SecondaryBucketParameters {
+  const prefix = store.storeObjects === '*' ? '' : store.storeObjects.replace(/\/\*$/, '');
+  return {
+    Stage: stage,
+    BucketName: store.bucketName,
+    KeyAlias: store.kmsAlias,
+    PhysicalPrefix: `${clusterPrefix(prefix, '')}/`,
+    MonthlyArchiveAfterDays: lifecycle.monthlyArchiveAfterDays,
+    MonthlyExpireAfterDays: lifecycle.monthlyExpireAfterDays,
+    YearlyArchiveAfterDays: lifecycle.yearlyArchiveAfterDays,
+    YearlyExpireAfterDays: lifecycle.yearlyExpireAfterDays,
+    NoncurrentExpireAfterDays: lifecycle.noncurrentExpireAfterDays,
+    ObjectLockEnabled: objectLock.enabled,
+    ObjectLockMode: objectLock.mode,
+    ObjectLockDays: objectLock.days,
+  };
+}
+
 /** The settings of one deployable stage; ConfigError naming the file and the key when the config cannot deploy. */
 export function stageSettings(stage: string, options: { readonly root: string }): StageSettings {
   if (!(DEPLOY_STAGES as readonly string[]).includes(stage)) {
@@ -418,16 +483,6 @@ export function stageSettings(stage: string, options: { readonly root: string })
   if (config.stage !== stage) fail(configFile, 'stage', `is ${config.stage}, expected ${stage}`);
   if (config.mode !== 'aws') fail(configFile, 'mode', 'must be aws for a deployed stage');
 
-  // The stack grants its tasks and functions the stage's bucket only: a second bucket would be
-  // written by no one with the right, and every night's backup would be degraded. Refused
-  // until the stack grants one (docs/RUNBOOK.md §10 runs two stores on premises).
-  if (config.stores.secondary) {
-    fail(
-      configFile,
-      'stores.secondary',
-      'is not deployable yet: the stack grants its tasks the stage bucket only; keep one store (store: s3://…) on AWS',
-    );
-  }
   const store = /^s3:\/\/([^/]+)(?:\/(.*))?$/.exec(config.store);
   if (!store?.[1]) fail(configFile, 'store', 'must be s3://bucket/prefix for a deployed stage');
   const bucketName = store[1];
@@ -476,20 +531,7 @@ export function stageSettings(stage: string, options: { readonly root: string })
     config.defaults.retention,
     ...config.databases.map((d) => ({ ...config.defaults.retention, ...d.retention })),
   ];
-  const daily = Math.max(...policies.map((p) => p.daily));
-  const monthly = Math.max(...policies.map((p) => p.monthly));
-  const yearly = Math.max(...policies.map((p) => p.yearly));
-  // A monthly or yearly backup is also one of the dailies until `daily` newer ones exist.
-  const archiveAfter = daily + 1;
-  // A backstop behind retention, never ahead of it: one period more than the kept count.
-  const monthlyExpire = Math.max(
-    archiveAfter + (monthly + 1) * 31,
-    archiveAfter + MINIMUM_ARCHIVE_DAYS.GLACIER,
-  );
-  const yearlyExpire = Math.max(
-    archiveAfter + (yearly + 1) * 366,
-    archiveAfter + MINIMUM_ARCHIVE_DAYS.DEEP_ARCHIVE,
-  );
+  const lifecycle = bucketLifecycle(policies);
   const staleAfterHours = config.defaults.staleAfter / 3_600_000;
 
   // Object Lock: a locked version outlives any delete until its retention ends. The default
@@ -533,6 +575,21 @@ export function stageSettings(stage: string, options: { readonly root: string })
       configFile,
       'connection.passwordSecretFormat',
       'must be plain for an SSM parameter: ECS injects a parameter whole, it cannot pick a JSON field',
+    );
+  }
+
+  const secondary = secondaryStore(config, configFile, { bucketName, region: config.region });
+  const secondaryPolicyList = secondary
+    ? [
+        storeRetention(config, 'secondary', ''),
+        ...config.databases.map((d) => storeRetention(config, 'secondary', d.name)),
+      ]
+    : [];
+  if (secondary && lockOn && lockDays > Math.max(1, Math.min(...secondaryPolicyList.map((p) => p.daily)))) {
+    fail(
+      configFile,
+      'aws.objectLock.days',
+      `${lockDays} days outlives the shortest daily retention of stores.secondary; retention could not remove what it plans to there`,
     );
   }
 
@@ -581,15 +638,22 @@ export function stageSettings(stage: string, options: { readonly root: string })
       cpuArchitecture: aws.taskArchitecture,
     },
     logRetentionDays: aws.logRetentionDays,
-    lifecycle: {
-      monthlyArchiveAfterDays: archiveAfter,
-      yearlyArchiveAfterDays: archiveAfter,
-      monthlyExpireAfterDays: monthlyExpire,
-      yearlyExpireAfterDays: yearlyExpire,
-      noncurrentExpireAfterDays: 30,
-    },
+    lifecycle,
     staleAfterHours,
     objectLock,
+    ...(secondary
+      ? {
+          secondary: {
+            ...secondary,
+            parameters: secondaryBucketParameters(
+              stage,
+              secondary,
+              bucketLifecycle(secondaryPolicyList),
+              objectLock,
+            ),
+          },
+        }
+      : {}),
     dbPassword: {
       valueFrom: secretValueFrom(passwordSecret, config.connection.passwordSecretFormat),
       readStatement: secretReadStatement(passwordSecret, 'ecs'),
@@ -608,6 +672,7 @@ export function stageSettings(stage: string, options: { readonly root: string })
         ...ageAlarms(config, staleAfterHours),
         ...lambdaErrorAlarms(stage),
         ...drillServerSecret(config),
+        ...(secondary ? secondaryPolicies(secondary, stage) : {}),
         ...(aws.network.endpoints
           ? vpcEndpoints(aws.network.endpoints, aws.network.subnets, aws.network.securityGroups)
           : {}),

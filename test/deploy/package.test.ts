@@ -1,6 +1,5 @@
 import { execFile } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
@@ -28,6 +27,7 @@ import { S3Store } from '../../lib/storage/s3-store.js';
 import { allStates, type Definition, MACHINE_NAMES, MACHINES } from '../statemachines/asl.js';
 import { createUser, type EnforcingMoto, resolvePolicy, startEnforcingMoto } from '../support/moto-iam.js';
 import { aslActions, COMMAND_ACTIONS, grantsOf, sdkCommands } from './iam-coverage.js';
+import { type PackagedStack, packageStack } from './package-stack.js';
 
 /**
  * `serverless package --stage prod`, run once for this file, offline and with no AWS account
@@ -41,7 +41,6 @@ const settings = stageSettings('prod', { root: ROOT });
 
 // biome-ignore lint/suspicious/noExplicitAny: the generated CloudFormation, read as untyped JSON
 type Cfn = Record<string, any>;
-let out: string;
 let template: {
   Resources: Record<string, Cfn>;
   Outputs: Record<string, Cfn>;
@@ -82,61 +81,16 @@ print(json.dumps(out))
   return JSON.parse(stdout);
 }
 
-/** What `serverless package` reads, copied: it empties the service's .serverless and writes work folders beside it. */
-const SERVICE_FILES = [
-  'serverless.yml',
-  'package.json',
-  'tsconfig.json',
-  'config',
-  'deploy',
-  'functions',
-  'lib',
-  'statemachines',
-];
+let packaged: PackagedStack | undefined;
 
 beforeAll(async () => {
-  out = await mkdtemp(join(tmpdir(), 'pgbp-package-'));
-  const service = join(out, 'service');
-  const tmp = join(out, 'tmp');
-  packageDir = join(out, 'package');
-  await mkdir(service);
-  await mkdir(tmp);
-  for (const f of SERVICE_FILES) await cp(join(ROOT, f), join(service, f), { recursive: true });
-  await symlink(join(ROOT, 'node_modules'), join(service, 'node_modules'));
-  const env = {
-    PATH: process.env.PATH,
-    HOME: out,
-    // The framework leaves per-function folders in the temporary directory: this run's own.
-    TMPDIR: tmp,
-    AWS_ACCESS_KEY_ID: 'offline',
-    AWS_SECRET_ACCESS_KEY: 'offline',
-    AWS_REGION: 'eu-west-1',
-    AWS_EC2_METADATA_DISABLED: 'true',
-  };
-  await run(
-    process.execPath,
-    [
-      join(ROOT, 'node_modules/serverless/bin/serverless.js'),
-      'package',
-      '--stage',
-      'prod',
-      '--package',
-      packageDir,
-    ],
-    {
-      cwd: service,
-      env,
-      timeout: 110_000,
-      maxBuffer: 16 * 1024 * 1024,
-    },
-  );
-  template = JSON.parse(
-    await readFile(join(packageDir, 'cloudformation-template-update-stack.json'), 'utf8'),
-  );
+  packaged = await packageStack('prod');
+  template = packaged.template;
+  packageDir = packaged.packageDir;
 }, 120_000);
 
 afterAll(async () => {
-  if (out) await rm(out, { recursive: true, force: true });
+  await packaged?.remove();
 });
 
 describe('the packaged prod stack: functions and roles', () => {
@@ -773,7 +727,7 @@ describe('the packaged prod stack: every AWS call its code and state machines ma
     ['dump', 'DumpTaskDefinition'],
     ['restore', 'RestoreTaskDefinition'],
   ])('grants the %s task what the SDK commands of its bundle need', async (task, definitionId) => {
-    const dir = join(out, 'task-bundles');
+    const dir = join(packageDir, '..', 'task-bundles');
     // The image's bundle with the SDK left out, so each command it uses is a named import.
     await build({
       entryPoints: [join(ROOT, `tasks/${task}.ts`)],

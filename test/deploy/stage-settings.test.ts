@@ -45,6 +45,20 @@ async function rootWith(change: (config: ConfigYaml) => void): Promise<string> {
   return scratch;
 }
 
+/** The prod config with a second bucket in eu-central-1, as deploy/secondary-bucket.yml makes it, changed by `over`. */
+function withSecondary(c: ConfigYaml, over: Record<string, unknown>): void {
+  const alias = 'alias/pg-backup-pipeline-prod-secondary';
+  const secondary: Record<string, unknown> = {
+    url: 's3://pg-backup-pipeline-prod-secondary/backups',
+    region: 'eu-central-1',
+    kmsKeyId: alias,
+    encryption: { kmsKeyId: alias, required: true },
+    ...over,
+  };
+  for (const [k, v] of Object.entries(secondary)) if (v === undefined) delete secondary[k];
+  (c as unknown as Record<string, unknown>).stores = { primary: { url: c.store }, secondary };
+}
+
 describe('stage settings', () => {
   it.each(DEPLOY_STAGES)('resolves config/%s.yml into deploy settings', (stage) => {
     const settings = stageSettings(stage, { root: ROOT });
@@ -110,13 +124,30 @@ describe('stage settings', () => {
     ['connection.passwordSecretId', (c: ConfigYaml) => delete c.connection.passwordSecretId],
     ['store', (c: ConfigYaml) => (c.store = 'file:///srv/backups')],
     [
-      'stores.secondary',
+      'stores.secondary.url',
+      (c: ConfigYaml) => withSecondary(c, { url: 'file:///nas/pg-backups', region: undefined }),
+    ],
+    [
+      'stores.secondary.url',
+      (c: ConfigYaml) => withSecondary(c, { url: 's3://pg-backup-pipeline-prod-backups/second' }),
+    ],
+    ['stores.secondary.kmsKeyId', (c: ConfigYaml) => withSecondary(c, { kmsKeyId: undefined })],
+    [
+      'stores.secondary.kmsKeyId',
+      (c: ConfigYaml) =>
+        withSecondary(c, {
+          kmsKeyId: 'arn:aws:kms:eu-central-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab',
+        }),
+    ],
+    ['stores.secondary.encryption', (c: ConfigYaml) => withSecondary(c, { encryption: undefined })],
+    [
+      'stores.secondary.region',
       (c: ConfigYaml) => {
-        const url = c.store;
-        delete (c as { store?: string }).store;
-        (c as unknown as Record<string, unknown>).stores = {
-          primary: { url },
-          secondary: { url: 's3://pg-backup-pipeline-prod-backups-dr/backups' },
+        withSecondary(c, {});
+        c.aws.network = {
+          subnets: ['subnet-0a1b2c3d4e5f60001'],
+          securityGroups: ['sg-0a1b2c3d4e5f60001'],
+          endpoints: { vpcId: 'vpc-0a1b2c3d4e5f60001', routeTableIds: ['rtb-0a1b2c3d4e5f60001'] },
         };
       },
     ],
@@ -147,6 +178,36 @@ describe('stage settings', () => {
         message: expect.stringContaining(`config/prod.yml: ${path}:`),
       }),
     );
+  });
+
+  it('deploys a second bucket in another region, granted to the roles that use it, with the companion stack’s parameters', async () => {
+    expect(stageSettings('prod', { root: ROOT }).secondary).toBeUndefined();
+    const root = await rootWith((c) => withSecondary(c, { retention: { daily: 14, monthly: 3, yearly: 0 } }));
+    const { secondary, resources, lifecycle } = stageSettings('prod', { root });
+    expect(secondary).toMatchObject({
+      bucketName: 'pg-backup-pipeline-prod-secondary',
+      region: 'eu-central-1',
+      storePrefixes: ['backups/', 'backups/*'],
+      kmsAlias: 'alias/pg-backup-pipeline-prod-secondary',
+      stackName: 'pg-backup-pipeline-prod-secondary',
+    });
+    // Its own retention sets its lifecycle days; the stage's Object Lock is its own too.
+    expect(secondary?.parameters).toMatchObject({
+      BucketName: 'pg-backup-pipeline-prod-secondary',
+      PhysicalPrefix: 'backups/~cluster/',
+      MonthlyArchiveAfterDays: 15,
+      ObjectLockEnabled: 'true',
+      ObjectLockMode: 'GOVERNANCE',
+      ObjectLockDays: 7,
+    });
+    expect(lifecycle.monthlyArchiveAfterDays).toBe(8);
+    expect(Object.keys(resources.Resources).filter((id) => id.startsWith('SecondaryStore'))).toEqual([
+      'SecondaryStoreDumpTaskPolicy',
+      'SecondaryStoreBaseBackupTaskPolicy',
+      'SecondaryStoreWalPushPolicy',
+      'SecondaryStoreCheckSizePolicy',
+      'SecondaryStoreApplyRetentionPolicy',
+    ]);
   });
 
   it('grants image pulls from the ECR repository of the image only', () => {
