@@ -5,7 +5,7 @@ import { createLogger } from '../lib/platform/logger.js';
 import { connectionFor } from '../lib/postgres/connection.js';
 import { runPitrDrill } from '../lib/recovery/drill.js';
 import { restoreCommandFor } from '../lib/recovery/restore-command.js';
-import { openStore } from '../lib/storage/open-store.js';
+import { openStoresFor } from '../lib/storage/store-roles.js';
 import { runTask, type TaskDeps } from './task-runner.js';
 
 /**
@@ -20,11 +20,14 @@ export function main(deps: TaskDeps): Promise<number> {
     const connection = await connectionFor(config, deps.env, 'postgres');
     context.secrets.push(connection.password);
     const logger = createLogger({ task: 'pitr-drill' }, { secrets: [connection.password ?? ''] });
-    const store = await openStore(deps.env.PGBP_STORE ?? config.store, config);
+    const stores = await openStoresFor(config, deps.env.PGBP_STORE);
+    const primary = stores[0];
+    if (!primary) throw new Error('no store configured');
     return runPitrDrill(
       {
         config,
-        store,
+        store: primary.store,
+        stores,
         connection,
         restoreCommand: restoreCommandFor(deps.env, configFile, deps.env.PGBP_STORE),
       },

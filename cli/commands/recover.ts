@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
 import type { RecoveryTarget } from '../../lib/domain/base-backup.js';
 import { InvalidRestoreRequestError } from '../../lib/domain/errors.js';
+import { describeCopyUsed } from '../../lib/domain/store-roles.js';
 import { parseLsn } from '../../lib/domain/wal-names.js';
 import { createLogger, silentLogger } from '../../lib/platform/logger.js';
 import type { RecoveryReport } from '../../lib/recovery/recover.js';
-import { type CliDeps, type ExitHolder, out } from '../context.js';
+import { type CliDeps, type ExitHolder, err, out } from '../context.js';
 
 interface RecoverOptions {
   pgdata: string;
@@ -110,14 +111,14 @@ export function registerRecover(program: Command, deps: CliDeps, exit: ExitHolde
     .option('--store <url>', 'store URL (s3://bucket/prefix or file:///dir), overrides the config')
     .option(
       '--from <store>',
-      'read the physical archive of this store: primary or secondary (the NAS lost: secondary); its wal-fetch reads it too',
+      'read the base backup from this store only: primary or secondary (the NAS lost: secondary); its wal-fetch reads it only too (default: the nearest good copy, primary first, and wal-fetch reading both)',
     )
     .option('--config <file>', 'stage config file')
     .option('--json', 'print the report as one JSON object')
     .option('--verbose', 'structured log lines on stderr')
     .action(async (opts: RecoverOptions) => {
       const [
-        { configFileOf, resolveConfig, resolveStore },
+        { configFileOf, resolveConfig, resolveReadableStores },
         { connectionFor },
         { recover },
         { restoreCommandFor },
@@ -152,7 +153,10 @@ export function registerRecover(program: Command, deps: CliDeps, exit: ExitHolde
         );
       }
       const storeUrl = opts.store ?? fromUrl;
-      const store = await resolveStore(deps, config, storeUrl);
+      const from = opts.from as 'primary' | 'secondary' | undefined;
+      // The configured stores, nearest first (one that cannot be opened is passed over), or the one asked for.
+      const { stores, unavailable } = await resolveReadableStores(deps, config, opts.store, from);
+      const store = (stores[0] as (typeof stores)[number]).store;
       const port = Number(opts.port);
       if (opts.start && (!Number.isInteger(port) || port < 1 || port > 65535)) {
         throw new InvalidRestoreRequestError(`--port ${JSON.stringify(opts.port)}: expected a port number`);
@@ -163,9 +167,13 @@ export function registerRecover(program: Command, deps: CliDeps, exit: ExitHolde
         {
           cluster,
           store,
+          stores,
+          unavailable,
+          ...(from && !opts.store ? { from } : {}),
           pgdata: opts.pgdata,
           target,
           ...(opts.base ? { baseId: opts.base } : {}),
+          // Without --store or --from, wal-fetch reads both configured stores (the config), nearest first.
           restoreCommand: restoreCommandFor(deps.env, configFile, storeUrl ? store.url : undefined),
           ...(opts.osUser ? { osUser: opts.osUser } : {}),
           ...(opts.start
@@ -181,6 +189,8 @@ export function registerRecover(program: Command, deps: CliDeps, exit: ExitHolde
         },
         { env: deps.env, logger },
       );
+      // Which copy was read, and why another was passed over: said whenever there was a choice.
+      if (report.copy) err(deps, `base backup ${report.baseId}: ${describeCopyUsed(report.copy)}`);
       if (opts.json) out(deps, JSON.stringify(report));
       else for (const line of summary(report)) out(deps, line);
       if (!report.passed) exit.code = 1;

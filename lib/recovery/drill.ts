@@ -10,6 +10,7 @@ import { describeFailedChecks } from '../domain/restore-checks.js';
 import type { Logger } from '../platform/logger.js';
 import type { Connection } from '../postgres/pg-tools.js';
 import type { BackupStore } from '../storage/store.js';
+import type { RoleStore } from '../storage/store-roles.js';
 import { type RecoveryReport, recover } from './recover.js';
 
 /**
@@ -23,6 +24,8 @@ import { type RecoveryReport, recover } from './recover.js';
 export interface PitrDrillRequest {
   readonly config: Config;
   readonly store: BackupStore;
+  /** The primary and secondary stores, nearest first: the drill reads the nearest good copy. */
+  readonly stores?: readonly RoleStore[];
   /** Who connects to the recovered server (the source's roles): user and password. */
   readonly connection: Connection;
   /** restore_command for the recovered server. */
@@ -69,6 +72,7 @@ export async function runPitrDrill(request: PitrDrillRequest, deps: PitrDrillDep
       {
         cluster,
         store,
+        ...(request.stores ? { stores: request.stores } : {}),
         pgdata: join(scratch, 'data'),
         target: { kind: 'latest' },
         restoreCommand: request.restoreCommand,
@@ -87,9 +91,11 @@ export async function runPitrDrill(request: PitrDrillRequest, deps: PitrDrillDep
       },
       { env: deps.env, logger: deps.logger },
     );
-    const reportKey = baseBackupKeys(store.prefix, cluster, report.baseId).drillReport;
+    // Beside the copy the drill read.
+    const used = request.stores?.find((s) => s.store.url === report.copy?.url)?.store ?? store;
+    const reportKey = baseBackupKeys(used.prefix, cluster, report.baseId).drillReport;
     const drill: PitrDrillReport = { kind: 'pitr-drill', ...report, reportKey };
-    await store.putBytes(reportKey, `${JSON.stringify(drill, null, 2)}\n`, {
+    await used.putBytes(reportKey, `${JSON.stringify(drill, null, 2)}\n`, {
       contentType: 'application/json',
       replace: true,
     });

@@ -4,14 +4,17 @@ import { evaluateAssertion } from '../domain/assertions.js';
 import { describeTarget, type RecoveryTarget, targetSettings } from '../domain/base-backup.js';
 import { RecoveryFailedError } from '../domain/errors.js';
 import type { CheckResult } from '../domain/restore-checks.js';
+import type { CopyUsed, PassedOver, StoreRole } from '../domain/store-roles.js';
 import type { Reachable } from '../domain/wal-continuity.js';
 import type { Logger } from '../platform/logger.js';
 import type { Spawn } from '../platform/processes.js';
 import { type Connection, pgClient, quoteIdent } from '../postgres/pg-tools.js';
 import { runAssertion } from '../restore/checks.js';
 import type { BackupStore } from '../storage/store.js';
+import type { RoleStore } from '../storage/store-roles.js';
+import { type BaseCopy, nextBaseCopy, planBaseCopies } from './copies.js';
 import { checkDataDirectory, extractBaseBackup, writeRecoverySettings } from './data-directory.js';
-import { planRecovery } from './plan.js';
+import { planRecovery, type RecoveryPlan } from './plan.js';
 import { type RecoveringServer, replaySummary, startServer, waitForPromotion } from './server.js';
 
 /**
@@ -41,6 +44,15 @@ export interface StartOptions {
 export interface RecoverRequest {
   readonly cluster: string;
   readonly store: BackupStore;
+  /**
+   * The primary and secondary stores, nearest first: the recovery reads the nearest good copy
+   * of the base backup ({@link planBaseCopies}). Without them, `store` alone.
+   */
+  readonly stores?: readonly RoleStore[];
+  /** Reads this store's copy and no other (`--from`). */
+  readonly from?: StoreRole;
+  /** Configured stores that could not be opened (an unmounted NAS), reported as passed over. */
+  readonly unavailable?: readonly PassedOver[];
   readonly pgdata: string;
   readonly target: RecoveryTarget;
   readonly baseId?: string;
@@ -65,6 +77,8 @@ export interface RecoveryReport {
   readonly cluster: string;
   readonly baseId: string;
   readonly baseStopTime: string;
+  /** Which store's copy of the base backup was read, and why another was passed over (two stores). */
+  readonly copy?: CopyUsed;
   readonly target: string;
   readonly targetKind: RecoveryTarget['kind'];
   readonly pgdata: string;
@@ -104,15 +118,16 @@ export async function recover(request: RecoverRequest, deps: RecoverDeps): Promi
   const log = deps.logger.child({ cluster: request.cluster });
 
   const target = await checkDataDirectory(request.pgdata);
-  const plan = await planRecovery(request.store, request.cluster, request.target, {
-    env: deps.env,
+  const stores = request.stores?.length
+    ? request.stores
+    : [{ role: 'primary' as const, store: request.store, storageClass: 'STANDARD' }];
+  const unavailable = request.unavailable ?? [];
+  const choosing = stores.length > 1 || request.from !== undefined || unavailable.length > 0;
+  const copies = await planBaseCopies(stores, request.cluster, request.target, {
     ...(request.baseId ? { baseId: request.baseId } : {}),
+    ...(request.from ? { from: request.from } : {}),
   });
-  log.info('recovery planned', {
-    baseId: plan.base.id,
-    target: describeTarget(request.target),
-    reachable: plan.continuity.reachable.lsn,
-  });
+  const passedOver = [...unavailable, ...copies.passedOver];
 
   const isRoot = process.getuid?.() === 0;
   const runAs = isRoot ? (request.osUser ?? 'postgres') : undefined;
@@ -124,16 +139,46 @@ export async function recover(request: RecoverRequest, deps: RecoverDeps): Promi
     ...(request.start ? { port: String(request.start.port) } : {}),
     ...request.settings,
   };
-  deps.onProgress?.('fetching the base backup');
-  await extractBaseBackup(request.store, plan.base, target, {
-    env: deps.env,
-    ...(deps.spawn ? { spawn: deps.spawn } : {}),
-    ...(runAs ? { owner: osIds(runAs) } : {}),
-    prepare: (dir) => writeRecoverySettings(dir, settings),
-    ...(deps.onProgress
-      ? { onProgress: (b: number) => deps.onProgress?.('fetching the base backup', b) }
-      : {}),
-  });
+  let plan: RecoveryPlan | undefined;
+  let used: BaseCopy | undefined;
+  for (const [index, copy] of copies.candidates.entries()) {
+    try {
+      plan = await planRecovery(copy.store, request.cluster, request.target, {
+        env: deps.env,
+        baseId: copies.baseId,
+      });
+      log.info('recovery planned', {
+        baseId: plan.base.id,
+        role: copy.role,
+        target: describeTarget(request.target),
+        reachable: plan.continuity.reachable.lsn,
+      });
+      deps.onProgress?.('fetching the base backup');
+      // A copy found damaged part-way leaves --pgdata as it was (extraction goes into a
+      // temporary directory beside it), so the next copy starts from the same empty directory.
+      await extractBaseBackup(copy.store, plan.base, target, {
+        env: deps.env,
+        ...(deps.spawn ? { spawn: deps.spawn } : {}),
+        ...(runAs ? { owner: osIds(runAs) } : {}),
+        prepare: (dir) => writeRecoverySettings(dir, settings),
+        ...(deps.onProgress
+          ? { onProgress: (b: number) => deps.onProgress?.('fetching the base backup', b) }
+          : {}),
+      });
+      used = copy;
+      break;
+    } catch (error) {
+      const skipped = nextBaseCopy(error, copies, index);
+      if (!skipped) throw error;
+      log.warn('base backup copy passed over', {
+        role: skipped.role,
+        store: skipped.url,
+        reason: skipped.reason,
+      });
+      passedOver.push(skipped);
+    }
+  }
+  if (!plan || !used) throw new Error('unreachable: the last copy rethrows');
   log.info('base backup written', { baseId: plan.base.id, pgdata: target.path });
 
   const base = {
@@ -143,6 +188,7 @@ export async function recover(request: RecoverRequest, deps: RecoverDeps): Promi
     target: describeTarget(request.target),
     targetKind: request.target.kind,
     pgdata: target.path,
+    ...(choosing ? { copy: { role: used.role, url: used.store.url, passedOver } } : {}),
     reachable: plan.continuity.reachable,
     timelineFollowed: plan.continuity.targetTimeline,
     startedAt: startedAt.toISOString(),

@@ -1,0 +1,175 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { baseBackupKeys } from '../../../lib/domain/physical-layout.js';
+import { type ArchivingCluster, startArchivingCluster } from '../../support/archiving-cluster.js';
+import { runCli } from '../../support/cli.js';
+import { writeConfigFile } from '../../support/pipeline.js';
+import { freePort } from '../../support/ports.js';
+import { createBucket } from '../../support/s3.js';
+import { pgBin } from '../../support/scratch-cluster.js';
+import { switchAndWaitArchived } from '../../support/wal.js';
+
+const CLUSTER = 'main';
+const ROWS = "select count(*) || ':' || coalesce(md5(string_agg(t::text, ',' order by id)), '') from t";
+
+/**
+ * Recovery with a primary (a directory store, the NAS) and a secondary (S3 on moto), both
+ * holding the base backup and the WAL (archive_command = pgbp wal-push to both): pgbp recover
+ * reads the nearest good copy of the base backup and says which and why; --from forces one.
+ */
+describe('pgbp recover with a primary and a secondary store', { timeout: 300_000 }, () => {
+  let archiving: ArchivingCluster;
+  let config: string;
+  let bucket: string;
+  let baseId: string;
+  let rows: string;
+  const started: string[] = [];
+
+  beforeAll(async () => {
+    expect((await runCli(['--version'])).code).toBe(0);
+    bucket = await createBucket();
+    archiving = await startArchivingCluster({
+      walSegmentMb: 1,
+      config: (root, url) =>
+        writeConfigFile(root, {
+          stage: 'local',
+          stores: { primary: { url }, secondary: { url: `s3://${bucket}/backups` } },
+          wal: { cluster: CLUSTER },
+          basebackup: { threads: 1 },
+        }),
+    });
+    config = join(archiving.root, 'stage.yml');
+    const { source } = archiving;
+    source.sql('create table t (id int primary key, payload text)');
+    source.sql('insert into t select g, md5(g::text) from generate_series(1, 5000) g');
+    await switchAndWaitArchived(source);
+    const taken = await runCli(['basebackup', '--config', config, '--json'], { env: source.env() });
+    expect(taken.code, taken.stderr).toBe(0);
+    const manifest = JSON.parse(taken.stdout) as { id: string; degraded: boolean };
+    expect(manifest.degraded).toBe(false);
+    baseId = manifest.id;
+    // Written after the base backup: only the archived WAL brings these back.
+    source.sql("update t set payload = 'after' where id % 3 = 0");
+    source.sql("insert into t select g, 'late' from generate_series(5001, 6000) g");
+    await switchAndWaitArchived(source);
+    rows = source.sql(ROWS);
+  });
+
+  afterAll(() => {
+    for (const dir of started) {
+      if (existsSync(join(dir, 'postmaster.pid')))
+        spawnSync(
+          'runuser',
+          ['-u', 'postgres', '--', pgBin('pg_ctl'), '-D', dir, '-w', '-m', 'fast', 'stop'],
+          {
+            stdio: 'ignore',
+          },
+        );
+    }
+    archiving?.source.remove();
+  });
+
+  /** The primary's copy of the tar stream, on the NAS. */
+  function primaryTar(): string {
+    return join(archiving.storeDir as string, baseBackupKeys('', CLUSTER, baseId).tar('base'));
+  }
+
+  /** A new, empty --pgdata the postgres user may own. */
+  function emptyPgdata(name: string): string {
+    const dir = join(archiving.root, name);
+    mkdirSync(dir, { mode: 0o700 });
+    spawnSync('chown', ['postgres:postgres', dir]);
+    return dir;
+  }
+
+  function recover(pgdata: string, extra: string[], port?: number) {
+    return runCli(
+      [
+        'recover',
+        '--pgdata',
+        pgdata,
+        '--latest',
+        ...(port ? ['--start', '--port', String(port)] : []),
+        '--config',
+        config,
+        '--json',
+        ...extra,
+      ],
+      { env: { ...archiving.source.env(), ...(port ? { PGPORT: String(port) } : {}) } },
+    );
+  }
+
+  it('reads the secondary copy when the primary one has a flipped byte, says so, and recovers every row', async () => {
+    const tar = primaryTar();
+    const good = readFileSync(tar);
+    const flipped = Buffer.from(good);
+    const at = Math.floor(flipped.length / 2);
+    flipped[at] = (flipped[at] ?? 0) ^ 0xff;
+    writeFileSync(tar, flipped);
+    try {
+      // Forced to the damaged copy: refused, and --pgdata is as empty as it was.
+      const forced = emptyPgdata('forced-primary');
+      const refused = await recover(forced, ['--from', 'primary']);
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toMatch(/CorruptBackupError: base backup .* is corrupt/);
+      expect(readdirSync(forced)).toEqual([]);
+      expect(readdirSync(archiving.root).filter((n) => n.startsWith('.forced-primary'))).toEqual([]);
+
+      const pgdata = emptyPgdata('recovered');
+      started.push(pgdata);
+      const port = await freePort();
+      const recovery = await recover(pgdata, [], port);
+      expect(recovery.code, recovery.stderr).toBe(0);
+      expect(recovery.stderr).toContain(
+        `base backup ${baseId}: read the secondary store's copy (s3://${bucket}/backups): the primary copy was damaged: base backup ${baseId} is corrupt`,
+      );
+      const report = JSON.parse(recovery.stdout) as {
+        baseId: string;
+        copy: { role: string; passedOver: { role: string; reason: string }[] };
+      };
+      expect(report.baseId).toBe(baseId);
+      expect(report.copy.role).toBe('secondary');
+      expect(report.copy.passedOver.map((p) => p.role)).toEqual(['primary']);
+      const psql = spawnSync(
+        'psql',
+        ['-X', '-Atq', '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-c', ROWS],
+        { encoding: 'utf8' },
+      );
+      expect(psql.stdout.trim()).toBe(rows);
+      // Its wal-fetch reads both stores (the config, no --store): the nearest good copy of each segment.
+      const restoreCommand = /^restore_command = '(.*)'$/m.exec(
+        readFileSync(join(pgdata, 'postgresql.auto.conf'), 'utf8'),
+      )?.[1];
+      expect(restoreCommand).toContain(`--config ${config}`);
+      expect(restoreCommand).not.toContain('--store');
+    } finally {
+      writeFileSync(tar, good);
+    }
+  });
+
+  it('reads the secondary copy when the primary has none, and the one --from names', async () => {
+    const manifest = join(archiving.storeDir as string, baseBackupKeys('', CLUSTER, baseId).manifest);
+    renameSync(manifest, `${manifest}.away`);
+    try {
+      const missing = await recover(emptyPgdata('missing-primary'), []);
+      expect(missing.code, missing.stderr).toBe(0);
+      expect(missing.stderr).toContain(
+        `base backup ${baseId}: read the secondary store's copy (s3://${bucket}/backups): the primary copy was missing`,
+      );
+    } finally {
+      renameSync(`${manifest}.away`, manifest);
+    }
+    const nearest = await recover(emptyPgdata('nearest'), []);
+    expect(nearest.code, nearest.stderr).toBe(0);
+    expect(nearest.stderr).toContain(`base backup ${baseId}: read the primary store's copy (file://`);
+    const forcedDir = emptyPgdata('forced-secondary');
+    const forced = await recover(forcedDir, ['--from', 'secondary']);
+    expect(readFileSync(join(forcedDir, 'postgresql.auto.conf'), 'utf8')).toContain(
+      `--store s3://${bucket}/backups`,
+    );
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(JSON.parse(forced.stdout)).toMatchObject({ copy: { role: 'secondary', passedOver: [] } });
+  });
+});
