@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseWalObjectKey } from '../../../lib/domain/physical-layout.js';
 import { isEnvelope } from '../../../lib/storage/encrypting-store.js';
 import { FileStore } from '../../../lib/storage/file-store.js';
-import { runCli } from '../../support/cli.js';
+import { runCli as runPgbp } from '../../support/cli.js';
 import { writeConfigFile } from '../../support/pipeline.js';
 import { createBucket } from '../../support/s3.js';
 import { type ScratchCluster, startCluster } from '../../support/scratch-cluster.js';
@@ -43,6 +43,11 @@ async function walOf(name: string): Promise<{ segments: string[] }> {
   } finally {
     cluster.remove();
   }
+}
+
+/** pgbp as PostgreSQL runs it, in a working directory of its own (its pg_wal/.pgbp stays there). */
+function runCli(args: readonly string[]) {
+  return runPgbp(args, { cwd: work });
 }
 
 function fileOf(cluster: 'a' | 'b', name: string): string {
