@@ -11,6 +11,7 @@ import { silentLogger } from '../../../lib/platform/logger.js';
 import { FileStore } from '../../../lib/storage/file-store.js';
 import type { RoleStore } from '../../../lib/storage/store-roles.js';
 import { syncPhysical } from '../../../lib/sync/physical.js';
+import { WalArchive } from '../../../lib/wal/archive.js';
 import { compress } from '../../../lib/wal/codec.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pgbp-sync-retention-'));
@@ -79,7 +80,7 @@ function roles(primary: string, secondary: string): RoleStore[] {
   ];
 }
 
-describe('syncPhysical and the target store’s retention', () => {
+describe('syncPhysical: what it sends a store, and what it refuses to', () => {
   it('sends neither WAL nor base backups the target’s retention would delete at once', async () => {
     const nas = mkdtempSync(join(work, 'nas-'));
     const s3 = mkdtempSync(join(work, 's3-'));
@@ -146,5 +147,39 @@ describe('syncPhysical and the target store’s retention', () => {
       reason: `the primary store lacks 1 WAL segment(s) it needs (${segment(11)}): not copied`,
     });
     expect((await listBaseBackups(new FileStore(nas), 'main')).bases).toEqual([]);
+  });
+
+  it('mixes no two clusters’ WAL: archives of one name with different system identifiers are a conflict', async () => {
+    const nas = mkdtempSync(join(work, 'nas-'));
+    const s3 = mkdtempSync(join(work, 's3-'));
+    for (const [dir, systemIdentifier] of [
+      [nas, '7300000000000000001'],
+      [s3, '7300000000000000002'],
+    ] as const) {
+      await new WalArchive(new FileStore(dir), 'main').claim({
+        systemIdentifier,
+        createdAt: now.toISOString(),
+      });
+    }
+    await storeWal(nas, segment(1), daysAgo(1));
+    await storeWal(s3, segment(2), daysAgo(1));
+    const results = await syncPhysical({
+      stores: roles(nas, s3),
+      windows: () => ({ walMs: 7 * DAY, pitrMs: 7 * DAY }),
+      now,
+      logger: silentLogger,
+      env: process.env,
+    });
+    expect(results).toEqual([
+      expect.objectContaining({
+        kind: 'archive',
+        status: 'conflict',
+        reason: expect.stringMatching(
+          /system 7300000000000000001.*of 7300000000000000002: nothing copied either way/,
+        ),
+      }),
+    ]);
+    expect((await listArchiveFiles(new FileStore(nas), 'main')).map((f) => f.name)).toEqual([segment(1)]);
+    expect((await listArchiveFiles(new FileStore(s3), 'main')).map((f) => f.name)).toEqual([segment(2)]);
   });
 });
