@@ -10,7 +10,7 @@ import type { BackupStore } from './store.js';
 export async function openStore(url: string, config?: StoreSettings): Promise<BackupStore> {
   const store = await openPlainStore(url, config);
   return config?.encryption && config.stage
-    ? withEncryption(store, config.encryption, config.stage, config.region)
+    ? withEncryption(store, config.encryption, config.stage, config.bucketRegion)
     : store;
 }
 
@@ -21,14 +21,18 @@ export interface StoreSettings {
   /** Client-side encryption of the data objects, under `stage`'s key. */
   readonly encryption?: EncryptionSettings | undefined;
   readonly stage?: string;
-  /** The region of an s3:// store's bucket and of its keys, where it is not the process's. */
-  readonly region?: string | undefined;
+  /**
+   * The region of an s3:// store's bucket and of its keys, where it is not the process's (a
+   * store's own `region`). Not named `region`: a stage's config is passed as settings too, and its
+   * `region` is the stage's, which the process's default clients already use.
+   */
+  readonly bucketRegion?: string | undefined;
 }
 
 /** The store named by a URL as it is, with no client-side encryption. */
 export async function openPlainStore(
   url: string,
-  config?: Pick<StoreSettings, 'kmsKeyId' | 'storageClass' | 'region'>,
+  config?: Pick<StoreSettings, 'kmsKeyId' | 'storageClass' | 'bucketRegion'>,
 ): Promise<BackupStore> {
   if (url.startsWith('s3://')) {
     const [{ S3Store }, { s3ClientIn }] = await Promise.all([
@@ -38,7 +42,7 @@ export async function openPlainStore(
     return S3Store.fromUrl(url, {
       kmsKeyId: config?.kmsKeyId,
       storageClass: config?.storageClass,
-      ...(config?.region ? { client: s3ClientIn(config.region) } : {}),
+      ...(config?.bucketRegion ? { client: s3ClientIn(config.bucketRegion) } : {}),
     });
   }
   if (url.startsWith('file:')) {

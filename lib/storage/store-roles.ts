@@ -25,7 +25,7 @@ export function roleSettings(
     storageClass: own.storageClass ?? config.storageClass,
     ...(kmsKeyId !== undefined ? { kmsKeyId } : {}),
     // Not the stage's: the stage's region is the process's own, which the default clients use.
-    ...(own.region !== undefined ? { region: own.region } : {}),
+    ...(own.region !== undefined ? { bucketRegion: own.region } : {}),
     ...(encryption !== undefined && config.stage !== undefined ? { encryption, stage: config.stage } : {}),
   };
 }

@@ -7,8 +7,9 @@ import { CreateBucketCommand, GetObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../../lib/config.js';
 import { KeyUnavailableError } from '../../../lib/domain/errors.js';
-import { kmsClientIn } from '../../../lib/platform/aws-clients/kms.js';
+import { kmsClient, kmsClientIn } from '../../../lib/platform/aws-clients/kms.js';
 import { s3ClientIn } from '../../../lib/platform/aws-clients/s3.js';
+import { openStore } from '../../../lib/storage/open-store.js';
 import { openRoleStores } from '../../../lib/storage/store-roles.js';
 
 /**
@@ -86,6 +87,26 @@ describe('a store in another region', () => {
       .catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(KeyUnavailableError);
     expect((failure as Error).message).toMatch(new RegExp(`KMS key ${alias} does not exist`));
+  });
+
+  it("keeps to the process's region when a stage's config (whose region is the stage's) opens one store", async () => {
+    // `pgbp dump --store s3://… --config FILE` opens its store with the whole config as settings;
+    // the stage's `region` (eu-west-1 by default) is not the store's and must not move its clients.
+    const here = `pgbp-t-${randomBytes(5).toString('hex')}`;
+    await s3ClientIn('us-east-1').send(new CreateBucketCommand({ Bucket: here }));
+    const key = await kmsClient().createKey({ Description: 'pgbp test stage key' });
+    const stageAlias = `alias/pgbp-stage-${randomBytes(4).toString('hex')}`;
+    await kmsClient().createAlias({ AliasName: stageAlias, TargetKeyId: key.KeyMetadata?.KeyId });
+    const stage = parseConfig(
+      { stage: 'dev', store: `s3://${here}/backups`, encryption: { kmsKeyId: stageAlias, required: true } },
+      'test config',
+    );
+    expect(stage.region).not.toBe('us-east-1');
+    const store = await openStore(stage.store, stage);
+    const data = randomBytes(10_000);
+    await store.putStream(DUMP, Readable.from([data]));
+    expect(await store.capabilities.envelope?.keyId()).toBe(key.KeyMetadata?.Arn);
+    expect((await store.getBytes(DUMP)).equals(data)).toBe(true);
   });
 
   it('is refused a region when it is not in S3', () => {
