@@ -18,6 +18,7 @@ import { type ArchiveInfo, WalArchive } from '../wal/archive.js';
 import { decompress } from '../wal/codec.js';
 import { copyBaseBackup } from './base-backups.js';
 import type { SyncedPhysical } from './physical-report.js';
+import { readingStore } from './store-unreadable.js';
 
 /** How long a store keeps its physical archive (config `wal.retention`, `pitr.window`). */
 export interface PhysicalWindows {
@@ -97,11 +98,9 @@ export async function syncPhysical(request: PhysicalSyncRequest): Promise<Synced
 
 async function readSide(at: RoleStore, cluster: string): Promise<Side> {
   const archive = new WalArchive(at.store, cluster);
-  const [info, files, { bases }] = await Promise.all([
-    archive.info(),
-    listArchiveFiles(at.store, cluster),
-    listBaseBackups(at.store, cluster),
-  ]);
+  const [info, files, { bases }] = await readingStore(at, `the physical archive of cluster ${cluster}`, () =>
+    Promise.all([archive.info(), listArchiveFiles(at.store, cluster), listBaseBackups(at.store, cluster)]),
+  );
   return { at, archive, info, files, bases };
 }
 

@@ -12,6 +12,7 @@ import type { Logger } from '../platform/logger.js';
 import { type ByteSource, sourceOf } from '../storage/byte-source.js';
 import { encryptionOf, readAgainst } from '../storage/store.js';
 import type { RoleStore } from '../storage/store-roles.js';
+import { readingStore } from './store-unreadable.js';
 
 /** What became of one backup that one store lacked. */
 export interface SyncedBackup {
@@ -51,10 +52,9 @@ export async function syncStores(request: SyncRequest): Promise<SyncedBackup[]> 
     : [...new Set([...(await listStoredDatabases(a.store)), ...(await listStoredDatabases(b.store))])].sort();
   const results: SyncedBackup[] = [];
   for (const database of databases) {
-    const [scanA, scanB] = await Promise.all([
-      scanDatabase(a.store, database),
-      scanDatabase(b.store, database),
-    ]);
+    const scan = (at: RoleStore) =>
+      readingStore(at, `the backups of ${database}`, () => scanDatabase(at.store, database));
+    const [scanA, scanB] = await Promise.all([scan(a), scan(b)]);
     for (const [from, to, source, target] of [
       [a, b, scanA.backups, scanB.backups],
       [b, a, scanB.backups, scanA.backups],
