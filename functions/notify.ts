@@ -7,6 +7,7 @@ import {
   failureAlert,
   restoreCompletedAlert,
   sizeAlert,
+  storeSyncAlert,
 } from '../lib/domain/alerts.js';
 import type { Alerter } from '../lib/notify/alerter.js';
 import type { Clock } from '../lib/platform/clock.js';
@@ -60,6 +61,21 @@ export const notifyEvent = z
         }),
       )
       .optional(),
+    /** What the dump task's sync between the stores left apart (kind store-sync-failed). */
+    syncProblems: z
+      .object({
+        count: z.number().int().positive(),
+        shown: z.array(
+          z.object({
+            role: z.string().min(1),
+            url: z.string().min(1),
+            status: z.enum(['failed', 'conflict']),
+            subject: z.string().min(1),
+            cause: z.string(),
+          }),
+        ),
+      })
+      .optional(),
   })
   .superRefine((e, ctx) => {
     if (e.kind === 'backup-degraded') {
@@ -70,6 +86,21 @@ export const notifyEvent = z
           code: 'custom',
           path: ['database'],
           message: 'a degraded backup names its database and backup',
+        });
+      return;
+    }
+    if (e.kind === 'store-sync-failed' && !e.error) {
+      if (!e.syncProblems)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['syncProblems'],
+          message: 'a failed sync carries its problems',
+        });
+      if (!e.database || !e.backupId)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['database'],
+          message: 'a failed sync names the database and backup of its run',
         });
       return;
     }
@@ -107,8 +138,8 @@ export interface NotifyPorts {
 }
 
 /**
- * Notify: turns a caught failure, a size warning or a completed restore into an alert (secrets
- * removed) and publishes it.
+ * Notify: turns a caught failure, a size warning, a degraded backup, a failed sync between the
+ * stores or a completed restore into an alert (secrets removed) and publishes it.
  */
 export function createNotifyHandler(ports: NotifyPorts) {
   return lambdaHandler(
@@ -128,6 +159,14 @@ export function createNotifyHandler(ports: NotifyPorts) {
       let alert: Alert;
       if (event.kind === 'backup-degraded' && event.copies)
         alert = degradedAlert(event.database ?? '', event.backupId ?? '', event.copies, now, event.execution);
+      else if (event.kind === 'store-sync-failed' && event.syncProblems && !event.error)
+        alert = storeSyncAlert(
+          event.database ?? '',
+          event.backupId ?? '',
+          event.syncProblems,
+          now,
+          event.execution,
+        );
       else if (event.error) alert = failureAlert({ ...event, error: event.error }, now);
       else if (event.kind === 'restore-completed' && event.report)
         alert = restoreCompletedAlert(event.database ?? '', event.report, now, event.execution);

@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { compressionFromConfig, type DumpResult, runDumpToStores } from '../lib/backup/dump.js';
 import { type Config, loadDeployedConfig, storeRetention } from '../lib/config.js';
+import type { StoreSyncProblems } from '../lib/domain/alerts.js';
 import type { Manifest } from '../lib/domain/manifest.js';
 import { isDegraded } from '../lib/domain/store-roles.js';
 import { sfnClient } from '../lib/platform/aws-clients/sfn.js';
@@ -10,6 +11,7 @@ import { openStoresFor } from '../lib/storage/store-roles.js';
 import { syncPhysical } from '../lib/sync/physical.js';
 import { type PhysicalTally, type SyncedPhysical, tallyPhysical } from '../lib/sync/physical-report.js';
 import { type SyncedBackup, syncStores } from '../lib/sync/sync.js';
+import { type SyncAborted, syncProblems } from '../lib/sync/sync-problems.js';
 import { runTask, type TaskDeps } from './task-runner.js';
 
 /** The dump task's inputs, from the container's environment (the ECS overrides). */
@@ -45,6 +47,11 @@ export type DumpTaskResult = Manifest & {
     readonly notCopied: readonly SyncedPhysical[];
   };
   readonly degraded: boolean;
+  /**
+   * What the sync left apart (a copy failed, a conflict, a store that could not be read): the
+   * backup machine alerts it as `store-sync-failed`, and the backup still succeeds.
+   */
+  readonly syncProblems: StoreSyncProblems;
 };
 
 /** The entries not copied a task result names; the tally counts them all. */
@@ -54,6 +61,7 @@ function taskResult(
   { manifest, copies }: DumpResult,
   synced: readonly SyncedBackup[],
   physical: readonly SyncedPhysical[],
+  problems: StoreSyncProblems,
 ): DumpTaskResult {
   return {
     ...manifest,
@@ -64,6 +72,7 @@ function taskResult(
       notCopied: physical.filter((p) => p.status !== 'copied').slice(0, NOT_COPIED_SHOWN),
     },
     degraded: isDegraded(copies),
+    syncProblems: problems,
   };
 }
 
@@ -89,7 +98,9 @@ export function main(deps: TaskDeps): Promise<number> {
         { env: deps.env, logger, signal: context.signal },
       );
       // The next scheduled run heals a degraded one: what one store lacks is copied from the
-      // other. Its failures are reported with the run, never fail the dump that succeeded.
+      // other. Its failures are reported with the run (and alerted), never fail the dump that
+      // succeeded.
+      const aborted: SyncAborted[] = [];
       const synced =
         secondary && !context.signal.aborted
           ? await syncStores({
@@ -100,6 +111,7 @@ export function main(deps: TaskDeps): Promise<number> {
               logger,
             }).catch((error: unknown): SyncedBackup[] => {
               logger.warn('stores not synced', { error: (error as Error).message });
+              aborted.push({ subject: `the backups of ${database}`, error: error as Error });
               return [];
             })
           : [];
@@ -117,10 +129,15 @@ export function main(deps: TaskDeps): Promise<number> {
               env: deps.env,
             }).catch((error: unknown): SyncedPhysical[] => {
               logger.warn('physical archive not synced', { error: (error as Error).message });
+              aborted.push({
+                subject: `the physical archive of cluster ${config.wal.cluster}`,
+                error: error as Error,
+              });
               return [];
             })
           : [];
-      return taskResult(result, synced, physical);
+      const stores = secondary ? [primary, secondary] : [primary];
+      return taskResult(result, synced, physical, syncProblems(stores, synced, physical, aborted));
     },
     deps,
     summarizeManifest,

@@ -11,6 +11,7 @@ import type { FreeSpaceVerdict, StalenessVerdict } from './staleness.js';
 export const ALERT_KINDS = [
   'backup-failed',
   'backup-degraded',
+  'store-sync-failed',
   'backup-stale',
   'size-anomaly',
   'restore-check-failed',
@@ -48,6 +49,7 @@ export interface Alert {
 export const TITLES: Record<AlertKind, string> = {
   'backup-failed': 'Backup failed',
   'backup-degraded': 'Backup degraded (one store lacks it)',
+  'store-sync-failed': 'Stores not synced (one store lacks what the other holds)',
   'backup-stale': 'Backup stale',
   'size-anomaly': 'Backup size anomaly',
   'restore-check-failed': 'Restore check failed',
@@ -108,6 +110,13 @@ function nextStepsFor(
         'The backup exists in the other store: nothing is lost, but it is kept once, not twice',
         'Fix the store named above (mounted? full? reachable? credentials?)',
         `Then copy what it lacks, verified: pgbp sync --database ${db} (the next scheduled run does it too)`,
+        'See each store side by side: pgbp status',
+      ];
+    case 'store-sync-failed':
+      return [
+        'The backup of this run is stored in both stores; what is named above is kept in one store only, or differs between them',
+        'Fix the store named above (mounted? full? reachable? credentials?), then copy what it lacks, verified: pgbp sync (the next scheduled run tries again)',
+        'A CONFLICT (a name both stores hold with other contents) is never resolved by pgbp: find which copy is right and remove the other by hand (docs/RUNBOOK.md, "NAS lost")',
         'See each store side by side: pgbp status',
       ];
     case 'backup-stale':
@@ -182,6 +191,7 @@ function severityFor(kind: AlertKind): Severity {
   return kind === 'retention-blocked' ||
     kind === 'low-free-space' ||
     kind === 'backup-degraded' ||
+    kind === 'store-sync-failed' ||
     kind === 'wal-archive-degraded'
     ? 'warning'
     : 'critical';
@@ -255,6 +265,60 @@ export function degradedAlert(
       : {}),
     summary: lines.join('\n'),
     nextSteps: nextStepsFor('backup-degraded', database, execution),
+    at: now.toISOString(),
+  };
+}
+
+/** One thing a sync between the stores did not copy: the store that lacks it, and why. */
+export interface StoreSyncProblem {
+  /** The store that lacks it (for a conflict, the one the copy was meant for). */
+  readonly role: string;
+  readonly url: string;
+  /** failed: not copied (or the stores could not be compared); conflict: both hold it, with other contents. */
+  readonly status: 'failed' | 'conflict';
+  /** What was not copied: a backup, a WAL file or base backup of a cluster, or the sync as a whole. */
+  readonly subject: string;
+  readonly cause: string;
+}
+
+/** The problems a run's sync met: how many, and the first few (a state's output is bounded). */
+export interface StoreSyncProblems {
+  readonly count: number;
+  readonly shown: readonly StoreSyncProblem[];
+}
+
+/**
+ * `store-sync-failed`: the scheduled run's backup succeeded, but the sync after it left a store
+ * lacking what the other holds (a copy failed, or a name is held with other contents in each):
+ * the stores drift apart until someone acts. Names each store and the cause.
+ */
+export function storeSyncAlert(
+  database: string,
+  backupId: string,
+  problems: StoreSyncProblems,
+  now: Date,
+  execution?: string,
+  secrets: readonly string[] = [],
+): Alert {
+  const conflicts = problems.shown.filter((p) => p.status === 'conflict').length;
+  const lines = [
+    `The sync between the stores after backup ${backupId} of ${database} left ${problems.count} ${problems.count === 1 ? 'thing' : 'things'} in one store only${conflicts > 0 ? ' or different in each' : ''}:`,
+    ...problems.shown.map(
+      (p) =>
+        `${p.status === 'conflict' ? 'CONFLICT in' : 'Not copied to'} the ${p.role} store (${p.url}): ${p.subject}: ${redact(truncate(p.cause, 300), secrets)}`,
+    ),
+    ...(problems.count > problems.shown.length
+      ? [`… and ${problems.count - problems.shown.length} more (pgbp sync names each)`]
+      : []),
+  ];
+  return {
+    kind: 'store-sync-failed',
+    severity: severityFor('store-sync-failed'),
+    database,
+    backupId,
+    ...(execution ? { execution } : {}),
+    summary: truncate(lines.join('\n'), 3500),
+    nextSteps: nextStepsFor('store-sync-failed', database, execution),
     at: now.toISOString(),
   };
 }

@@ -402,6 +402,96 @@ describe('the backup state machine', () => {
     });
   });
 
+  it('alerts what the sync after a good dump left apart, naming the store, and the backup succeeds', async () => {
+    const syncProblems = {
+      count: 1,
+      shown: [
+        {
+          role: 'secondary',
+          url: 's3://bucket/backups',
+          status: 'conflict',
+          subject: 'WAL segment 000000010000000000000003 of cluster main',
+          cause:
+            'the primary store holds it with sha256 aa, the secondary store with bb: neither is replaced',
+        },
+      ],
+    };
+    const result = await run(
+      'backup',
+      { databases: ['alpha', 'beta'] },
+      {
+        ...healthy,
+        Dump: async (input) => {
+          const database = taskEnv(input).PGBP_DATABASE as string;
+          return {
+            ...manifestFor(database),
+            degraded: false,
+            syncProblems: database === 'alpha' ? syncProblems : { count: 0, shown: [] },
+          };
+        },
+        NotifySyncProblems: async () => {
+          throw typedError('AlertDeliveryError', 'the topic is gone');
+        },
+      },
+    );
+    expect(result.error).toBeUndefined();
+    // Retried as any alert, then given up on: the backup stands.
+    expect(callsTo(result, 'NotifySyncProblems')).toEqual(
+      Array(4).fill({
+        kind: 'store-sync-failed',
+        database: 'alpha',
+        backupId: 'alpha-20260620T020000Z',
+        execution: EXECUTION_ARN,
+        syncProblems,
+      }),
+    );
+    expect(callsTo(result, 'NotifyFailure')).toEqual([]);
+    expect(callsTo(result, 'ApplyRetention')).toEqual([{ dryRun: false }]);
+    expect(result.output).toMatchObject({
+      databases: [
+        { database: 'alpha', status: 'succeeded' },
+        { database: 'beta', status: 'succeeded' },
+      ],
+    });
+  });
+
+  it('sends no sync alert for a degraded dump, whose alert names the failed store already', async () => {
+    const copies = [
+      { role: 'primary', url: 'file:///nas/pg-backups', status: 'stored', key: 'alpha/x.dump' },
+      {
+        role: 'secondary',
+        url: 's3://bucket/backups',
+        status: 'failed',
+        error: { name: 'TimeoutError', message: 'connect ETIMEDOUT' },
+      },
+    ];
+    const unreadable = {
+      role: 'secondary',
+      url: 's3://bucket/backups',
+      status: 'failed',
+      subject: 'the physical archive of cluster main: not synced',
+      cause: 'connect ETIMEDOUT',
+    };
+    const result = await run(
+      'backup',
+      { databases: ['alpha'] },
+      {
+        ...healthy,
+        Dump: async () => ({
+          ...manifestFor('alpha'),
+          copies,
+          degraded: true,
+          syncProblems: { count: 1, shown: [unreadable] },
+        }),
+        NotifyDegraded: async () => ({}),
+        NotifySyncProblems: async () => ({}),
+      },
+    );
+    expect(result.error).toBeUndefined();
+    expect(callsTo(result, 'NotifyDegraded')).toHaveLength(1);
+    expect(callsTo(result, 'NotifySyncProblems')).toEqual([]);
+  });
+
   it('alerts a size out of range as a size anomaly and fails the execution', async () => {
     const result = await run(
       'backup',

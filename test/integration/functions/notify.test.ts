@@ -164,4 +164,44 @@ describe('notify publishing to SNS (moto)', () => {
       '[INFO] Restore completed: global_remit',
     );
   });
+
+  it('delivers a sync the backup machine reports as leaving the stores apart, naming the store and cause', async () => {
+    const count = everything.requests.length;
+    // NotifySyncProblems' parameters, with the dump task's syncProblems.
+    const result = await handler({
+      kind: 'store-sync-failed',
+      database: 'global_remit',
+      backupId: 'global_remit-20260620T020000Z',
+      execution: 'arn:aws:states:eu-west-1:123456789012:execution:backup:nightly-20260620',
+      syncProblems: {
+        count: 1,
+        shown: [
+          {
+            role: 'secondary',
+            url: 's3://global-remit-dr/backups',
+            status: 'failed',
+            subject: 'WAL segment 000000010000000000000007 of cluster main',
+            cause: 'cannot store 000000010000000000000007 in the secondary store: AccessDenied',
+          },
+        ],
+      },
+    });
+    expect(result).toMatchObject({ kind: 'store-sync-failed', severity: 'warning' });
+    await everything.waitFor(count + 1);
+    const note = bodies(everything).find((n) => n.Subject.startsWith('[WARNING] Stores not synced'));
+    expect(note?.Message).toContain(
+      'Not copied to the secondary store (s3://global-remit-dr/backups): WAL segment 000000010000000000000007 of cluster main: cannot store 000000010000000000000007 in the secondary store: AccessDenied',
+    );
+    expect(note?.Message).toContain('Kind:      store-sync-failed');
+  });
+
+  it('refuses a sync alert without its problems, naming what is missing', async () => {
+    await expect(
+      handler({
+        kind: 'store-sync-failed',
+        database: 'global_remit',
+        backupId: 'global_remit-20260620T020000Z',
+      }),
+    ).rejects.toMatchObject({ name: 'InvalidEventError', message: expect.stringMatching(/syncProblems/) });
+  });
 });

@@ -1,5 +1,6 @@
 import {
   copyFileSync,
+  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -19,6 +20,7 @@ import { createDatabase, dropDatabase, uniqueDbName } from '../../support/pg.js'
 import { createBucket, listKeys } from '../../support/s3.js';
 import { type ScratchCluster, startCluster } from '../../support/scratch-cluster.js';
 import { sink } from '../../support/sink.js';
+import { alertInbox, type ExecutionJson } from '../pipeline/harness.js';
 
 /** Real WAL segments of one cluster, copied out of its pg_wal. */
 let work: string;
@@ -304,6 +306,111 @@ describe('the scheduled backup run', () => {
           true,
         );
       }
+    } finally {
+      await dropDatabase(database);
+    }
+  });
+
+  it('alerts what it could not copy and what conflicts, naming the store and cause, and the backup succeeds', async () => {
+    const { nas, s3, bucket } = await twoStores();
+    const inbox = await alertInbox('sync-problems');
+    const config = join(nas, '..', `${bucket}-alerts.yml`);
+    writeFileSync(
+      config,
+      [
+        'stage: local',
+        'stores:',
+        `  primary: { url: "file://${nas}" }`,
+        `  secondary: { url: "${s3}" }`,
+        `alerts: { console: false, snsTopicArn: "${inbox.topicArn}" }`,
+      ].join('\n'),
+    );
+    const database = uniqueDbName('sync_alert');
+    await createDatabase(
+      database,
+      'create table t as select g, md5(g::text) m from generate_series(1, 3000) g',
+    );
+    try {
+      const [conflicting, damaged] = segments as [string, string];
+      // A name each store holds with other contents, and a copy on the NAS that a failing disk
+      // damaged: neither can be copied across.
+      const other = readFileSync(join(work, conflicting));
+      other[other.length - 100] = (other[other.length - 100] ?? 0) ^ 0xff;
+      await push(conflicting, `file://${nas}`);
+      await push(conflicting, s3, other);
+      await push(damaged, `file://${nas}`);
+      const object = await objectOf(nas, damaged);
+      const bytes = readFileSync(object);
+      const at = Math.floor(bytes.length / 2);
+      bytes[at] = (bytes[at] as number) ^ 0x01;
+      writeFileSync(object, bytes);
+
+      const run = await runCli(['backup', '--database', database, '--config', config, '--json']);
+      expect(run.code, run.stderr + run.stdout).toBe(0);
+      const execution = JSON.parse(run.stdout) as ExecutionJson<{
+        databases: { database: string; status: string }[];
+      }>;
+      expect(execution.status).toBe('SUCCEEDED');
+      expect(execution.summary.databases).toEqual([
+        expect.objectContaining({ database, status: 'succeeded' }),
+      ]);
+
+      const [alert] = await inbox.received(1);
+      expect(alert?.Subject).toBe(
+        `[WARNING] Stores not synced (one store lacks what the other holds): ${database}`,
+      );
+      expect(alert?.Message).toMatch(
+        new RegExp(
+          `^CONFLICT in the secondary store \\(${s3}\\): WAL segment ${conflicting} of cluster main: the primary store holds ${conflicting} with sha256 [0-9a-f]{64}, the secondary store with [0-9a-f]{64}: neither is replaced$`,
+          'm',
+        ),
+      );
+      expect(alert?.Message).toMatch(
+        new RegExp(
+          `^Not copied to the secondary store \\(${s3}\\): WAL segment ${damaged} of cluster main: ${damaged} in the primary store \\(file://${nas}\\) is damaged: .*not copied$`,
+          'm',
+        ),
+      );
+      expect(inbox.notifications()).toHaveLength(1);
+    } finally {
+      await inbox.close();
+      await dropDatabase(database);
+    }
+  });
+
+  it('alerts a store it could not read, naming it, while the dump itself landed in both', async () => {
+    const { nas, s3, config } = await twoStores();
+    const database = uniqueDbName('sync_unreadable');
+    await createDatabase(database, 'create table t as select g from generate_series(1, 100) g');
+    try {
+      await push(segments[0] as string, s3);
+      // The cluster's folder on the NAS cannot be read (a file where its folder should be, as a
+      // broken mount can leave it); the dump goes to the database's own folder all the same.
+      mkdirSync(join(nas, '~cluster'));
+      writeFileSync(join(nas, '~cluster', 'main'), 'not a folder');
+      const stdout = sink();
+      const code = await dumpTask({
+        env: { ...process.env, PGBP_DATABASE: database, PGBP_CONFIG: config },
+        stdout: stdout.stream,
+        stderr: sink().stream,
+      });
+      expect(code).toBe(0);
+      const result = JSON.parse(stdout.text()) as { degraded: boolean; syncProblems: unknown };
+      expect(result.degraded).toBe(false);
+      expect(result.syncProblems).toEqual({
+        count: 1,
+        shown: [
+          {
+            role: 'primary',
+            url: `file://${nas}`,
+            status: 'failed',
+            subject: 'the physical archive of cluster main: not synced',
+            cause: expect.stringMatching(
+              /^cannot read the physical archive of cluster main in the primary store \(file:\/\/.*\): /,
+            ),
+          },
+        ],
+      });
     } finally {
       await dropDatabase(database);
     }

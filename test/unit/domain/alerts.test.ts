@@ -16,6 +16,7 @@ import {
   restoreCompletedAlert,
   SEVERITIES,
   staleAlert,
+  storeSyncAlert,
 } from '../../../lib/domain/alerts.js';
 import { errorNames } from '../../../lib/domain/errors.js';
 
@@ -131,6 +132,55 @@ describe('degradedAlert', () => {
       'Not stored in the primary store (file:///nas/pg-backups): ENOSPC: no space left on device, write',
     );
     expect(text).toContain('pgbp sync --database global_remit');
+  });
+});
+
+describe('storeSyncAlert', () => {
+  it('warns that the stores drift apart after a good backup, naming each store left lacking and why', () => {
+    const alert = storeSyncAlert(
+      'global_remit',
+      'global_remit-20260620T020000Z',
+      {
+        count: 12,
+        shown: [
+          {
+            role: 'secondary',
+            url: 's3://global-remit-backups/backups',
+            status: 'failed',
+            subject: 'WAL segment 000000010000000000000003 of cluster main',
+            cause: 'cannot store 000000010000000000000003 in the secondary store: AccessDenied',
+          },
+          {
+            role: 'primary',
+            url: 'file:///nas/pg-backups',
+            status: 'conflict',
+            subject: 'WAL segment 000000010000000000000004 of cluster main',
+            cause:
+              'the secondary store holds it with sha256 aa, the primary store with bb: neither is replaced',
+          },
+        ],
+      },
+      NOW,
+      'arn:aws:states:eu-west-1:123456789012:execution:backup:nightly',
+    );
+    expect(alert).toMatchObject({
+      kind: 'store-sync-failed',
+      severity: 'warning',
+      database: 'global_remit',
+      backupId: 'global_remit-20260620T020000Z',
+    });
+    expect(alertSubject(alert)).toBe(
+      '[WARNING] Stores not synced (one store lacks what the other holds): global_remit',
+    );
+    const text = alertText(alert);
+    expect(text).toContain(
+      'Not copied to the secondary store (s3://global-remit-backups/backups): WAL segment 000000010000000000000003 of cluster main: cannot store 000000010000000000000003 in the secondary store: AccessDenied',
+    );
+    expect(text).toContain(
+      'CONFLICT in the primary store (file:///nas/pg-backups): WAL segment 000000010000000000000004 of cluster main',
+    );
+    expect(text).toContain('… and 10 more (pgbp sync names each)');
+    expect(text).toContain('pgbp sync');
   });
 });
 
