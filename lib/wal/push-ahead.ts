@@ -1,9 +1,8 @@
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { parseWalFileName } from '../domain/wal-names.js';
-import { cksumOf } from './cksum.js';
 import { type DegradedStore, type PushDeps, type PushOutcome, pushWal, type RoleArchive } from './push.js';
-import { entryName, pushedDir, sha256Of, sweep, takePushRecord } from './spool.js';
+import { entryName, pushedDir, sweep, takePushRecord } from './spool.js';
 
 /** Records older than this are of an earlier life of the data directory. */
 const STALE_MS = 24 * 3_600_000;
@@ -43,13 +42,9 @@ export async function pushWithAhead(
     .slice(0, deps.ahead);
   if (ready.length > 0) await mkdir(records, { recursive: true, mode: 0o700 });
   const others = ready.map(async (name) => {
-    const path = join(pgWal, name);
-    // The launcher's check (cli/pgbp), of bytes that have the digest the push stored.
-    const read = await readFile(path).catch(() => undefined);
-    const checked = read ? { sha256: sha256Of(read), check: await cksumOf(read, deps.env) } : undefined;
-    const outcome = await pushWal(path, deps);
-    const check = checked?.sha256 === outcome.sha256 ? checked.check : undefined;
-    await writeFile(join(records, entryName(name, outcome.sha256, check)), '', { mode: 0o600 });
+    // With the launcher's check (cli/pgbp) of the very bytes the push read and stored.
+    const outcome = await pushWal(join(pgWal, name), deps, { check: true });
+    await writeFile(join(records, entryName(name, outcome.sha256, outcome.check)), '', { mode: 0o600 });
     return outcome;
   });
   const [own, ...rest] = await Promise.allSettled([pushWal(path, deps), ...others]);

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import {
@@ -16,7 +15,7 @@ import type { ArchiveInfo, RoleArchive, WalArchive } from './archive.js';
 
 export type { RoleArchive } from './archive.js';
 
-import { compress } from './codec.js';
+import { readWalFile } from './wal-read.js';
 
 /** A store that does not hold the file after the push (it could not be opened, read or written). */
 export type DegradedStore = PassedOver;
@@ -45,19 +44,24 @@ export interface PushOutcome {
   readonly storedBytes?: number;
   /** The configured stores that do not hold the file: the push is degraded (see pushWal). */
   readonly degraded?: readonly DegradedStore[];
+  /** What coreutils `cksum` said of the bytes pushed (`<crc>-<size>`), when asked for. */
+  readonly check?: string;
 }
 
-/** What the push learned of the file before storing it. */
+/** What the push learned of the file before storing it, from its one read. */
 interface Examined {
   readonly file: WalFileName;
-  readonly bytes: Buffer;
+  readonly bytes: number;
   readonly sha256: string;
+  readonly compressed: Buffer;
+  /** The launcher's check of the same bytes (see readWalFile), when asked for. */
+  readonly check?: string;
   readonly systemIdentifier?: string;
   readonly major?: number;
   readonly segmentBytes?: number;
 }
 
-async function examine(path: string, dataDir: string): Promise<Examined> {
+function walFileOf(path: string): WalFileName {
   const name = basename(path);
   const file = parseWalFileName(name);
   if (!file) {
@@ -65,26 +69,34 @@ async function examine(path: string, dataDir: string): Promise<Examined> {
       `${JSON.stringify(name)} is not a WAL file name (a segment, .partial, .backup or .history file)`,
     );
   }
-  const bytes = await readFile(path);
-  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  return file;
+}
+
+async function examine(
+  path: string,
+  file: WalFileName,
+  deps: Pick<PushDeps, 'dataDir' | 'level' | 'env'>,
+  check: boolean,
+): Promise<Examined> {
+  const read = await readWalFile(path, { level: deps.level, env: deps.env, check });
+  const { bytes, sha256, compressed } = read;
+  const common = { file, bytes, sha256, compressed, ...(read.check ? { check: read.check } : {}) };
   if (file.kind === 'segment' || file.kind === 'partial') {
-    const identity = readSegmentIdentity(bytes);
+    const identity = readSegmentIdentity(read.head);
     if (!identity) {
-      throw new InvalidWalFileError(`${name} does not start with a WAL segment's long page header`);
+      throw new InvalidWalFileError(`${file.name} does not start with a WAL segment's long page header`);
     }
     return {
-      file,
-      bytes,
-      sha256,
+      ...common,
       systemIdentifier: identity.systemIdentifier,
       segmentBytes: identity.segmentBytes,
       ...(identity.major !== undefined ? { major: identity.major } : {}),
     };
   }
   // History and backup-label files carry no header: the cluster is the data directory's.
-  const control = await readFile(join(dataDir, 'global', 'pg_control')).catch(() => undefined);
+  const control = await readFile(join(deps.dataDir, 'global', 'pg_control')).catch(() => undefined);
   const systemIdentifier = control ? readControlSystemIdentifier(control) : undefined;
-  return { file, bytes, sha256, ...(systemIdentifier ? { systemIdentifier } : {}) };
+  return { ...common, ...(systemIdentifier ? { systemIdentifier } : {}) };
 }
 
 function checkIdentity(examined: Examined, info: ArchiveInfo | undefined, archive: WalArchive): void {
@@ -105,19 +117,21 @@ type StoreStatus = { readonly status: PushOutcome['status']; readonly key: strin
  * ForeignClusterError; a store that cannot be read or written a WalArchiveUnavailableError.
  */
 async function pushToArchive(
-  examined: Examined,
-  compressed: Promise<Buffer>,
+  file: WalFileName,
+  reading: Promise<Examined>,
   archive: WalArchive,
   clock: Clock,
 ): Promise<StoreStatus> {
-  const { file, sha256 } = examined;
-  const key = archive.keyOf(file, sha256);
+  // The store is read while the file is.
   const [info, copies] = await Promise.all([archive.info(), archive.find(file)]).catch((error: unknown) => {
     throw new WalArchiveUnavailableError(
       `cannot read the WAL archive ${archive.cluster} in ${archive.store.url}: ${(error as Error).message}`,
       { cause: error },
     );
   });
+  const examined = await reading;
+  const { sha256 } = examined;
+  const key = archive.keyOf(file, sha256);
   checkIdentity(examined, info, archive);
   if (copies.some((c) => c.sha256 === sha256)) return { status: 'already-stored', key };
   if (copies.length > 0) {
@@ -147,7 +161,7 @@ async function pushToArchive(
     checkIdentity(examined, claimed, archive);
   }
   try {
-    await archive.store.putBytes(key, await compressed, { contentType: 'application/zstd' });
+    await archive.store.putBytes(key, examined.compressed, { contentType: 'application/zstd' });
   } catch (error) {
     // Another call stored the same bytes under the same key first: that is this file archived.
     if (error instanceof ObjectExistsError) return { status: 'already-stored', key };
@@ -176,16 +190,21 @@ function isRefusal(error: unknown): boolean {
  * while the file is safe in the other store and `pgbp sync` copies it across later. Throws when
  * no store holds the file.
  */
-export async function pushWal(path: string, deps: PushDeps): Promise<PushOutcome> {
-  const examined = await examine(path, deps.dataDir);
-  const { file, sha256 } = examined;
-  // Compressed while the stores are read; a compression that fails is this file's failure, not a store's.
-  const compressed = compress(examined.bytes, deps.level, deps.env);
-  compressed.catch(() => {});
+export async function pushWal(
+  path: string,
+  deps: PushDeps,
+  options: { readonly check?: boolean } = {},
+): Promise<PushOutcome> {
+  const file = walFileOf(path);
+  // Read and compressed once, while the stores are read; a read or a compression that fails is
+  // this file's failure, not a store's.
+  const reading = examine(path, file, deps, options.check === true);
+  reading.catch(() => {});
   const settled = await Promise.allSettled(
-    deps.archives.map((a) => pushToArchive(examined, compressed, a.archive, deps.clock)),
+    deps.archives.map((a) => pushToArchive(file, reading, a.archive, deps.clock)),
   );
-  const compressedBytes = await compressed;
+  const examined = await reading;
+  const { sha256 } = examined;
   const refused = settled.find((s) => s.status === 'rejected' && isRefusal(s.reason));
   if (refused?.status === 'rejected') throw refused.reason;
   const degraded: DegradedStore[] = [...(deps.unavailable ?? [])];
@@ -210,8 +229,9 @@ export async function pushWal(path: string, deps: PushDeps): Promise<PushOutcome
     status: stored ? 'stored' : 'already-stored',
     key: first.key,
     sha256,
-    bytes: examined.bytes.length,
-    ...(stored ? { storedBytes: compressedBytes.length } : {}),
+    bytes: examined.bytes,
+    ...(stored ? { storedBytes: examined.compressed.length } : {}),
+    ...(examined.check ? { check: examined.check } : {}),
     ...(degraded.length > 0 ? { degraded } : {}),
   };
 }
