@@ -89,19 +89,14 @@ export async function planBaseCopies(
 /**
  * Whether a recovery that failed on one copy goes on to the next: only for a copy that could not
  * be used as it stands (its bytes do not match its manifest, or it could not be read: a
- * CorruptBackupError; its store's archive does not reach the target: a RecoveryRefusedError),
- * never for a failure another copy of the same bytes would not change.
+ * CorruptBackupError), never for a failure another copy of the same bytes would not change. An
+ * archive that does not reach the target is such a failure: it is checked over the WAL of every
+ * store the recovery's wal-fetch reads, whichever copy of the base backup is read.
  */
 export function nextBaseCopy(error: unknown, plan: BaseCopyPlan, index: number): PassedOver | undefined {
   const copy = plan.candidates[index];
   if (!copy || index + 1 >= plan.candidates.length) return undefined;
   if (error instanceof CorruptBackupError)
     return { role: copy.role, url: copy.store.url, reason: `damaged: ${error.message}` };
-  if (error instanceof RecoveryRefusedError)
-    return {
-      role: copy.role,
-      url: copy.store.url,
-      reason: `not recoverable from its archive: ${error.message}`,
-    };
   return undefined;
 }

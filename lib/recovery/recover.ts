@@ -46,10 +46,11 @@ export interface RecoverRequest {
   readonly store: BackupStore;
   /**
    * The primary and secondary stores, nearest first: the recovery reads the nearest good copy
-   * of the base backup ({@link planBaseCopies}). Without them, `store` alone.
+   * of the base backup ({@link planBaseCopies}), and checks the archive over the WAL of them all,
+   * which its wal-fetch reads the nearest good copy of. Without them, `store` alone.
    */
   readonly stores?: readonly RoleStore[];
-  /** Reads this store's copy and no other (`--from`). */
+  /** Reads this store's copy and WAL and no other (`--from`; `restoreCommand` reads it alone too). */
   readonly from?: StoreRole;
   /** Configured stores that could not be opened (an unmounted NAS), reported as passed over. */
   readonly unavailable?: readonly PassedOver[];
@@ -128,6 +129,9 @@ export async function recover(request: RecoverRequest, deps: RecoverDeps): Promi
     ...(request.from ? { from: request.from } : {}),
   });
   const passedOver = [...unavailable, ...copies.passedOver];
+  // The stores the recovered server's wal-fetch reads (the restore_command the caller built for
+  // the same choice): the archive is continuous when their WAL together is.
+  const archives = request.from ? stores.filter((s) => s.role === request.from) : stores;
 
   const isRoot = process.getuid?.() === 0;
   const runAs = isRoot ? (request.osUser ?? 'postgres') : undefined;
@@ -146,6 +150,7 @@ export async function recover(request: RecoverRequest, deps: RecoverDeps): Promi
       plan = await planRecovery(copy.store, request.cluster, request.target, {
         env: deps.env,
         baseId: copies.baseId,
+        archives,
       });
       log.info('recovery planned', {
         baseId: plan.base.id,

@@ -1,13 +1,16 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { CopyObjectCommand, DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { baseBackupKeys } from '../../../lib/domain/physical-layout.js';
+import { baseBackupKeys, parseWalObjectKey } from '../../../lib/domain/physical-layout.js';
+import { s3Client } from '../../../lib/platform/aws-clients/s3.js';
+import { FileStore } from '../../../lib/storage/file-store.js';
 import { type ArchivingCluster, startArchivingCluster } from '../../support/archiving-cluster.js';
 import { runCli } from '../../support/cli.js';
 import { writeConfigFile } from '../../support/pipeline.js';
 import { freePort } from '../../support/ports.js';
-import { createBucket } from '../../support/s3.js';
+import { createBucket, listKeys } from '../../support/s3.js';
 import { pgBin } from '../../support/scratch-cluster.js';
 import { switchAndWaitArchived } from '../../support/wal.js';
 
@@ -171,5 +174,173 @@ describe('pgbp recover with a primary and a secondary store', { timeout: 300_000
     );
     expect(forced.code, forced.stderr).toBe(0);
     expect(JSON.parse(forced.stdout)).toMatchObject({ copy: { role: 'secondary', passedOver: [] } });
+  });
+});
+
+/**
+ * The archive checked before anything is written, with two stores: what the recovered server's
+ * wal-fetch can read, the WAL of both. A cluster of its own: a server recovered and started here
+ * promotes and archives a new timeline into the same stores, which a later recovery to the
+ * latest state would follow.
+ */
+describe('pgbp recover checking the archive of both stores', { timeout: 300_000 }, () => {
+  let archiving: ArchivingCluster;
+  let config: string;
+  let bucket: string;
+  let baseId: string;
+  /** Two segments written after the base backup, each archived in both stores, and later ones. */
+  let first: string;
+  let second: string;
+  let rows: string;
+  const started: string[] = [];
+
+  beforeAll(async () => {
+    bucket = await createBucket();
+    archiving = await startArchivingCluster({
+      walSegmentMb: 1,
+      config: (root, url) =>
+        writeConfigFile(root, {
+          stage: 'local',
+          stores: { primary: { url }, secondary: { url: `s3://${bucket}/backups` } },
+          wal: { cluster: CLUSTER },
+          basebackup: { threads: 1 },
+        }),
+    });
+    config = join(archiving.root, 'stage.yml');
+    const { source } = archiving;
+    source.sql('create table t (id int primary key, payload text)');
+    source.sql('insert into t select g, md5(g::text) from generate_series(1, 3000) g');
+    await switchAndWaitArchived(source);
+    const taken = await runCli(['basebackup', '--config', config, '--json'], { env: source.env() });
+    expect(taken.code, taken.stderr).toBe(0);
+    baseId = (JSON.parse(taken.stdout) as { id: string }).id;
+    source.sql("insert into t select g, 'gap one' from generate_series(3001, 4000) g");
+    first = await switchAndWaitArchived(source);
+    source.sql("insert into t select g, 'gap two' from generate_series(4001, 5000) g");
+    second = await switchAndWaitArchived(source);
+    source.sql("insert into t select g, 'beyond' from generate_series(5001, 5500) g");
+    await switchAndWaitArchived(source);
+    rows = source.sql(ROWS);
+  });
+
+  afterAll(() => {
+    for (const dir of started) {
+      if (existsSync(join(dir, 'postmaster.pid')))
+        spawnSync(
+          'runuser',
+          ['-u', 'postgres', '--', pgBin('pg_ctl'), '-D', dir, '-w', '-m', 'fast', 'stop'],
+          {
+            stdio: 'ignore',
+          },
+        );
+    }
+    archiving?.source.remove();
+  });
+
+  function emptyPgdata(name: string): string {
+    const dir = join(archiving.root, name);
+    mkdirSync(dir, { mode: 0o700 });
+    spawnSync('chown', ['postgres:postgres', dir]);
+    return dir;
+  }
+
+  function recover(pgdata: string, extra: string[], port?: number) {
+    return runCli(
+      [
+        'recover',
+        '--pgdata',
+        pgdata,
+        '--latest',
+        ...(port ? ['--start', '--port', String(port)] : []),
+        '--config',
+        config,
+        '--json',
+        ...extra,
+      ],
+      { env: { ...archiving.source.env(), ...(port ? { PGPORT: String(port) } : {}) } },
+    );
+  }
+
+  /** Takes a segment out of the NAS until the returned function puts it back. */
+  async function hideOnNas(name: string): Promise<() => void> {
+    const dir = archiving.storeDir as string;
+    for await (const o of new FileStore(dir).list('~cluster/')) {
+      if (parseWalObjectKey(o.key)?.name !== name) continue;
+      renameSync(join(dir, o.key), join(dir, `${o.key}.away`));
+      return () => renameSync(join(dir, `${o.key}.away`), join(dir, o.key));
+    }
+    throw new Error(`${name} is not on the NAS`);
+  }
+
+  /** Takes a segment out of the bucket (kept aside, metadata and all) until put back. */
+  async function hideInS3(name: string): Promise<() => Promise<void>> {
+    const key = (await listKeys(bucket, 'backups/~cluster/')).find(
+      (k) => parseWalObjectKey(k)?.name === name,
+    );
+    if (!key) throw new Error(`${name} is not in the bucket`);
+    const move = async (from: string, to: string) => {
+      await s3Client().send(
+        new CopyObjectCommand({ Bucket: bucket, CopySource: `${bucket}/${from}`, Key: to }),
+      );
+      await s3Client().send(new DeleteObjectCommand({ Bucket: bucket, Key: from }));
+    };
+    await move(key, `aside/${key}`);
+    return () => move(`aside/${key}`, key);
+  }
+
+  it('refuses a segment no store holds, naming it, the furthest point reachable and both stores, writing nothing', async () => {
+    const backOnNas = await hideOnNas(first);
+    const backInS3 = await hideInS3(first);
+    try {
+      const pgdata = emptyPgdata('no-store-holds');
+      const refused = await recover(pgdata, []);
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toMatch(
+        new RegExp(
+          `RecoveryRefusedError: cannot recover cluster ${CLUSTER} to the latest archived state from base backup ${baseId}: WAL segment ${first} is missing from the archive.*; the furthest point reachable is [0-9A-F]+/[0-9A-F]+ \\(end of [0-9A-F]{24}, archived .*\\) \\(the WAL of the primary store \\(file://${archiving.storeDir}\\), the secondary store \\(s3://${bucket}/backups\\)\\)`,
+        ),
+      );
+      expect(readdirSync(pgdata)).toEqual([]);
+      expect(readdirSync(archiving.root).filter((n) => n.startsWith('.no-store-holds'))).toEqual([]);
+    } finally {
+      backOnNas();
+      await backInS3();
+    }
+  });
+
+  it('is no gap where one store lacks a segment the other holds: the primary copy is read and every row comes back', async () => {
+    // Each store lacks one segment: neither archive alone reaches the latest state.
+    const backOnNas = await hideOnNas(first);
+    const backInS3 = await hideInS3(second);
+    try {
+      // --from primary: its wal-fetch reads the NAS alone, which lacks the segment: refused.
+      const alone = emptyPgdata('from-primary');
+      const refused = await recover(alone, ['--from', 'primary']);
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toMatch(
+        new RegExp(`WAL segment ${first} is missing from the archive.*the furthest point reachable is`),
+      );
+      expect(readdirSync(alone)).toEqual([]);
+
+      const pgdata = emptyPgdata('both');
+      started.push(pgdata);
+      const port = await freePort();
+      const recovery = await recover(pgdata, [], port);
+      expect(recovery.code, recovery.stderr).toBe(0);
+      expect(recovery.stderr).toContain(
+        `base backup ${baseId}: read the primary store's copy (file://${archiving.storeDir})`,
+      );
+      const report = JSON.parse(recovery.stdout) as { copy: { role: string; passedOver: unknown[] } };
+      expect(report.copy).toMatchObject({ role: 'primary', passedOver: [] });
+      const psql = spawnSync(
+        'psql',
+        ['-X', '-Atq', '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-c', ROWS],
+        { encoding: 'utf8' },
+      );
+      expect(psql.stdout.trim()).toBe(rows);
+    } finally {
+      backOnNas();
+      await backInS3();
+    }
   });
 });
