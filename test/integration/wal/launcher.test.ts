@@ -255,11 +255,19 @@ describe('wal-fetch through the launcher', () => {
   it("starts the prefetcher from the base backup's start when recovery first asks for a history file", async () => {
     const data = recovering();
     const dir = prefetchDir(data, archiveTag(data, { store: url }));
+    // A node that notes what each start of it runs.
+    const log = join(data, 'node-starts');
+    const node = join(data, 'node');
+    writeFileSync(node, `#!/bin/sh\necho "$2" >>'${log}'\nexec '${process.execPath}' "$@"\n`, {
+      mode: 0o755,
+    });
     try {
-      // Not archived: the CLI answers that; meanwhile the segments from the start on are spooled.
+      // Not archived: the prefetcher, started now, looks it up first, and its record answers
+      // (no Node of the call's own); meanwhile the segments from the start on are spooled.
       expect(
-        await launch(['wal-fetch', '00000002.history', 'pg_wal/RECOVERYHISTORY', '--store', url], data),
-      ).toMatchObject({ code: 1 });
+        await launch(['wal-fetch', '00000002.history', 'pg_wal/RECOVERYHISTORY', '--store', url], data, node),
+      ).toMatchObject({ code: 1, stderr: '' });
+      expect(readFileSync(log, 'utf8')).toBe('wal-prefetch\n');
       await waitFor(
         'the segments from the start spooled',
         () => existsSync(dir) && entries(dir).length === 3,
