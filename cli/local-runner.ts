@@ -179,16 +179,26 @@ function lambdas(options: LocalRunOptions): Record<string, LambdaFunction<unknow
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
   const secondary = options.secondary ? { secondary: options.secondary } : {};
+  // Prepare and Thaw read the nearest copy of the backup the restore task will read.
+  const stores = options.secondary
+    ? {
+        stores: [
+          { role: 'primary' as const, store, storageClass: config.storageClass },
+          { role: 'secondary' as const, store: options.secondary, storageClass: config.storageClass },
+        ],
+      }
+    : {};
   return {
     checkSize: createCheckSizeHandler({ store, ...secondary, config, logger }),
     applyRetention: createApplyRetentionHandler({ store, ...secondary, config, alerter, clock, logger }),
     notify: createNotifyHandler({ alerter, clock, logger }),
     prepareRestore: createPrepareRestoreHandler({
       store,
+      ...stores,
       logger,
       connection: (database) => connectionFor(config, options.env, database),
     }),
-    thawBackup: createThawBackupHandler({ store, policy: config.defaults.restore, logger }),
+    thawBackup: createThawBackupHandler({ store, ...stores, policy: config.defaults.restore, logger }),
   };
 }
 

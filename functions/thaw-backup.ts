@@ -3,9 +3,10 @@ import type { RestorePolicy } from '../lib/config.js';
 import { backupReferenceSchema } from '../lib/domain/manifest.js';
 import { lambdaHandler, lazyHandler } from '../lib/platform/lambda.js';
 import type { Logger } from '../lib/platform/logger.js';
+import { nearestCopy } from '../lib/restore/copies.js';
 import { runtimeConfig } from '../lib/runtime.js';
-import { openStore } from '../lib/storage/open-store.js';
 import type { BackupStore, ThawState } from '../lib/storage/store.js';
+import { openRoleStores, type RoleStore } from '../lib/storage/store-roles.js';
 
 export const thawBackupEvent = backupReferenceSchema;
 
@@ -21,6 +22,11 @@ export interface ThawStatus {
 
 export interface ThawBackupPorts {
   readonly store: BackupStore;
+  /**
+   * The primary and secondary stores, nearest first: the copy thawed is the one Prepare chose
+   * (the nearest, when every copy is archived). Without them, `store` alone.
+   */
+  readonly stores?: readonly RoleStore[];
   readonly policy: Pick<RestorePolicy, 'thawTier' | 'thawDays'>;
   readonly logger?: Logger;
 }
@@ -38,8 +44,12 @@ export function createThawBackupHandler(ports: ThawBackupPorts) {
       keys: (e) => ({ database: e.database, backupId: e.backupId }),
     },
     async (event, { logger }): Promise<ThawStatus> => {
+      const store =
+        ports.stores && ports.stores.length > 1
+          ? (await nearestCopy(ports.stores, event.database, { kind: 'id', id: event.backupId })).at.store
+          : ports.store;
       const result = await thawBackup(
-        ports.store,
+        store,
         event.database,
         { kind: 'id', id: event.backupId },
         { tier: ports.policy.thawTier, days: ports.policy.thawDays },
@@ -59,8 +69,10 @@ export function createThawBackupHandler(ports: ThawBackupPorts) {
 
 export const handler = lazyHandler(async () => {
   const config = runtimeConfig();
+  const stores = await openRoleStores(config);
   return createThawBackupHandler({
-    store: await openStore(config.store, config),
+    store: (stores[0] as RoleStore).store,
+    stores,
     policy: config.defaults.restore,
   });
 });

@@ -6,7 +6,7 @@ import { sfnClient } from '../lib/platform/aws-clients/sfn.js';
 import { createLogger } from '../lib/platform/logger.js';
 import { parseRestoreRequest, type RestoreRequest } from '../lib/restore/request.js';
 import { restoreFromConfig } from '../lib/restore/wiring.js';
-import { openStore } from '../lib/storage/open-store.js';
+import { openStoresFor } from '../lib/storage/store-roles.js';
 import { runTask, type TaskDeps } from './task-runner.js';
 
 /** The restore task's inputs, from the container's environment (the ECS overrides). */
@@ -74,6 +74,8 @@ export function summarizeReport(r: RestoreReport) {
       : {}),
     warningCount: r.warnings.length,
     warnings: r.warnings.slice(0, 10),
+    // With two stores: which copy was read, and why another was passed over.
+    ...(r.copy ? { copy: r.copy } : {}),
   };
 }
 
@@ -82,12 +84,17 @@ export function main(deps: TaskDeps): Promise<number> {
   return runTask(
     async (context) => {
       const { request, config, store: storeUrl } = restoreInputs(deps.env);
+      // The nearest good copy of the backup, the primary's first (PGBP_STORE: that store alone).
+      const stores = await openStoresFor(config, storeUrl);
+      const primary = stores[0];
+      if (!primary) throw new Error('no store configured');
       // A drill (verify) restores into a scratch server of its own or the configured drill
       // server: it never loads the source server unless the config says so.
       return restoreFromConfig(request, {
         config,
         env: deps.env,
-        store: await openStore(storeUrl ?? config.store, config),
+        store: primary.store,
+        stores,
         loggerFor: (connection) => {
           context.secrets.push(connection.password);
           return createLogger(

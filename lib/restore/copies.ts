@@ -1,4 +1,4 @@
-import { type BackupSelector, locateBackup } from '../catalog/backups.js';
+import { type BackupSelector, type LocatedBackup, locateBackup } from '../catalog/backups.js';
 import { archivedBackupError } from '../catalog/thaw-state.js';
 import { BackupNotFoundError, CorruptBackupError } from '../domain/errors.js';
 import type { PassedOver, StoreRole } from '../domain/store-roles.js';
@@ -29,24 +29,7 @@ export async function planCopies(
   const asked = from ? stores.filter((s) => s.role === from) : stores;
   if (asked.length === 0) throw new BackupNotFoundError(`no ${from} store is configured`);
   const passedOver: PassedOver[] = [];
-  let backupId: string;
-  if (selector.kind === 'id') backupId = selector.id;
-  else {
-    const newest: { id: string; createdAt: string }[] = [];
-    const failures: Error[] = [];
-    for (const s of asked) {
-      try {
-        const { backup } = await locateBackup(s.store, database, selector);
-        newest.push({ id: backup.manifest.id, createdAt: backup.manifest.createdAt });
-      } catch (error) {
-        failures.push(error as Error);
-      }
-    }
-    newest.sort((a, b) => (a.createdAt < b.createdAt ? 1 : -1));
-    const chosen = newest[0];
-    if (!chosen) throw failures[0] ?? new BackupNotFoundError(`no backup of ${database}`);
-    backupId = chosen.id;
-  }
+  const backupId = await resolveBackupId(asked, database, selector);
   const candidates: RoleStore[] = [];
   let firstError: Error | undefined;
   for (const s of asked) {
@@ -72,6 +55,56 @@ export async function planCopies(
   }
   if (candidates.length === 0) throw firstError ?? new BackupNotFoundError(`no usable copy of ${backupId}`);
   return { backupId, candidates, passedOver };
+}
+
+/** The backup a selector names: `latest` is the newest complete backup in any of the stores. */
+async function resolveBackupId(
+  stores: readonly RoleStore[],
+  database: string,
+  selector: BackupSelector,
+): Promise<string> {
+  if (selector.kind === 'id') return selector.id;
+  const newest: { id: string; createdAt: string }[] = [];
+  const failures: Error[] = [];
+  for (const s of stores) {
+    try {
+      const { backup } = await locateBackup(s.store, database, selector);
+      newest.push({ id: backup.manifest.id, createdAt: backup.manifest.createdAt });
+    } catch (error) {
+      failures.push(error as Error);
+    }
+  }
+  newest.sort((a, b) => (a.createdAt < b.createdAt ? 1 : -1));
+  const chosen = newest[0];
+  if (!chosen) throw failures[0] ?? new BackupNotFoundError(`no backup of ${database}`);
+  return chosen.id;
+}
+
+/**
+ * The copy the restore machine prepares and thaws: the backup resolved across the stores as
+ * {@link planCopies} resolves it, in the nearest store whose copy can be read now (the one the
+ * restore task will read); when every copy is archived, the nearest archived one, to be thawed.
+ * A copy missing, damaged or unreadable is passed over; none found is the first store's error.
+ */
+export async function nearestCopy(
+  stores: readonly RoleStore[],
+  database: string,
+  selector: BackupSelector,
+): Promise<LocatedBackup & { readonly at: RoleStore }> {
+  const backupId = await resolveBackupId(stores, database, selector);
+  let archived: (LocatedBackup & { at: RoleStore }) | undefined;
+  let firstError: unknown;
+  for (const at of stores) {
+    try {
+      const located = await locateBackup(at.store, database, { kind: 'id', id: backupId });
+      if (!located.archived) return { ...located, at };
+      archived ??= { ...located, at };
+    } catch (error) {
+      firstError ??= error;
+    }
+  }
+  if (archived) return archived;
+  throw firstError ?? new BackupNotFoundError(`no copy of ${backupId}`);
 }
 
 /**

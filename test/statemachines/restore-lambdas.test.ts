@@ -189,3 +189,66 @@ describe('prepare-restore and thaw-backup on an archived backup (moto S3)', () =
     await expect(thaw({ database: 'other', backupId })).rejects.toMatchObject({ name: 'InvalidEventError' });
   });
 });
+
+describe('prepare-restore and thaw-backup with a primary and a secondary store (moto S3)', () => {
+  let primary: S3Store;
+  let secondary: S3Store;
+  const policy = { thawTier: 'Bulk', thawDays: 2 } as const;
+  const both = () => [
+    { role: 'primary' as const, store: primary, storageClass: 'STANDARD' },
+    { role: 'secondary' as const, store: secondary, storageClass: 'STANDARD' },
+  ];
+
+  beforeAll(async () => {
+    primary = S3Store.fromUrl(`s3://${await createBucket()}/backups`);
+    secondary = S3Store.fromUrl(`s3://${await createBucket()}/backups`);
+  });
+
+  it('resolves latest across both stores: a backup the primary lacks is prepared from the secondary', async () => {
+    await storeBackup(primary, 'orders', older);
+    await storeBackup(secondary, 'orders', older);
+    const degraded = await storeBackup(secondary, 'orders', newer);
+    const prepare = createPrepareRestoreHandler({
+      store: primary,
+      stores: both(),
+      logger: silentLogger,
+      connection: server,
+    });
+    expect(await prepare({ database: 'orders', targetDatabase: 'orders_restored' })).toMatchObject({
+      backupId: degraded.id,
+      archived: false,
+      copy: { role: 'secondary', url: secondary.url },
+    });
+  });
+
+  it('prepares the copy that can be read now, and thaws the nearest one when every copy is archived', async () => {
+    // Archived in the primary, not in the secondary: no thaw, the restore reads the secondary's.
+    const one = await storeBackup(primary, 'books', older, 'DEEP_ARCHIVE');
+    await storeBackup(secondary, 'books', older);
+    const prepare = createPrepareRestoreHandler({
+      store: primary,
+      stores: both(),
+      logger: silentLogger,
+      connection: server,
+    });
+    expect(await prepare({ database: 'books', backup: one.id, targetDatabase: 'books_x' })).toMatchObject({
+      backupId: one.id,
+      archived: false,
+      copy: { role: 'secondary' },
+    });
+
+    // In the secondary alone, and archived there: that copy is prepared and thawed.
+    const only = await storeBackup(secondary, 'books', newer, 'GLACIER');
+    expect(await prepare({ database: 'books', backup: only.id, targetDatabase: 'books_y' })).toMatchObject({
+      backupId: only.id,
+      archived: true,
+      storageClass: 'GLACIER',
+      copy: { role: 'secondary' },
+    });
+    const thaw = createThawBackupHandler({ store: primary, stores: both(), policy, logger: silentLogger });
+    const state = await thaw({ database: 'books', backupId: only.id });
+    expect(state).toMatchObject({ backupId: only.id, storageClass: 'GLACIER' });
+    expect(['requested', 'in-progress', 'available']).toContain(state.state);
+    expect((await secondary.head(keysFor(secondary.prefix, only.id).dump))?.thaw.state).not.toBe('archived');
+  });
+});

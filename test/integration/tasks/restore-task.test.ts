@@ -1,9 +1,10 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SendTaskFailureCommand, SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { keysFor } from '../../../lib/domain/backup-layout.js';
 import type { Manifest } from '../../../lib/domain/manifest.js';
 import { FileStore } from '../../../lib/storage/file-store.js';
 import { main } from '../../../tasks/restore.js';
@@ -142,5 +143,48 @@ describe('the restore task under Step Functions', () => {
     const report = JSON.parse(stdout.text());
     expect(report).toMatchObject({ backupId: manifest.id, passed: true });
     expect(report.tables).toHaveLength(6);
+  });
+});
+
+describe('the restore task with a primary and a secondary store', () => {
+  it('restores the secondary copy of a backup the primary lacks, and says which copy it read', async () => {
+    // A degraded run's backup: in the secondary store alone.
+    const nas = join(work, 'nas');
+    mkdirSync(nas);
+    const twoStores = join(work, 'two-stores.yml');
+    writeFileSync(
+      twoStores,
+      [
+        'stage: dev',
+        'stores:',
+        `  primary: { url: "file://${nas}" }`,
+        `  secondary: { url: "file://${join(work, 'store')}" }`,
+        'databases:',
+        `  - name: ${source}`,
+        '',
+      ].join('\n'),
+    );
+    const run = await runTask(
+      { mode: 'verify', database: source, backup: 'latest' },
+      { PGBP_CONFIG: twoStores },
+    );
+    expect(run.failure).toEqual([]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.success).toEqual([
+      expect.objectContaining({
+        backupId: manifest.id,
+        passed: true,
+        copy: {
+          role: 'secondary',
+          url: `file://${join(work, 'store')}`,
+          passedOver: [
+            expect.objectContaining({ role: 'primary', reason: expect.stringMatching(/^missing: /) }),
+          ],
+        },
+      }),
+    ]);
+    // The verify report lies beside the copy that was read.
+    expect(existsSync(join(work, 'store', keysFor('', manifest.id).verify))).toBe(true);
+    expect(existsSync(join(nas, keysFor('', manifest.id).verify))).toBe(false);
   });
 });
