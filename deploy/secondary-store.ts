@@ -45,6 +45,12 @@ interface SecondaryGrant {
   readonly writes: boolean;
   /** The whole store, or the cluster's physical archive alone (the WAL pusher, which never deletes). */
   readonly scope?: 'archive';
+  /**
+   * Whether the role decrypts pgbp's envelope encryption itself (the keyring resolves the key's
+   * alias), or only reads what S3 decrypts for it (manifests, heads): then no DescribeKey and no
+   * data keys outside S3, as on the stage key.
+   */
+  readonly envelope?: false;
 }
 
 /**
@@ -83,6 +89,32 @@ export const SECONDARY_GRANTS: readonly SecondaryGrant[] = [
   },
   // A degraded run's backup may be in the secondary alone: its size is judged there.
   { role: 'CheckSizeRole', bucketActions: [], objectActions: ['s3:GetObject'], writes: false },
+  // The restore task reads the nearest good copy of a backup (tasks/restore.ts, lib/restore/
+  // wiring.ts) and writes the verify report beside the copy it read.
+  {
+    role: 'RestoreTaskRole',
+    bucketActions: [],
+    objectActions: ['s3:GetObject', 's3:PutObject'],
+    writes: true,
+  },
+  // The PITR drill reads the nearest good copy of the base backup and, through its wal-fetch, of
+  // each WAL segment (tasks/pitr-drill.ts), and writes the drill report beside the copy it read.
+  {
+    role: 'PitrDrillTaskRole',
+    bucketActions: [],
+    objectActions: ['s3:GetObject', 's3:PutObject'],
+    writes: true,
+  },
+  // Prepare resolves the backup across both stores (functions/prepare-restore.ts): manifests and heads.
+  { role: 'PrepareRestoreRole', bucketActions: [], objectActions: ['s3:GetObject'], writes: false },
+  // Thaw restores the copy Prepare chose, which may be the secondary's (functions/thaw-backup.ts).
+  {
+    role: 'ThawBackupRole',
+    bucketActions: [],
+    objectActions: ['s3:GetObject', 's3:RestoreObject'],
+    writes: false,
+    envelope: false,
+  },
   // Retention per store, by the store's own rules (functions/apply-retention.ts).
   {
     role: 'ApplyRetentionRole',
@@ -222,15 +254,19 @@ export function secondaryPolicies(store: SecondaryStore, stage: string): Record<
           StringEquals: { 'kms:ViaService': `s3.${store.region}.amazonaws.com` },
         },
       },
-      // pgbp's envelope encryption: data keys only for objects of this stage.
-      {
-        Effect: 'Allow',
-        Action: dataKeys,
-        Resource: keyArn,
-        Condition: { ...underAlias, StringEquals: { 'kms:EncryptionContext:pgbp:stage': stage } },
-      },
-      // The keyring resolves the alias to the key's ARN, which an encrypted message names.
-      { Effect: 'Allow', Action: 'kms:DescribeKey', Resource: keyArn, Condition: underAlias },
+      ...(grant.envelope === false
+        ? []
+        : [
+            // pgbp's envelope encryption: data keys only for objects of this stage.
+            {
+              Effect: 'Allow',
+              Action: dataKeys,
+              Resource: keyArn,
+              Condition: { ...underAlias, StringEquals: { 'kms:EncryptionContext:pgbp:stage': stage } },
+            },
+            // The keyring resolves the alias to the key's ARN, which an encrypted message names.
+            { Effect: 'Allow', Action: 'kms:DescribeKey', Resource: keyArn, Condition: underAlias },
+          ]),
       // As on the stage bucket: only retention removes archived WAL.
       ...(archive
         ? [

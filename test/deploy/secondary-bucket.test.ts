@@ -106,12 +106,16 @@ const secondBucket = (r: unknown) => {
 };
 
 describe('a stage with a second bucket in another region: the grants', () => {
-  it('grants the dump and base-backup tasks, the WAL pusher, the size check and retention the second bucket, each as it is granted the stage bucket', () => {
+  it('grants every role whose code reaches the secondary store the second bucket, each as it is granted the stage bucket', () => {
     expect(SECONDARY_GRANTS.map((g) => g.role)).toEqual([
       'DumpTaskRole',
       'BaseBackupTaskRole',
       'WalPushRole',
       'CheckSizeRole',
+      'RestoreTaskRole',
+      'PitrDrillTaskRole',
+      'PrepareRestoreRole',
+      'ThawBackupRole',
       'ApplyRetentionRole',
     ]);
     for (const { role } of SECONDARY_GRANTS) {
@@ -153,14 +157,40 @@ describe('a stage with a second bucket in another region: the grants', () => {
     });
   });
 
-  it('gives the second bucket to no other role: restores, drills, thaws and the watches read the stage bucket alone', () => {
+  it('lets a restore fall back to the secondary: the restore task, the PITR drill, Prepare and Thaw read it, and nothing there is deleted', () => {
+    const onSecond = (role: string) => s3Actions(statementsOf(role), secondBucket);
+    // Reads, and the verify or drill report written beside the copy that was read.
+    for (const role of ['RestoreTaskRole', 'PitrDrillTaskRole'])
+      expect(onSecond(role), role).toEqual({
+        bucket: ['s3:ListBucket'],
+        objects: ['s3:GetObject', 's3:PutObject'],
+      });
+    expect(onSecond('PrepareRestoreRole')).toEqual({ bucket: ['s3:ListBucket'], objects: ['s3:GetObject'] });
+    expect(onSecond('ThawBackupRole')).toEqual({
+      bucket: ['s3:ListBucket'],
+      objects: ['s3:GetObject', 's3:RestoreObject'],
+    });
+    for (const role of ['RestoreTaskRole', 'PitrDrillTaskRole', 'PrepareRestoreRole', 'ThawBackupRole']) {
+      const list = statementsOf(role).find(
+        (s) => s.Action === 's3:ListBucket' && secondBucket(s.Resource) === 'bucket',
+      );
+      expect(list?.Condition, role).toEqual({ StringLike: { 's3:prefix': ['backups/', 'backups/*'] } });
+      const objects = statementsOf(role).filter((s) =>
+        asArray(s.Resource).some((r) => secondBucket(r) === 'objects'),
+      );
+      expect(
+        objects.map((s) => s.Resource),
+        role,
+      ).toEqual([{ 'Fn::Sub': `arn:\${AWS::Partition}:s3:::${SECOND_BUCKET}/backups/*` }]);
+    }
+  });
+
+  it('gives the second bucket to no other role: the watches of the stage bucket read it alone', () => {
     const granted = new Set(SECONDARY_GRANTS.map((g) => g.role));
     const others = Object.entries(template.Resources)
       .filter(([id, r]) => r.Type === 'AWS::IAM::Role' && !granted.has(id))
       .map(([id]) => id);
-    expect(others).toEqual(
-      expect.arrayContaining(['RestoreTaskRole', 'PitrDrillTaskRole', 'ThawBackupRole', 'CheckWalRole']),
-    );
+    expect(others).toEqual(expect.arrayContaining(['CheckWalRole', 'CheckStalenessRole']));
     for (const id of others) {
       expect(JSON.stringify(statementsOf(id)), id).not.toContain(SECOND_BUCKET);
       expect(JSON.stringify(statementsOf(id)), id).not.toContain(SECOND_REGION);
@@ -169,7 +199,7 @@ describe('a stage with a second bucket in another region: the grants', () => {
 
   it('grants the second key by its alias in its region: data keys through S3 there, or for this stage’s objects', () => {
     const keyArn = { 'Fn::Sub': `arn:\${AWS::Partition}:kms:${SECOND_REGION}:\${AWS::AccountId}:key/*` };
-    for (const { role, writes } of SECONDARY_GRANTS) {
+    for (const { role, writes, envelope } of SECONDARY_GRANTS) {
       const kms = statementsOf(role)
         .filter((s) => s.Effect === 'Allow')
         .filter(
@@ -179,25 +209,37 @@ describe('a stage with a second bucket in another region: the grants', () => {
         );
       const dataKeys = writes ? ['kms:GenerateDataKey', 'kms:Decrypt'] : ['kms:Decrypt'];
       const underAlias = { 'ForAnyValue:StringEquals': { 'kms:ResourceAliases': SECOND_ALIAS } };
-      expect(kms, role).toEqual([
-        {
-          Effect: 'Allow',
-          Action: dataKeys,
-          Resource: keyArn,
-          Condition: {
-            ...underAlias,
-            StringEquals: { 'kms:ViaService': `s3.${SECOND_REGION}.amazonaws.com` },
-          },
+      const throughS3 = {
+        Effect: 'Allow',
+        Action: dataKeys,
+        Resource: keyArn,
+        Condition: {
+          ...underAlias,
+          StringEquals: { 'kms:ViaService': `s3.${SECOND_REGION}.amazonaws.com` },
         },
-        {
-          Effect: 'Allow',
-          Action: dataKeys,
-          Resource: keyArn,
-          Condition: { ...underAlias, StringEquals: { 'kms:EncryptionContext:pgbp:stage': 'staging' } },
-        },
-        { Effect: 'Allow', Action: 'kms:DescribeKey', Resource: keyArn, Condition: underAlias },
-      ]);
+      };
+      // Thaw reads only what S3 decrypts for it (manifests, heads): no envelope, as on the stage key.
+      expect(kms, role).toEqual(
+        envelope === false
+          ? [throughS3]
+          : [
+              throughS3,
+              {
+                Effect: 'Allow',
+                Action: dataKeys,
+                Resource: keyArn,
+                Condition: { ...underAlias, StringEquals: { 'kms:EncryptionContext:pgbp:stage': 'staging' } },
+              },
+              { Effect: 'Allow', Action: 'kms:DescribeKey', Resource: keyArn, Condition: underAlias },
+            ],
+      );
     }
+    expect(SECONDARY_GRANTS.filter((g) => g.envelope === false).map((g) => g.role)).toEqual([
+      'ThawBackupRole',
+    ]);
+    // The restore task and the PITR drill write their reports: data keys, as on the stage key.
+    for (const role of ['RestoreTaskRole', 'PitrDrillTaskRole'])
+      expect(SECONDARY_GRANTS.find((g) => g.role === role)?.writes, role).toBe(true);
   });
 });
 

@@ -206,6 +206,10 @@ describe('stage settings', () => {
       'SecondaryStoreBaseBackupTaskPolicy',
       'SecondaryStoreWalPushPolicy',
       'SecondaryStoreCheckSizePolicy',
+      'SecondaryStoreRestoreTaskPolicy',
+      'SecondaryStorePitrDrillTaskPolicy',
+      'SecondaryStorePrepareRestorePolicy',
+      'SecondaryStoreThawBackupPolicy',
       'SecondaryStoreApplyRetentionPolicy',
     ]);
   });
