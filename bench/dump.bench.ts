@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, DeleteObjectsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { outputOf } from '../lib/platform/processes.js';
 import { BENCH_DB, ensureBenchDatabase } from './support/bench-db.js';
@@ -89,6 +89,16 @@ async function main(): Promise<void> {
     const { s3Client } = await import('../lib/platform/aws-clients/s3.js');
     Object.assign(process.env, moto.env);
     await s3Client().send(new CreateBucketCommand({ Bucket: 'pgbp-bench' }));
+    /** Deletes a timed dump from the bucket, so that the emulator's memory stays that of one dump. */
+    const deleteUnder = async (prefix: string) => {
+      const listed = await s3Client().send(
+        new ListObjectsV2Command({ Bucket: 'pgbp-bench', Prefix: `${prefix}/` }),
+      );
+      const keys = (listed.Contents ?? []).flatMap((o) => (o.Key ? [{ Key: o.Key }] : []));
+      if (keys.length > 0) {
+        await s3Client().send(new DeleteObjectsCommand({ Bucket: 'pgbp-bench', Delete: { Objects: keys } }));
+      }
+    };
 
     // Encryption under a key file (g) and under a KMS key on the moto server (h).
     const { kmsClient } = await import('../lib/platform/aws-clients/kms.js');
@@ -140,9 +150,11 @@ async function main(): Promise<void> {
         const d = await dump(bench.database, '--store', `s3://pgbp-bench/r${round}`);
         best.d = Math.min(best.d, d.seconds);
         dRss = Math.max(dRss, d.maxRssMb);
+        await deleteUnder(`r${round}`);
         const h = await dump(bench.database, '--config', kmsConfig, '--store', `s3://pgbp-bench/enc${round}`);
         best.h = Math.min(best.h, h.seconds);
         hRss = Math.max(hRss, h.maxRssMb);
+        await deleteUnder(`enc${round}`);
         const twoStore = join(work, `two-${round}`);
         const f = await dump(
           bench.database,
@@ -155,6 +167,7 @@ async function main(): Promise<void> {
         }
         best.f = Math.min(best.f, f.seconds);
         fRss = Math.max(fRss, f.maxRssMb);
+        await deleteUnder(`two${round}`);
         rmSync(twoStore, { recursive: true, force: true });
       }
     }
