@@ -29,6 +29,17 @@ export interface UploadTarget {
 }
 
 /**
+ * Each part carries its CRC32, which S3 checks on arrival (a part damaged on the way is refused
+ * and sent again, instead of becoming an object whose SHA-256 is found wrong only at restore)
+ * and keeps with the part; completion lists every part's CRC32 beside its ETag, and the object
+ * keeps their composite. The CRC32 is the SDK's default request checksum, done
+ * natively (zlib): about 0.1 CPU-s per 300 MB, against 0.25 for SigV4's SHA-256 of each body.
+ * Declaring it composite also spares S3-compatible servers a checksum over the whole object at
+ * completion (moto copies the object for it).
+ */
+const PART_CHECKSUMS = { ChecksumAlgorithm: 'CRC32', ChecksumType: 'COMPOSITE' } as const;
+
+/**
  * Streams a body up in parts that grow with the stream (one PutObject when it fits in the
  * first). No HeadObject first: the conditional write (`If-None-Match: *` on PutObject and
  * CompleteMultipartUpload) is what refuses an existing key. A HEAD of a missing key answers 403,
@@ -68,12 +79,17 @@ export async function uploadStream(
           Key: key,
           UploadId: uploadId,
           PartNumber: partNumber,
+          ChecksumAlgorithm: PART_CHECKSUMS.ChecksumAlgorithm,
           Body: data,
           ContentLength: data.length,
         }),
       )
       .then((out) => {
-        parts.push({ PartNumber: partNumber, ETag: out.ETag });
+        parts.push({
+          PartNumber: partNumber,
+          ETag: out.ETag,
+          ...(out.ChecksumCRC32 ? { ChecksumCRC32: out.ChecksumCRC32 } : {}),
+        });
       })
       .catch((error: unknown) => {
         failure ??= error;
@@ -108,7 +124,7 @@ export async function uploadStream(
           );
           return { bytes: total };
         }
-        const created = await client.send(new CreateMultipartUploadCommand(common));
+        const created = await client.send(new CreateMultipartUploadCommand({ ...common, ...PART_CHECKSUMS }));
         uploadId = created.UploadId;
       }
       if (filled > 0) uploadPart(partNumber, part.subarray(0, filled), !last);
