@@ -146,30 +146,30 @@ async function main(): Promise<void> {
       ]);
       best.e = Math.min(best.e, e.seconds);
       rmSync(pipeFile);
-      if (round < 2) {
-        const d = await dump(bench.database, '--store', `s3://pgbp-bench/r${round}`);
-        best.d = Math.min(best.d, d.seconds);
-        dRss = Math.max(dRss, d.maxRssMb);
-        await deleteUnder(`r${round}`);
-        const h = await dump(bench.database, '--config', kmsConfig, '--store', `s3://pgbp-bench/enc${round}`);
-        best.h = Math.min(best.h, h.seconds);
-        hRss = Math.max(hRss, h.maxRssMb);
-        await deleteUnder(`enc${round}`);
-        const twoStore = join(work, `two-${round}`);
-        const f = await dump(
-          bench.database,
-          '--config',
-          twoStoreConfig(join(work, `two-${round}.yml`), `file://${twoStore}`, `s3://pgbp-bench/two${round}`),
-        );
-        const copies = (JSON.parse(f.stdout) as { copies: { status: string }[] }).copies;
-        if (copies.length !== 2 || copies.some((c) => c.status !== 'stored')) {
-          throw new Error(`the two-store dump did not store both copies: ${JSON.stringify(copies)}`);
-        }
-        best.f = Math.min(best.f, f.seconds);
-        fRss = Math.max(fRss, f.maxRssMb);
-        await deleteUnder(`two${round}`);
-        rmSync(twoStore, { recursive: true, force: true });
+      // Every round, as c) is: the targets compare their best times, and a best of two against
+      // a best of five on a shared machine reads as a slower S3 leg.
+      const d = await dump(bench.database, '--store', `s3://pgbp-bench/r${round}`);
+      best.d = Math.min(best.d, d.seconds);
+      dRss = Math.max(dRss, d.maxRssMb);
+      await deleteUnder(`r${round}`);
+      const h = await dump(bench.database, '--config', kmsConfig, '--store', `s3://pgbp-bench/enc${round}`);
+      best.h = Math.min(best.h, h.seconds);
+      hRss = Math.max(hRss, h.maxRssMb);
+      await deleteUnder(`enc${round}`);
+      const twoStore = join(work, `two-${round}`);
+      const f = await dump(
+        bench.database,
+        '--config',
+        twoStoreConfig(join(work, `two-${round}.yml`), `file://${twoStore}`, `s3://pgbp-bench/two${round}`),
+      );
+      const copies = (JSON.parse(f.stdout) as { copies: { status: string }[] }).copies;
+      if (copies.length !== 2 || copies.some((c) => c.status !== 'stored')) {
+        throw new Error(`the two-store dump did not store both copies: ${JSON.stringify(copies)}`);
       }
+      best.f = Math.min(best.f, f.seconds);
+      fRss = Math.max(fRss, f.maxRssMb);
+      await deleteUnder(`two${round}`);
+      rmSync(twoStore, { recursive: true, force: true });
     }
     const bFile = join(work, 'runbook.dump');
     const b = await timed('sh', ['-c', `pg_dump -Fc ${bench.database} > ${bFile}`]);
