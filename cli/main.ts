@@ -42,6 +42,7 @@ const walCommands: Record<string, (args: readonly string[], deps: CliDeps) => Pr
   'wal-push': async (args, deps) => (await import('./commands/wal-run.js')).runWalPush(args, deps),
   'wal-fetch': async (args, deps) => (await import('./commands/wal-run.js')).runWalFetch(args, deps),
   'wal-prefetch': async (args, deps) => (await import('./commands/wal-run.js')).runWalPrefetch(args, deps),
+  'wal-push-ahead': async (args, deps) => (await import('./commands/wal-run.js')).runWalPushAhead(args, deps),
 };
 
 export async function buildProgram(deps: CliDeps, exit: ExitHolder, only?: string): Promise<Command> {

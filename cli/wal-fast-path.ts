@@ -17,8 +17,8 @@ import { parseWalLine, startPrefetcher, type WalLine } from './wal-line.js';
  * is already done end here, before the CLI, its config schema or a store client loads:
  * - `wal-fetch SEGMENT DEST` of a segment the prefetcher has spooled (fetched from the archive and
  *   verified): verified again and renamed into place, the prefetcher started if it is not running;
- * - `wal-push PATH` of a segment a push ahead has stored: its record names the digest that the
- *   file still has.
+ * - `wal-push PATH` of a segment the pusher (lib/wal/push-ahead.ts) has stored: its record names
+ *   the digest that the file still has.
  * Anything else (a miss, another kind of file, an option this does not know) returns undefined
  * and the CLI does the work, with every check and every message; this never answers "not
  * archived" nor reports a failure.

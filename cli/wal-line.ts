@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 /**
- * The command lines of wal-push, wal-fetch and wal-prefetch, read alike by the CLI
+ * The command lines of wal-push, wal-fetch, wal-prefetch and wal-push-ahead, read alike by the CLI
  * (cli/commands/wal.ts) and by the fast path that runs before it loads (cli/wal-fast-path.ts):
  * nothing here may import more than Node's own modules.
  */
@@ -28,7 +28,7 @@ export function parseWalLine(args: readonly string[]): WalLine {
   return { positionals, ...values };
 }
 
-/** The options a background prefetcher is started with: the fetch's own, the config made absolute. */
+/** The options a background prefetcher or pusher is started with: the call's own, the config made absolute. */
 function forwarded(line: WalLine, cwd: string): string[] {
   return [
     ...(line.config ? ['--config', resolve(cwd, line.config)] : []),
@@ -49,8 +49,33 @@ export function startPrefetcher(
   cwd: string,
   env: NodeJS.ProcessEnv,
 ): void {
-  if (!script) return;
-  const child = spawn(process.execPath, [script, 'wal-prefetch', after, ...forwarded(line, cwd)], {
+  startInBackground(script, 'wal-prefetch', after, line, cwd, env);
+}
+
+/**
+ * Starts `pgbp wal-push-ahead AFTER` the same way: it stores the ready segments after AFTER
+ * ahead of PostgreSQL's calls, and exits once nothing is ready for a while.
+ */
+export function startPusher(
+  script: string | undefined,
+  after: string,
+  line: WalLine,
+  cwd: string,
+  env: NodeJS.ProcessEnv,
+): number | undefined {
+  return startInBackground(script, 'wal-push-ahead', after, line, cwd, env);
+}
+
+function startInBackground(
+  script: string | undefined,
+  command: string,
+  after: string,
+  line: WalLine,
+  cwd: string,
+  env: NodeJS.ProcessEnv,
+): number | undefined {
+  if (!script) return undefined;
+  const child = spawn(process.execPath, [script, command, after, ...forwarded(line, cwd)], {
     cwd,
     env,
     detached: true,
@@ -58,4 +83,5 @@ export function startPrefetcher(
   });
   child.on('error', () => {});
   child.unref();
+  return child.pid;
 }

@@ -340,7 +340,7 @@ export const configSchema = z
           .prefault('main'),
         /** zstd level of archived WAL. */
         level: z.number().int().min(1).max(19).default(1),
-        /** Other ready segments one wal-push call stores alongside its own, in parallel (0: none). */
+        /** How many ready segments the pusher (wal-push's background half) stores at once (0: no pusher). */
         pushAhead: z.number().int().min(0).max(32).default(3),
         /** Segments the prefetcher keeps fetched ahead of recovery in the spool (0: none). */
         prefetch: z.number().int().min(0).max(64).default(8),

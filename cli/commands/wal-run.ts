@@ -12,7 +12,7 @@ import type { RoleArchive } from '../../lib/wal/push.js';
 import { archiveTag } from '../../lib/wal/spool.js';
 import { type CliDeps, err, out } from '../context.js';
 import { configFileOf, resolveConfig, resolveReadableStores } from '../resolve.js';
-import { parseWalLine, startPrefetcher, type WalLine } from '../wal-line.js';
+import { parseWalLine, startPrefetcher, startPusher, type WalLine } from '../wal-line.js';
 
 type Parsed = WalLine;
 
@@ -81,6 +81,7 @@ export async function runWalPush(args: readonly string[], deps: CliDeps): Promis
       env: deps.env,
       ahead: opened.config.wal.pushAhead,
       tag: tagOf(deps, opts),
+      startPusher: (after) => startPusher(process.argv[1], after, opts, deps.cwd, deps.env),
     });
     if (outcome.degraded) await reportDegraded(opened.config, outcome.name, outcome.degraded, deps);
     if (opts.json) out(deps, JSON.stringify(outcome));
@@ -188,6 +189,31 @@ export async function runWalFetch(args: readonly string[], deps: CliDeps): Promi
   } catch (error) {
     err(deps, `pgbp wal-fetch ${name}: recovery must not go on without it: ${describe(error, deps)}`);
     return FETCH_ABORT;
+  }
+}
+
+/** `pgbp wal-push-ahead AFTER`: the background half of wal-push (see lib/wal/push-ahead.ts). */
+export async function runWalPushAhead(args: readonly string[], deps: CliDeps): Promise<number> {
+  try {
+    const opts = parse(args);
+    const [after] = opts.positionals;
+    if (!after) return 64;
+    const { config, archives, unavailable } = await openArchives(deps, opts);
+    const { pushAhead } = await import('../../lib/wal/push-ahead.js');
+    await pushAhead(after, {
+      archives,
+      unavailable,
+      level: config.wal.level,
+      dataDir: deps.cwd,
+      clock: systemClock,
+      env: deps.env,
+      ahead: config.wal.pushAhead,
+      tag: tagOf(deps, opts),
+    });
+    return 0;
+  } catch {
+    // Nothing to report to: PostgreSQL's own call pushes what has no record, and says what is wrong.
+    return 1;
   }
 }
 

@@ -286,3 +286,9 @@ export async function touch(path: string): Promise<void> {
   const now = new Date();
   await utimes(path, now, now).catch(() => {});
 }
+
+/** Whether a live process holds the lock at `path` (a file with its pid, see {@link tryLock}). */
+export async function lockHolderAlive(path: string): Promise<boolean> {
+  const pid = Number(await readFile(path, 'utf8').catch(() => ''));
+  return pid > 0 && alive(pid);
+}
