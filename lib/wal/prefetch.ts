@@ -22,6 +22,7 @@ import {
   walFileOf,
   writeAtomically,
 } from './fetch.js';
+import { SegmentDecoder } from './segment-decoder.js';
 import {
   freeBytes,
   inflightMarker,
@@ -189,11 +190,15 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
     };
 
     /** Spools one archived segment, unless recovery has gone past it meanwhile. */
-    const spoolSegment = async (file: WalFileName, stored: LocatedWal): Promise<boolean> => {
+    const spoolSegment = async (
+      file: WalFileName,
+      stored: LocatedWal,
+      decoder: SegmentDecoder,
+    ): Promise<boolean> => {
       try {
         const compressed = await storeOf(stored, deps).getBytes(stored.key);
         if (file.name < position) return false;
-        await spoolStored(dir, file.name, stored.sha256, compressed, deps.env);
+        await spoolStored(dir, file.name, stored.sha256, compressed, decoder);
         return true;
       } catch {
         // Read again through the checked fetch, which retries, and says in its error what is wrong.
@@ -206,6 +211,15 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
     };
 
     const worker = async () => {
+      // Its decoding shell (see segment-decoder.ts), started at its first segment.
+      const decoder = new SegmentDecoder(deps.env);
+      try {
+        await work(decoder);
+      } finally {
+        await decoder.close();
+      }
+    };
+    const work = async (decoder: SegmentDecoder) => {
       for (;;) {
         if (!recovering()) return;
         await look();
@@ -231,7 +245,7 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
             continue;
           }
           if (missing && name >= missing.name) missing = undefined;
-          if (name >= position && (await spoolSegment(file, stored))) spooledCount++;
+          if (name >= position && (await spoolSegment(file, stored, decoder))) spooledCount++;
         } catch {
           // Damaged, unreadable, or no room: wal-fetch fetches this one directly and says why.
           refused.add(name);

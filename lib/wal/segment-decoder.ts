@@ -1,0 +1,93 @@
+import { type Child, startChild } from '../platform/processes.js';
+
+/**
+ * What a decoder made of one stored segment: its `cksum` (`<crc>-<size>`, the launcher's check),
+ * or `undefined` when cksum could not say (the launcher then leaves the segment to the CLI).
+ */
+export type Decoded = { readonly check: string | undefined };
+
+/**
+ * One `sh` for the life of a prefetch worker that, for each stored segment, has zstd decompress
+ * a file into another and cksum read the result: `zstd` and `cksum` are started from that small
+ * shell, not from Node, whose every start of a child (a fork of its whole address space) cost
+ * more CPU than cksum itself, twice per segment, taken from the recovery it runs beside. A line
+ * in (the compressed file, the output), a line out: `ok CRC SIZE`, `nocheck`, or `fail` (zstd
+ * failed: the caller reads the segment again through the checked fetch).
+ */
+const SCRIPT = `while IFS= read -r src && IFS= read -r out; do
+  if zstd -d -q -c -- "$src" >"$out" 2>/dev/null; then
+    set -- $(cksum <"$out" 2>/dev/null)
+    if [ "$#" -eq 2 ]; then echo "ok $1 $2"; else echo nocheck; fi
+  else
+    echo fail
+  fi
+done`;
+
+export class SegmentDecoder {
+  private readonly env: NodeJS.ProcessEnv;
+  private child: Child | undefined;
+  private buffered = '';
+  private readonly waiting: ((line: string | undefined) => void)[] = [];
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(env: NodeJS.ProcessEnv) {
+    this.env = env;
+  }
+
+  /**
+   * Decompresses the zstd file `src` into `out` (created or truncated) and cksums `out`. Throws
+   * when zstd fails, or the shell cannot be started or has gone; one call at a time.
+   */
+  decode(src: string, out: string): Promise<Decoded> {
+    const run = this.queue.then(() => this.decodeNow(src, out));
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private async decodeNow(src: string, out: string): Promise<Decoded> {
+    // A name the line protocol cannot carry is never passed: a newline would split it.
+    if (src.includes('\n') || out.includes('\n')) throw new Error('a path with a newline');
+    const child = this.started();
+    const answer = new Promise<string | undefined>((resolve) => this.waiting.push(resolve));
+    child.stdin?.write(`${src}\n${out}\n`);
+    const line = await answer;
+    if (line === undefined) throw new Error(`the decoding shell has exited`);
+    const ok = /^ok ([0-9]{1,10}) ([0-9]{1,12})$/.exec(line);
+    if (ok) return { check: `${ok[1]}-${ok[2]}` };
+    if (line === 'nocheck') return { check: undefined };
+    throw new Error(`zstd could not decompress ${src}`);
+  }
+
+  private started(): Child {
+    if (this.child?.running()) return this.child;
+    const child = startChild('sh', ['-c', SCRIPT], {
+      tool: 'sh (zstd, cksum)',
+      env: this.env,
+      stdin: 'pipe',
+      stdout: 'pipe',
+    });
+    this.child = child;
+    this.buffered = '';
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      this.buffered += d;
+      for (let i = this.buffered.indexOf('\n'); i >= 0; i = this.buffered.indexOf('\n')) {
+        const line = this.buffered.slice(0, i);
+        this.buffered = this.buffered.slice(i + 1);
+        this.waiting.shift()?.(line);
+      }
+    });
+    void child.exited.then(() => {
+      if (this.child === child) this.child = undefined;
+      for (const resolve of this.waiting.splice(0)) resolve(undefined);
+    });
+    return child;
+  }
+
+  /** Ends the shell (its input closed); resolves once it has exited. */
+  async close(): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    child.stdin?.end();
+    await child.exited;
+  }
+}
