@@ -61,10 +61,20 @@ describe('RPO with archive_timeout', { timeout: 240_000 }, () => {
       }
     })();
 
-    // A moment chosen at random past the first bound, printed so that a failure can be replayed.
-    const stopAfterMs = BOUND_MS + 5_000 + Math.floor(Math.random() * 10_000);
-    console.log(`stopping the server ${stopAfterMs} ms into the traffic`);
-    await new Promise((r) => setTimeout(r, stopAfterMs));
+    // The stop comes a bound past the 101st acknowledged commit (so that at least 101 commits
+    // must be in the archive, however fast this machine commits), plus a moment chosen at random
+    // within one archive_timeout, so that the crash lands anywhere in a segment's cycle; printed so
+    // that a failure can be replayed.
+    await waitFor(
+      '101 commits acknowledged',
+      () => acknowledged.has(101) || failedBeforeStop !== undefined,
+      120_000,
+    );
+    expect(failedBeforeStop).toBeUndefined();
+    const at101 = acknowledged.get(101) ?? 0;
+    const stopAfterMs = BOUND_MS + 1 + Math.floor(Math.random() * ARCHIVE_TIMEOUT_S * 1000);
+    console.log(`stopping the server ${stopAfterMs} ms after the 101st commit`);
+    await new Promise((r) => setTimeout(r, Math.max(0, at101 + stopAfterMs - performance.now())));
     const stoppedAt = performance.now();
     stopping = true;
     source.stop('immediate');
