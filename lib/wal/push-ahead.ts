@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, type FSWatcher, watch } from 'node:fs';
 import { mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { setPriority } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -19,8 +19,8 @@ import {
 const STALE_MS = 24 * 3_600_000;
 /** How long a call waits for the segment the pusher is storing right now. */
 const INFLIGHT_WAIT_MS = 10_000;
-/** How often the pusher looks for segments PostgreSQL has marked ready. */
-const POLL_MS = 20;
+/** How often the pusher looks for segments PostgreSQL has marked ready, besides when told (inotify). */
+const POLL_MS = 250;
 /** A pusher that finds nothing ready for this long exits; the next burst's first call starts another. */
 const IDLE_MS = 5_000;
 /**
@@ -31,6 +31,25 @@ const IDLE_MS = 5_000;
 const PUSHER_NICENESS = 10;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function signal(): { readonly promise: Promise<void>; readonly fire: () => void } {
+  let fire = () => {};
+  const promise = new Promise<void>((resolve) => {
+    fire = resolve;
+  });
+  return { promise, fire };
+}
+
+/** Calls `changed` on any change in `dir`; undefined where it cannot be watched (the poll then). */
+function watchFolder(dir: string, changed: () => void): FSWatcher | undefined {
+  try {
+    const watcher = watch(dir, { persistent: false }, changed);
+    watcher.on('error', () => watcher.close());
+    return watcher;
+  } catch {
+    return undefined;
+  }
+}
 
 /** The lock the one pusher of an archive's records holds (its pid). */
 export function pusherLock(records: string): string {
@@ -154,12 +173,22 @@ export async function pushAhead(after: string, deps: PushDeps & AheadSettings): 
     }
     const inflight = new Set<string>();
     const refused = new Set<string>();
+    // Recorded once: its record is used up before PostgreSQL marks it done.
+    const recorded = new Set<string>();
     let busyAt = Date.now();
+    // Woken when PostgreSQL marks a segment ready (inotify), and on a slow poll besides.
+    let wake = signal();
+    const watcher = watchFolder(join(pgWal, 'archive_status'), () => {
+      const current = wake;
+      wake = signal();
+      current.fire();
+    });
     const running = () => existsSync(join(deps.dataDir, 'postmaster.pid'));
     const pick = async (): Promise<string | undefined> => {
       const have = await spooled(records);
       for (const name of await readySegments(pgWal)) {
-        if (name <= after || have.has(name) || inflight.has(name) || refused.has(name)) continue;
+        if (name <= after || have.has(name) || inflight.has(name) || refused.has(name) || recorded.has(name))
+          continue;
         // A call of PostgreSQL's own is pushing it.
         if (existsSync(ownMarker(records, name))) continue;
         // Taken before any other worker looks again (nothing is awaited since the listing).
@@ -173,7 +202,7 @@ export async function pushAhead(after: string, deps: PushDeps & AheadSettings): 
         const name = await pick();
         if (!name) {
           if (Date.now() - busyAt > IDLE_MS) return;
-          await sleep(POLL_MS);
+          await Promise.race([wake.promise, sleep(POLL_MS)]);
           continue;
         }
         busyAt = Date.now();
@@ -186,6 +215,7 @@ export async function pushAhead(after: string, deps: PushDeps & AheadSettings): 
             await writeFile(join(records, entryName(name, outcome.sha256, outcome.check)), '', {
               mode: 0o600,
             });
+            recorded.add(name);
             stored++;
           }
         } catch {
@@ -198,7 +228,11 @@ export async function pushAhead(after: string, deps: PushDeps & AheadSettings): 
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.max(1, deps.ahead) }, worker));
+    try {
+      await Promise.all(Array.from({ length: Math.max(1, deps.ahead) }, worker));
+    } finally {
+      watcher?.close();
+    }
   } finally {
     await release();
   }
