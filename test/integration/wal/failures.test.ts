@@ -92,7 +92,7 @@ describe('WAL archiving when things go wrong, as PostgreSQL sees it', { timeout:
     const archiving = await archivingCluster();
     const { root, store, source } = archiving;
     const backup = plainBaseBackup(source, join(root, 'backup'));
-    source.sql("insert into t select g, repeat('y', 200) from generate_series(1, 20000) g");
+    source.sql("insert into t select g, repeat('y', 200) from generate_series(1, 5000) g");
     const damaged = await switchAndWaitArchived(source);
     source.stop('fast');
     const key = (await storedNames(store)).get(damaged);
@@ -126,7 +126,7 @@ describe('WAL archiving when things go wrong, as PostgreSQL sees it', { timeout:
     const { root, store, url, source } = await archivingCluster();
     const backup = join(root, 'backup');
     plainBaseBackup(source, backup);
-    source.sql("insert into t select g, repeat('z', 200) from generate_series(1, 20000) g");
+    source.sql("insert into t select g, repeat('z', 200) from generate_series(1, 5000) g");
     const last = await switchAndWaitArchived(source);
     const rows = source.sql(ROWS);
     source.stop('fast');
