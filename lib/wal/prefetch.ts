@@ -55,6 +55,12 @@ const STALE_MS = 15 * 60_000;
 export const INFLIGHT_WAIT_MS = 10_000;
 /** How often the prefetcher looks where recovery is. */
 const POLL_MS = 20;
+/**
+ * How often, once it holds every segment of its window, the prefetcher looks whether recovery has
+ * moved on: recovery takes at least ~40 ms a segment, so the spool is never near empty, and each
+ * look (the position read, the spool listed, by every worker) costs CPU beside the recovery.
+ */
+const FULL_POLL_MS = 100;
 /** A prefetcher whose recovery asks for nothing new for this long exits; the next fetch starts another. */
 const IDLE_MS = 30_000;
 /** A segment the archive did not hold yet is asked for again after this (a standby's archive grows). */
@@ -164,7 +170,8 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
     };
     /** Positions spooled again at the archive's end (once each). */
     const again = new Set<string>();
-    const pick = async (): Promise<string | undefined> => {
+    /** The next segment to fetch, or none: `full` when every one of the window is spooled or in flight. */
+    const pick = async (): Promise<{ readonly name?: string; readonly full?: true }> => {
       const have = await spooled(dir);
       const timeline = timelineOf(position);
       const first = segmentNumber(position, segmentBytes) + 1;
@@ -173,7 +180,7 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
       if (missing?.name === segmentName(timeline, first, segmentBytes) && !again.has(position)) {
         if (!have.has(position) && !inflight.has(position) && !refused.has(position)) {
           again.add(position);
-          return position;
+          return { name: position };
         }
       }
       for (let i = 0; i < deps.count; i++) {
@@ -181,12 +188,12 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
         if (missing && name >= missing.name && Date.now() - missing.at < MISSING_RETRY_MS) {
           // Its record answered a call: recovery may ask again at once (it does, past the
           // archive's end), and each answer is of a lookup made after the call before.
-          if (name !== missing.name || !existsSync(askedRecord(dir, name))) return undefined;
+          if (name !== missing.name || !existsSync(askedRecord(dir, name))) return {};
         }
         if (have.has(name) || inflight.has(name) || refused.has(name)) continue;
-        return name;
+        return { name };
       }
-      return undefined;
+      return { full: true };
     };
 
     /** Spools one archived segment, unless recovery has gone past it meanwhile. */
@@ -223,10 +230,10 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
       for (;;) {
         if (!recovering()) return;
         await look();
-        const name = Date.now() - noRoomAt < MISSING_RETRY_MS ? undefined : await pick();
+        const { name, full } = Date.now() - noRoomAt < MISSING_RETRY_MS ? {} : await pick();
         if (!name) {
           if (Date.now() - movedAt > IDLE_MS) return;
-          await sleep(POLL_MS);
+          await sleep(full ? FULL_POLL_MS : POLL_MS);
           continue;
         }
         if ((await freeBytes(dir)) < 4 * segmentBytes) {
