@@ -271,8 +271,12 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
         const timeline = timelineOf(position);
         for (const t of [timeline + 1, timeline]) {
           const name = `${t.toString(16).toUpperCase().padStart(8, '0')}.history`;
-          const at = lookedAt.get(name) ?? 0;
-          if (Date.now() - at < HISTORY_RENEW_MS && !existsSync(askedRecord(dir, name))) continue;
+          const at = lookedAt.get(name);
+          // Renewed once the archive's end is in sight, where recovery asks for them; before, a
+          // call that finds its record stale asks for it (cli/pgbp's renewed_answer). Each lookup
+          // is a listing and the archive's identity read from the store, every second.
+          const due = at === undefined || (missing !== undefined && Date.now() - at >= HISTORY_RENEW_MS);
+          if (!due && !existsSync(askedRecord(dir, name))) continue;
           lookedAt.set(name, Date.now());
           await lookUp(name).catch(() => {});
         }
