@@ -26,6 +26,7 @@ import {
   snapshot,
 } from '../../support/install.js';
 import { createDatabase, dropDatabase, uniqueDbName } from '../../support/pg.js';
+import { waitFor } from '../../support/wal.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
@@ -192,6 +193,10 @@ describe('pgbp installed read-only by root, run as the postgres OS user', () => 
       expect(missed.code).toBe(126);
       expect(snapshot(install)).toEqual(installed);
     } finally {
+      // The spooled fetch started the prefetcher, which sees no recovery and exits: removing the
+      // folder while it still cleans its spool up fails (ENOTEMPTY) or leaves it behind.
+      const lock = join(prefetchDir(data, archiveTag(data, { store: `file://${store}` })), '.prefetcher');
+      await waitFor('the prefetcher to exit', () => !existsSync(lock), 30_000);
       rmSync(data, { recursive: true, force: true });
     }
   });
