@@ -344,8 +344,11 @@ export const configSchema = z
         pushAhead: z.number().int().min(0).max(32).default(3),
         /** Segments the prefetcher keeps fetched ahead of recovery in the spool (0: none). */
         prefetch: z.number().int().min(0).max(64).default(8),
-        /** How many prefetches run at once. */
-        prefetchConcurrency: z.number().int().min(1).max(16).default(2),
+        /**
+         * How many prefetches run at once; by default 1 when every store is a directory, 2 when one
+         * is S3 (see defaultPrefetchConcurrency in lib/wal/prefetch.ts).
+         */
+        prefetchConcurrency: z.number().int().min(1).max(16).optional(),
         /** The recovery point objective: the archive may lag the server by at most this long. */
         rpo: duration.prefault('5m'),
         /** How long archived WAL is kept (besides what a kept base backup needs). */

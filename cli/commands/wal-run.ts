@@ -168,7 +168,7 @@ export async function runWalFetch(args: readonly string[], deps: CliDeps): Promi
   }
   try {
     const { config, archives, unavailable } = await openArchives(deps, opts);
-    const [{ fetchWithSpool }, { describeCopyUsed }] = await Promise.all([
+    const [{ fetchWithSpool, defaultPrefetchConcurrency }, { describeCopyUsed }] = await Promise.all([
       import('../../lib/wal/prefetch.js'),
       import('../../lib/domain/store-roles.js'),
     ]);
@@ -181,7 +181,7 @@ export async function runWalFetch(args: readonly string[], deps: CliDeps): Promi
       dataDir: deps.cwd,
       tag: tagOf(deps, opts),
       count: config.wal.prefetch,
-      concurrency: config.wal.prefetchConcurrency,
+      concurrency: config.wal.prefetchConcurrency ?? defaultPrefetchConcurrency(archives),
       startPrefetcher: (after) => startPrefetcher(process.argv[1], after, opts, deps.cwd, deps.env),
     });
     if (opts.json) out(deps, JSON.stringify(outcome));
@@ -224,7 +224,7 @@ export async function runWalPrefetch(args: readonly string[], deps: CliDeps): Pr
     const [after] = opts.positionals;
     if (!after) return 64;
     const { config, archives, unavailable } = await openArchives(deps, opts);
-    const { prefetchAhead } = await import('../../lib/wal/prefetch.js');
+    const { prefetchAhead, defaultPrefetchConcurrency } = await import('../../lib/wal/prefetch.js');
     await prefetchAhead(after, {
       archives,
       unavailable,
@@ -232,7 +232,7 @@ export async function runWalPrefetch(args: readonly string[], deps: CliDeps): Pr
       dataDir: deps.cwd,
       tag: tagOf(deps, opts),
       count: config.wal.prefetch,
-      concurrency: config.wal.prefetchConcurrency,
+      concurrency: config.wal.prefetchConcurrency ?? defaultPrefetchConcurrency(archives),
     });
     return 0;
   } catch {
