@@ -1,5 +1,4 @@
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
@@ -10,6 +9,7 @@ import {
   secretValueFrom,
   stageSettings,
 } from '../../deploy/stage-settings.js';
+import { tempDir } from '../support/temp.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -37,7 +37,7 @@ interface ConfigYaml {
 
 /** A project root whose config/prod.yml is the real one with `change` applied. */
 async function rootWith(change: (config: ConfigYaml) => void): Promise<string> {
-  scratch = await mkdtemp(join(tmpdir(), 'pgbp-settings-'));
+  scratch = tempDir('pgbp-settings-');
   const config = parse(await readFile(join(ROOT, 'config/prod.yml'), 'utf8')) as ConfigYaml;
   change(config);
   await mkdir(join(scratch, 'config'));

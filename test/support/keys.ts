@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { kmsClient } from '../../lib/platform/aws-clients/kms.js';
+import { tempDir } from './temp.js';
 
-/** A fresh 256-bit key file, private to its owner, in a directory of its own. */
+/** A fresh 256-bit key file, private to its owner, in a directory of its own (removed after the test file). */
 export async function keyFile(mode = 0o600): Promise<string> {
-  const path = join(await mkdtemp(join(tmpdir(), 'pgbp-key-')), 'stage.key');
+  const path = join(tempDir('pgbp-key-'), 'stage.key');
   await writeFile(path, randomBytes(32), { mode });
   return path;
 }

@@ -1,8 +1,8 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { configFileExists, findConfigFile } from '../../lib/config.js';
+import { tempDir } from '../support/temp.js';
 
 describe('findConfigFile', () => {
   const cwd = '/srv/pgbp';
@@ -29,7 +29,7 @@ describe('findConfigFile', () => {
   });
 
   it('counts a named file as there, and the default only when it exists', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'pgbp-config-'));
+    const dir = tempDir('pgbp-config-');
     expect(configFileExists(findConfigFile({}, dir))).toBe(false);
     expect(configFileExists(findConfigFile({}, dir, 'missing.yml'))).toBe(true);
     mkdirSync(join(dir, 'config'));

@@ -1,6 +1,5 @@
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../../lib/config.js';
@@ -18,12 +17,13 @@ import { type DatabaseSnapshot, snapshot } from '../../support/compare.js';
 import { keyFile, kmsKey } from '../../support/keys.js';
 import { databaseExists, dropDatabase, uniqueDbName } from '../../support/pg.js';
 import { createBucket } from '../../support/s3.js';
+import { tempDir } from '../../support/temp.js';
 import { awkwardDatabase, databasesLike, dump, restoreDeps } from './fixture.js';
 
 const created: string[] = [];
 let source: string;
 let sourceSnapshot: DatabaseSnapshot;
-const root = mkdtempSync(join(tmpdir(), 'pgbp-encrypted-'));
+const root = tempDir('pgbp-encrypted-');
 let files: FileStore;
 let onFiles: BackupStore;
 let bucket: string;

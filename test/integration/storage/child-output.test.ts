@@ -1,5 +1,4 @@
-import { mkdtemp, open } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseRestoreRequest } from '../../../lib/restore/request.js';
@@ -9,6 +8,7 @@ import { FileStore } from '../../../lib/storage/file-store.js';
 import { S3Store } from '../../../lib/storage/s3-store.js';
 import { dropDatabase } from '../../support/pg.js';
 import { scrambledStore } from '../../support/scrambled-store.js';
+import { tempDir } from '../../support/temp.js';
 import { awkwardDatabase, dump, restoreDeps } from '../restore/fixture.js';
 
 const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
@@ -31,7 +31,7 @@ afterAll(async () => {
 
 describe('where the last process of a pipe writes', () => {
   it('writes into the file store itself only for a compressor that never seeks back', async () => {
-    const files = new FileStore(await mkdtemp(join(tmpdir(), 'pgbp-out-')));
+    const files = new FileStore(tempDir('pgbp-out-'));
     expect(writesIntoStoreFile(files, 'sequential')).toBe(true);
     expect(writesIntoStoreFile(files, 'seeking')).toBe(false);
     expect(writesIntoStoreFile(new S3Store('pgbp-unused', ''), 'sequential')).toBe(false);
@@ -42,7 +42,7 @@ describe('where the last process of a pipe writes', () => {
   it('sends a dump through a wrapper of the file store, whose bytes it stores, and verifies it back', async () => {
     const source = await awkwardDatabase('wrapped');
     created.push(source);
-    const dir = await mkdtemp(join(tmpdir(), 'pgbp-wrapped-'));
+    const dir = tempDir('pgbp-wrapped-');
     const plain = new FileStore(dir);
     const wrapped = scrambledStore(plain);
 

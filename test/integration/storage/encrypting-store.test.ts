@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -10,12 +10,13 @@ import { FileStore } from '../../../lib/storage/file-store.js';
 import { withEncryption } from '../../../lib/storage/open-store.js';
 import type { BackupStore } from '../../../lib/storage/store.js';
 import { keyFile, kmsKey } from '../../support/keys.js';
+import { tempDir } from '../../support/temp.js';
 
 const DUMP = 'db/2026/06/01/db-20260601T020000Z.dump';
 const WAL = `~cluster/main/wal/0000000100000000/000000010000000000000003-${'a'.repeat(64)}.zst`;
 
 async function fileStore(): Promise<{ inner: FileStore; dir: string }> {
-  const dir = await mkdtemp(join(tmpdir(), 'pgbp-enc-'));
+  const dir = tempDir('pgbp-enc-');
   return { inner: new FileStore(dir), dir };
 }
 

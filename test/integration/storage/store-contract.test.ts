@@ -1,6 +1,3 @@
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { FileStore } from '../../../lib/storage/file-store.js';
 import { withEncryption } from '../../../lib/storage/open-store.js';
 import { S3Store } from '../../../lib/storage/s3-store.js';
@@ -8,8 +5,9 @@ import { keyFile, kmsKey } from '../../support/keys.js';
 import { createBucket } from '../../support/s3.js';
 import { scrambledStore } from '../../support/scrambled-store.js';
 import { describeStoreContract } from '../../support/store-contract.js';
+import { tempDir } from '../../support/temp.js';
 
-const fileStore = async () => new FileStore(await mkdtemp(join(tmpdir(), 'pgbp-contract-')));
+const fileStore = async () => new FileStore(tempDir('pgbp-contract-'));
 const s3Store = async () => new S3Store(await createBucket(), 'backups');
 
 describeStoreContract('FileStore', fileStore);
