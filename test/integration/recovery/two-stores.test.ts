@@ -17,6 +17,56 @@ import { switchAndWaitArchived } from '../../support/wal.js';
 const CLUSTER = 'main';
 const ROWS = "select count(*) || ':' || coalesce(md5(string_agg(t::text, ',' order by id)), '') from t";
 
+/** A cluster archiving with pgbp wal-push to the NAS (primary, a directory) and S3 (secondary). */
+function startTwoStoreCluster(bucket: string): Promise<ArchivingCluster> {
+  return startArchivingCluster({
+    walSegmentMb: 1,
+    config: (root, url) =>
+      writeConfigFile(root, {
+        stage: 'local',
+        stores: { primary: { url }, secondary: { url: `s3://${bucket}/backups` } },
+        wal: { cluster: CLUSTER },
+        basebackup: { threads: 1 },
+      }),
+  });
+}
+
+/** A new, empty --pgdata beside the cluster that the postgres user may own. */
+function emptyPgdata(archiving: ArchivingCluster, name: string): string {
+  const dir = join(archiving.root, name);
+  mkdirSync(dir, { mode: 0o700 });
+  spawnSync('chown', ['postgres:postgres', dir]);
+  return dir;
+}
+
+/** pgbp recover --latest into `pgdata` with the cluster's config; started on `port` if given. */
+function recoverLatest(archiving: ArchivingCluster, pgdata: string, extra: string[], port?: number) {
+  return runCli(
+    [
+      'recover',
+      '--pgdata',
+      pgdata,
+      '--latest',
+      ...(port ? ['--start', '--port', String(port)] : []),
+      '--config',
+      join(archiving.root, 'stage.yml'),
+      '--json',
+      ...extra,
+    ],
+    { env: { ...archiving.source.env(), ...(port ? { PGPORT: String(port) } : {}) } },
+  );
+}
+
+/** Stops each recovered server that still runs in one of `dirs`. */
+function stopServers(dirs: readonly string[]): void {
+  for (const dir of dirs) {
+    if (!existsSync(join(dir, 'postmaster.pid'))) continue;
+    spawnSync('runuser', ['-u', 'postgres', '--', pgBin('pg_ctl'), '-D', dir, '-w', '-m', 'fast', 'stop'], {
+      stdio: 'ignore',
+    });
+  }
+}
+
 /**
  * Recovery with a primary (a directory store, the NAS) and a secondary (S3 on moto), both
  * holding the base backup and the WAL (archive_command = pgbp wal-push to both): pgbp recover
@@ -33,16 +83,7 @@ describe('pgbp recover with a primary and a secondary store', { timeout: 300_000
   beforeAll(async () => {
     expect((await runCli(['--version'])).code).toBe(0);
     bucket = await createBucket();
-    archiving = await startArchivingCluster({
-      walSegmentMb: 1,
-      config: (root, url) =>
-        writeConfigFile(root, {
-          stage: 'local',
-          stores: { primary: { url }, secondary: { url: `s3://${bucket}/backups` } },
-          wal: { cluster: CLUSTER },
-          basebackup: { threads: 1 },
-        }),
-    });
+    archiving = await startTwoStoreCluster(bucket);
     config = join(archiving.root, 'stage.yml');
     const { source } = archiving;
     source.sql('create table t (id int primary key, payload text)');
@@ -61,47 +102,13 @@ describe('pgbp recover with a primary and a secondary store', { timeout: 300_000
   });
 
   afterAll(() => {
-    for (const dir of started) {
-      if (existsSync(join(dir, 'postmaster.pid')))
-        spawnSync(
-          'runuser',
-          ['-u', 'postgres', '--', pgBin('pg_ctl'), '-D', dir, '-w', '-m', 'fast', 'stop'],
-          {
-            stdio: 'ignore',
-          },
-        );
-    }
+    stopServers(started);
     archiving?.source.remove();
   });
 
   /** The primary's copy of the tar stream, on the NAS. */
   function primaryTar(): string {
     return join(archiving.storeDir as string, baseBackupKeys('', CLUSTER, baseId).tar('base'));
-  }
-
-  /** A new, empty --pgdata the postgres user may own. */
-  function emptyPgdata(name: string): string {
-    const dir = join(archiving.root, name);
-    mkdirSync(dir, { mode: 0o700 });
-    spawnSync('chown', ['postgres:postgres', dir]);
-    return dir;
-  }
-
-  function recover(pgdata: string, extra: string[], port?: number) {
-    return runCli(
-      [
-        'recover',
-        '--pgdata',
-        pgdata,
-        '--latest',
-        ...(port ? ['--start', '--port', String(port)] : []),
-        '--config',
-        config,
-        '--json',
-        ...extra,
-      ],
-      { env: { ...archiving.source.env(), ...(port ? { PGPORT: String(port) } : {}) } },
-    );
   }
 
   it('reads the secondary copy when the primary one has a flipped byte, says so, and recovers every row', async () => {
@@ -113,17 +120,17 @@ describe('pgbp recover with a primary and a secondary store', { timeout: 300_000
     writeFileSync(tar, flipped);
     try {
       // Forced to the damaged copy: refused, and --pgdata is as empty as it was.
-      const forced = emptyPgdata('forced-primary');
-      const refused = await recover(forced, ['--from', 'primary']);
+      const forced = emptyPgdata(archiving, 'forced-primary');
+      const refused = await recoverLatest(archiving, forced, ['--from', 'primary']);
       expect(refused.code).not.toBe(0);
       expect(refused.stderr).toMatch(/CorruptBackupError: base backup .* is corrupt/);
       expect(readdirSync(forced)).toEqual([]);
       expect(readdirSync(archiving.root).filter((n) => n.startsWith('.forced-primary'))).toEqual([]);
 
-      const pgdata = emptyPgdata('recovered');
+      const pgdata = emptyPgdata(archiving, 'recovered');
       started.push(pgdata);
       const port = await freePort();
-      const recovery = await recover(pgdata, [], port);
+      const recovery = await recoverLatest(archiving, pgdata, [], port);
       expect(recovery.code, recovery.stderr).toBe(0);
       expect(recovery.stderr).toContain(
         `base backup ${baseId}: read the secondary store's copy (s3://${bucket}/backups): the primary copy was damaged: base backup ${baseId} is corrupt`,
@@ -156,7 +163,7 @@ describe('pgbp recover with a primary and a secondary store', { timeout: 300_000
     const manifest = join(archiving.storeDir as string, baseBackupKeys('', CLUSTER, baseId).manifest);
     renameSync(manifest, `${manifest}.away`);
     try {
-      const missing = await recover(emptyPgdata('missing-primary'), []);
+      const missing = await recoverLatest(archiving, emptyPgdata(archiving, 'missing-primary'), []);
       expect(missing.code, missing.stderr).toBe(0);
       expect(missing.stderr).toContain(
         `base backup ${baseId}: read the secondary store's copy (s3://${bucket}/backups): the primary copy was missing`,
@@ -164,11 +171,11 @@ describe('pgbp recover with a primary and a secondary store', { timeout: 300_000
     } finally {
       renameSync(`${manifest}.away`, manifest);
     }
-    const nearest = await recover(emptyPgdata('nearest'), []);
+    const nearest = await recoverLatest(archiving, emptyPgdata(archiving, 'nearest'), []);
     expect(nearest.code, nearest.stderr).toBe(0);
     expect(nearest.stderr).toContain(`base backup ${baseId}: read the primary store's copy (file://`);
-    const forcedDir = emptyPgdata('forced-secondary');
-    const forced = await recover(forcedDir, ['--from', 'secondary']);
+    const forcedDir = emptyPgdata(archiving, 'forced-secondary');
+    const forced = await recoverLatest(archiving, forcedDir, ['--from', 'secondary']);
     expect(readFileSync(join(forcedDir, 'postgresql.auto.conf'), 'utf8')).toContain(
       `--store s3://${bucket}/backups`,
     );
@@ -196,16 +203,7 @@ describe('pgbp recover checking the archive of both stores', { timeout: 300_000 
 
   beforeAll(async () => {
     bucket = await createBucket();
-    archiving = await startArchivingCluster({
-      walSegmentMb: 1,
-      config: (root, url) =>
-        writeConfigFile(root, {
-          stage: 'local',
-          stores: { primary: { url }, secondary: { url: `s3://${bucket}/backups` } },
-          wal: { cluster: CLUSTER },
-          basebackup: { threads: 1 },
-        }),
-    });
+    archiving = await startTwoStoreCluster(bucket);
     config = join(archiving.root, 'stage.yml');
     const { source } = archiving;
     source.sql('create table t (id int primary key, payload text)');
@@ -224,42 +222,9 @@ describe('pgbp recover checking the archive of both stores', { timeout: 300_000 
   });
 
   afterAll(() => {
-    for (const dir of started) {
-      if (existsSync(join(dir, 'postmaster.pid')))
-        spawnSync(
-          'runuser',
-          ['-u', 'postgres', '--', pgBin('pg_ctl'), '-D', dir, '-w', '-m', 'fast', 'stop'],
-          {
-            stdio: 'ignore',
-          },
-        );
-    }
+    stopServers(started);
     archiving?.source.remove();
   });
-
-  function emptyPgdata(name: string): string {
-    const dir = join(archiving.root, name);
-    mkdirSync(dir, { mode: 0o700 });
-    spawnSync('chown', ['postgres:postgres', dir]);
-    return dir;
-  }
-
-  function recover(pgdata: string, extra: string[], port?: number) {
-    return runCli(
-      [
-        'recover',
-        '--pgdata',
-        pgdata,
-        '--latest',
-        ...(port ? ['--start', '--port', String(port)] : []),
-        '--config',
-        config,
-        '--json',
-        ...extra,
-      ],
-      { env: { ...archiving.source.env(), ...(port ? { PGPORT: String(port) } : {}) } },
-    );
-  }
 
   /** Takes a segment out of the NAS until the returned function puts it back. */
   async function hideOnNas(name: string): Promise<() => void> {
@@ -292,8 +257,8 @@ describe('pgbp recover checking the archive of both stores', { timeout: 300_000 
     const backOnNas = await hideOnNas(first);
     const backInS3 = await hideInS3(first);
     try {
-      const pgdata = emptyPgdata('no-store-holds');
-      const refused = await recover(pgdata, []);
+      const pgdata = emptyPgdata(archiving, 'no-store-holds');
+      const refused = await recoverLatest(archiving, pgdata, []);
       expect(refused.code).not.toBe(0);
       expect(refused.stderr).toMatch(
         new RegExp(
@@ -314,18 +279,18 @@ describe('pgbp recover checking the archive of both stores', { timeout: 300_000 
     const backInS3 = await hideInS3(second);
     try {
       // --from primary: its wal-fetch reads the NAS alone, which lacks the segment: refused.
-      const alone = emptyPgdata('from-primary');
-      const refused = await recover(alone, ['--from', 'primary']);
+      const alone = emptyPgdata(archiving, 'from-primary');
+      const refused = await recoverLatest(archiving, alone, ['--from', 'primary']);
       expect(refused.code).not.toBe(0);
       expect(refused.stderr).toMatch(
         new RegExp(`WAL segment ${first} is missing from the archive.*the furthest point reachable is`),
       );
       expect(readdirSync(alone)).toEqual([]);
 
-      const pgdata = emptyPgdata('both');
+      const pgdata = emptyPgdata(archiving, 'both');
       started.push(pgdata);
       const port = await freePort();
-      const recovery = await recover(pgdata, [], port);
+      const recovery = await recoverLatest(archiving, pgdata, [], port);
       expect(recovery.code, recovery.stderr).toBe(0);
       expect(recovery.stderr).toContain(
         `base backup ${baseId}: read the primary store's copy (file://${archiving.storeDir})`,

@@ -75,8 +75,10 @@ async function push(name: string, url: string, bytes = readFileSync(join(work, n
   expect(code, stderr.text()).toBe(0);
 }
 
-/** A stage with the NAS (a directory) as the primary store and S3 on moto as the secondary. */
-async function twoStores(): Promise<{ nas: string; s3: string; config: string; bucket: string }> {
+/** A stage with the NAS (a directory) as the primary store and S3 on moto as the secondary, and `more` config lines. */
+async function twoStores(
+  more: readonly string[] = [],
+): Promise<{ nas: string; s3: string; config: string; bucket: string }> {
   const bucket = await createBucket();
   const nas = mkdtempSync(join(work, 'nas-'));
   const config = join(nas, '..', `${bucket}.yml`);
@@ -87,6 +89,7 @@ async function twoStores(): Promise<{ nas: string; s3: string; config: string; b
       'stores:',
       `  primary: { url: "file://${nas}" }`,
       `  secondary: { url: "s3://${bucket}/backups" }`,
+      ...more,
     ].join('\n'),
   );
   return { nas, s3: `s3://${bucket}/backups`, config, bucket };
@@ -324,19 +327,10 @@ describe('the scheduled backup run', () => {
   });
 
   it('alerts what it could not copy and what conflicts, naming the store and cause, and the backup succeeds', async () => {
-    const { nas, s3, bucket } = await twoStores();
     const inbox = await alertInbox('sync-problems');
-    const config = join(nas, '..', `${bucket}-alerts.yml`);
-    writeFileSync(
-      config,
-      [
-        'stage: local',
-        'stores:',
-        `  primary: { url: "file://${nas}" }`,
-        `  secondary: { url: "${s3}" }`,
-        `alerts: { console: false, snsTopicArn: "${inbox.topicArn}" }`,
-      ].join('\n'),
-    );
+    const { nas, s3, config } = await twoStores([
+      `alerts: { console: false, snsTopicArn: "${inbox.topicArn}" }`,
+    ]);
     const database = uniqueDbName('sync_alert');
     await createDatabase(
       database,
