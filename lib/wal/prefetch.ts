@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   DEFAULT_SEGMENT_BYTES,
   segmentName,
@@ -67,8 +68,6 @@ const IDLE_MS = 30_000;
 const MISSING_RETRY_MS = 1_000;
 /** How often the "not archived" records of the history files are renewed (see absent.ts). */
 const HISTORY_RENEW_MS = 1_000;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * How many prefetches run at once unless configured: one when every store is a directory, where

@@ -2,6 +2,7 @@ import { existsSync, type FSWatcher, watch } from 'node:fs';
 import { mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { setPriority } from 'node:os';
 import { basename, dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseWalFileName } from '../domain/wal-names.js';
 import { type PushDeps, type PushOutcome, pushWal, type RoleArchive } from './push.js';
 import {
@@ -29,8 +30,6 @@ const IDLE_MS = 5_000;
  * for is pushed by its own call at the server's priority when the pusher cannot take it.
  */
 const PUSHER_NICENESS = 10;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function signal(): { readonly promise: Promise<void>; readonly fire: () => void } {
   let fire = () => {};
