@@ -2,15 +2,21 @@
  * WAL archive benchmark (`npm run bench:wal`): one JSON line, every ratio measured in one run.
  *
  * Push under a burst: `pgbench -i -s BENCH_WAL_SCALE` (50 by default: about 700 MB of WAL) on a
- * fresh cluster archiving with `cp %p DIR/%f`, then on another archiving with pgbp wal-push to a
- * directory store. Reported: the load's duration with each (the ratio is what archiving costs
- * the load) and how long after the load's end the archive was caught up (the last segment the
- * load wrote, switched out at its end, archived).
+ * fresh cluster archiving with `cp %p DIR/%f`, and on another archiving with pgbp wal-push to a
+ * directory store, BENCH_WAL_PUSH_ROUNDS times each (3), in the order cp, pgbp, pgbp, cp, cp,
+ * pgbp: a drift of the machine's speed over the run falls on both alike. Reported: the shortest
+ * load with each (the ratio is what archiving costs the load) and the longest time after a load's
+ * end until the archive was caught up (the last segment the load wrote, switched out at its end,
+ * archived).
  *
- * Replay: a base backup (pg_basebackup -X none) taken before pgbp's load is recovered to the end
- * of the archive three times: `restore_command = 'cp DIR/%f %p'` from the same WAL decompressed
- * into a plain directory, pgbp wal-fetch from the directory store, and from S3 (moto). Recovery
- * time is from the server's start to the end of recovery.
+ * Replay: a base backup (pg_basebackup -X none) taken before pgbp's first load is recovered to
+ * the end of the archive with `restore_command = 'cp DIR/%f %p'` from the same WAL decompressed
+ * into a plain directory, with pgbp wal-fetch from the directory store, and from S3 (moto):
+ * BENCH_WAL_REPLAY_ROUNDS rounds (3), each in another order, after one uncounted recovery (the
+ * run's first is slower whatever it uses); the shortest of each is reported. Recovery time is
+ * from the server's start until its log says it accepts connections, read by this process: a
+ * psql every few milliseconds would take the CPU it measures (on two cores the prefetcher needs
+ * the one that redo leaves), and dirty pages are written out (`sync`) before each start.
  *
  * Every cluster here runs with `fsync = on`, as production does (the tests' scratch clusters turn
  * it off for speed): a server that fsyncs pays for its WAL flushes, restartpoints and the
@@ -19,9 +25,11 @@
  * `replayFsyncOff` (they add a few seconds): without the disk's cost, they show what restore_command
  * itself adds per segment.
  *
- * `nodeStarts` counts, per pgbp replay, the calls of restore_command that started Node (the
- * launcher, cli/pgbp, answers the others itself) and the prefetchers started: a count, not a
- * time, so it does not depend on how loaded the machine is.
+ * `nodeStarts` counts, in the pgbp replay that had the most, the calls of restore_command that
+ * started Node (the launcher, cli/pgbp, answers the others itself) and the prefetchers started: a
+ * count, not a time, so it does not depend on how loaded the machine is. `nodeCpuSeconds` is the
+ * CPU those Node processes and their children (zstd, cksum) used in one replay, the least of the
+ * rounds: what the fetch takes from the cores that redo runs on.
  *
  * Also: stored bytes per segment, and the peak RSS of one push and one fetch.
  */
@@ -41,10 +49,13 @@ import {
   startCluster,
   writeSettings,
 } from '../test/support/scratch-cluster.js';
-import { pgbpCommand, shellQuote } from '../test/support/wal.js';
+import { shellQuote } from '../test/support/wal.js';
 import { startMoto } from './support/moto.js';
 
 const scale = Number(process.env.BENCH_WAL_SCALE ?? 50);
+/** Loads per archive_command (cp, pgbp), and replays per restore_command; the best of each is reported. */
+const pushRounds = Number(process.env.BENCH_WAL_PUSH_ROUNDS ?? 3);
+const replayRounds = Number(process.env.BENCH_WAL_REPLAY_ROUNDS ?? 3);
 const round3 = (n: number) => Math.round(n * 1000) / 1000;
 const seconds = (from: bigint) => Number(process.hrtime.bigint() - from) / 1e9;
 
@@ -90,7 +101,14 @@ async function burst(cluster: ScratchCluster, beforeLoad?: () => void): Promise<
   return { loadSeconds, catchUpSeconds, segments };
 }
 
-/** Recovers a copy of `backup` with `restoreCommand` to the end of the archive; seconds. */
+/**
+ * Recovers a copy of `backup` with `restoreCommand` to the end of the archive; seconds, from the
+ * server's start to its log's "ready to accept connections" (the end-of-recovery checkpoint done).
+ * The end is read from the log in this process, not asked of the server: a psql every few
+ * milliseconds (a client and a backend each time) would take a core's worth of CPU from what it
+ * measures, and on two cores the prefetcher needs the one that redo leaves. Dirty pages of the
+ * step before are written out first (`sync`), so that no replay pays for another's writes.
+ */
 async function replay(backup: string, name: string, restoreCommand: string, fsync: boolean): Promise<number> {
   // A root of its own: removing the recovered cluster removes its root.
   const root = scratchRoot();
@@ -102,24 +120,29 @@ async function replay(backup: string, name: string, restoreCommand: string, fsyn
   try {
     writeSettings(data, { archive_mode: 'off', restore_command: restoreCommand });
     writeFileSync(join(data, 'recovery.signal'), '');
+    execFileSync('sync');
     const started = process.hrtime.bigint();
     cluster.start({ wait: false });
-    await until(
-      'recovery to end',
-      () => {
-        const r = spawnSync('psql', ['-XAtqc', 'select not pg_is_in_recovery()'], {
-          env: cluster.env(),
-          encoding: 'utf8',
-        });
-        return r.status === 0 && r.stdout.trim() === 't';
-      },
-      1_800_000,
-      20,
-    );
-    return seconds(started);
+    await until('recovery to end', () => recoveryEnded(cluster.log), 1_800_000, 10);
+    const seconds_ = seconds(started);
+    const inRecovery = cluster.sql('select pg_is_in_recovery()');
+    if (inRecovery !== 'f') throw new Error(`${name}: the server is still in recovery`);
+    return seconds_;
   } finally {
     cluster.remove();
   }
+}
+
+/** Whether the server log says recovery has ended and the server accepts (read-write) connections. */
+function recoveryEnded(log: string): boolean {
+  let text: string;
+  try {
+    text = readFileSync(log, 'utf8');
+  } catch {
+    return false;
+  }
+  if (/FATAL|PANIC/.test(text)) throw new Error(`the recovering server failed:\n${text.slice(-2000)}`);
+  return /database system is ready to accept connections/.test(text);
 }
 
 /**
@@ -129,15 +152,18 @@ async function replay(backup: string, name: string, restoreCommand: string, fsyn
 function countedFetch(
   dir: string,
   url: string,
-): { readonly command: string; readonly starts: () => string[] } {
+): { readonly command: string; readonly starts: () => string[]; readonly cpuSeconds: () => Promise<number> } {
   const log = join(dir, 'node-starts');
+  const cpuLog = join(dir, 'node-cpu');
   const node = join(dir, 'node');
-  writeFileSync(log, '');
   const { uid, gid } = postgresIds();
-  chownSync(log, uid, gid);
+  for (const file of [log, cpuLog]) {
+    writeFileSync(file, '');
+    chownSync(file, uid, gid);
+  }
   writeFileSync(
     node,
-    `#!/bin/sh\nprintf '%s %s %s\\n' "$2" "$3" "$(date +%s.%N)" >>${shellQuote(log)}\nexec ${shellQuote(process.execPath)} "$@"\n`,
+    `#!/bin/sh\nprintf '%s %s %s\\n' "$2" "$3" "$(date +%s.%N)" >>${shellQuote(log)}\nexec /usr/bin/time -a -o ${shellQuote(cpuLog)} -f '%U %S' ${shellQuote(process.execPath)} "$@"\n`,
     { mode: 0o755 },
   );
   const args = ['wal-fetch', '%f', '%p', '--store', url];
@@ -148,6 +174,17 @@ function countedFetch(
       ...args.map((a) => (a.startsWith('%') ? a : shellQuote(a))),
     ].join(' '),
     starts: () => readFileSync(log, 'utf8').split('\n').filter(Boolean),
+    // The prefetcher outlives the recovery by a few seconds (it removes its records once they
+    // are too old to answer): its line is written when it exits.
+    cpuSeconds: async () => {
+      const nodes = () => readFileSync(log, 'utf8').split('\n').filter(Boolean).length;
+      const lines = () =>
+        readFileSync(cpuLog, 'utf8')
+          .split('\n')
+          .filter((l) => /^[0-9.]+ [0-9.]+$/.test(l));
+      await until('the prefetcher to exit', () => lines().length >= nodes(), 120_000);
+      return lines().reduce((sum, l) => sum + l.split(' ').reduce((a, b) => a + Number(b), 0), 0);
+    },
   };
 }
 
@@ -177,22 +214,47 @@ async function main(): Promise<void> {
       fsync: true,
     };
 
-    const cpRoot = scratchRoot();
-    roots.push(cpRoot);
-    const cpDir = postgresDir(cpRoot, 'archive');
-    const cpCluster = await startCluster({
-      root: cpRoot,
-      settings: { ...settings, archive_command: `cp %p ${shellQuote(cpDir)}/%f` },
-    });
-    const cpBurst = await burst(cpCluster);
-    cpCluster.remove();
-
+    /** A load on a fresh cluster archiving with cp. */
+    const cpRun = async () => {
+      const cpRoot = scratchRoot();
+      roots.push(cpRoot);
+      const cpDir = postgresDir(cpRoot, 'archive');
+      const cpCluster = await startCluster({
+        root: cpRoot,
+        settings: { ...settings, archive_command: `cp %p ${shellQuote(cpDir)}/%f` },
+      });
+      const result = await burst(cpCluster);
+      cpCluster.remove();
+      return result;
+    };
+    // The loads in the order cp, pgbp, pgbp, cp (and so on for more rounds): a drift of the
+    // machine's speed over the run (the page cache filling, the disk's writeback) falls on both
+    // alike. The first pgbp load's WAL is the one replayed.
+    const cpBursts = [await cpRun()];
     const { root, source, url, storeDir: pgbpStore } = await startArchivingCluster({ settings });
     roots.push(root);
     const storeDir = pgbpStore as string;
     const backup = join(root, 'backup');
-    const pgbpBurst = await burst(source, () => plainBaseBackup(source, backup));
+    const pgbpBursts = [await burst(source, () => plainBaseBackup(source, backup))];
     source.stop('fast');
+    for (let round = 1; round < pushRounds; round++) {
+      const again = async () => {
+        const other = await startArchivingCluster({ settings });
+        roots.push(other.root);
+        pgbpBursts.push(await burst(other.source));
+        other.source.remove();
+      };
+      if (round % 2 === 1) {
+        await again();
+        cpBursts.push(await cpRun());
+      } else {
+        cpBursts.push(await cpRun());
+        await again();
+      }
+    }
+    const cpLoad = Math.min(...cpBursts.map((b) => b.loadSeconds));
+    const pgbpLoad = Math.min(...pgbpBursts.map((b) => b.loadSeconds));
+    const pgbpBurst = pgbpBursts[0] as BurstResult;
 
     // The same WAL: decompressed into a plain directory for cp, and pushed to S3.
     const plain = postgresDir(root, 'plain');
@@ -251,37 +313,49 @@ async function main(): Promise<void> {
     }
 
     const cpCommand = `cp ${shellQuote(plain)}/%f %p`;
-    const fileFetch = countedFetch(postgresDir(root, 'count-file'), url);
-    const s3Fetch = countedFetch(postgresDir(root, 's3-count'), s3Url);
-    const replayCp = await replay(backup, 'cp', cpCommand, true);
-    const replayFile = await replay(backup, 'file', fileFetch.command, true);
-    const replayS3 = await replay(backup, 's3', s3Fetch.command, true);
-    const nodeStarts = (starts: string[]) => ({
-      fetch: starts.filter((s) => s.startsWith('wal-fetch ')).length,
-      prefetch: starts.filter((s) => s.startsWith('wal-prefetch ')).length,
+    const kinds = ['cp', 'file', 's3'] as const;
+    type Kind = (typeof kinds)[number];
+    /** Each kind's replays, each round in another order (cp, file, s3; file, s3, cp; ...). */
+    const replays = async (fsync: boolean) => {
+      const times: Record<Kind, number[]> = { cp: [], file: [], s3: [] };
+      const starts: Record<Exclude<Kind, 'cp'>, string[][]> = { file: [], s3: [] };
+      const cpu: Record<Exclude<Kind, 'cp'>, number[]> = { file: [], s3: [] };
+      for (let round = 0; round < replayRounds; round++) {
+        for (let i = 0; i < kinds.length; i++) {
+          const kind = kinds[(round + i) % kinds.length] as Kind;
+          const label = `${kind}-${fsync ? 'on' : 'off'}-${round}`;
+          if (kind === 'cp') {
+            times.cp.push(await replay(backup, label, cpCommand, fsync));
+            continue;
+          }
+          const counted = countedFetch(postgresDir(root, `count-${label}`), kind === 'file' ? url : s3Url);
+          times[kind].push(await replay(backup, label, counted.command, fsync));
+          starts[kind].push(counted.starts());
+          cpu[kind].push(await counted.cpuSeconds());
+        }
+      }
+      const best = (kind: Kind) => Math.min(...times[kind]);
+      return { times, best, starts, cpu };
+    };
+    // The run's first recovery is slower, whichever restore_command it uses (the page cache
+    // still holds the load's writes): one is run first and not counted.
+    await replay(backup, 'warm-up', cpCommand, true);
+    const on = await replays(true);
+    /** The most restore_command calls that started Node in one replay, by what they ran. */
+    const nodeStarts = (perReplay: string[][]) => ({
+      fetch: Math.max(...perReplay.map((s) => s.filter((l) => l.startsWith('wal-fetch ')).length)),
+      prefetch: Math.max(...perReplay.map((s) => s.filter((l) => l.startsWith('wal-prefetch ')).length)),
     });
-    const startsFile = nodeStarts(fileFetch.starts());
-    const startsS3 = nodeStarts(s3Fetch.starts());
     console.error(
-      `restore_command calls that started Node (file store): ${fileFetch
-        .starts()
+      `replay seconds, fsync on: ${JSON.stringify(on.times)}; calls that started Node (file store, first round): ${(
+        on.starts.file[0] ?? []
+      )
         .map((s) => s.split(' ').slice(0, 2).join(' '))
         .join(', ')}`,
     );
     // Without fsync: what restore_command itself adds, without the disk's cost on both sides.
-    const offCp = await replay(backup, 'cp-off', cpCommand, false);
-    const offFile = await replay(
-      backup,
-      'file-off',
-      pgbpCommand(['wal-fetch', '%f', '%p', '--store', url]),
-      false,
-    );
-    const offS3 = await replay(
-      backup,
-      's3-off',
-      pgbpCommand(['wal-fetch', '%f', '%p', '--store', s3Url]),
-      false,
-    );
+    const off = await replays(false);
+    console.error(`replay seconds, fsync off: ${JSON.stringify(off.times)}`);
 
     const sample = names.find((n) => /^[0-9A-F]{24}$/.test(n)) ?? '';
     const rssDir = postgresDir(root, 'rss');
@@ -304,27 +378,35 @@ async function main(): Promise<void> {
         scale,
         segments: pgbpBurst.segments,
         push: {
-          cpLoadSeconds: round3(cpBurst.loadSeconds),
-          pgbpLoadSeconds: round3(pgbpBurst.loadSeconds),
-          loadRatio: round3(pgbpBurst.loadSeconds / cpBurst.loadSeconds),
-          cpCatchUpSeconds: round3(cpBurst.catchUpSeconds),
-          pgbpCatchUpSeconds: round3(pgbpBurst.catchUpSeconds),
+          rounds: pushRounds,
+          cpLoadSeconds: round3(cpLoad),
+          pgbpLoadSeconds: round3(pgbpLoad),
+          loadRatio: round3(pgbpLoad / cpLoad),
+          cpCatchUpSeconds: round3(Math.max(...cpBursts.map((b) => b.catchUpSeconds))),
+          pgbpCatchUpSeconds: round3(Math.max(...pgbpBursts.map((b) => b.catchUpSeconds))),
         },
         replay: {
+          rounds: replayRounds,
           segments: segmentCount,
-          cpSeconds: round3(replayCp),
-          fileSeconds: round3(replayFile),
-          s3Seconds: round3(replayS3),
-          fileRatio: round3(replayFile / replayCp),
-          s3Ratio: round3(replayS3 / replayCp),
+          cpSeconds: round3(on.best('cp')),
+          fileSeconds: round3(on.best('file')),
+          s3Seconds: round3(on.best('s3')),
+          fileRatio: round3(on.best('file') / on.best('cp')),
+          s3Ratio: round3(on.best('s3') / on.best('cp')),
         },
-        nodeStarts: { file: startsFile, s3: startsS3 },
+        nodeStarts: { file: nodeStarts(on.starts.file), s3: nodeStarts(on.starts.s3) },
+        // CPU seconds of the Node processes a replay started (the prefetcher, and any wal-fetch
+        // that reached Node), with their children (zstd, cksum): the least of the rounds.
+        nodeCpuSeconds: {
+          file: round3(Math.min(...on.cpu.file)),
+          s3: round3(Math.min(...on.cpu.s3)),
+        },
         replayFsyncOff: {
-          cpSeconds: round3(offCp),
-          fileSeconds: round3(offFile),
-          s3Seconds: round3(offS3),
-          fileRatio: round3(offFile / offCp),
-          s3Ratio: round3(offS3 / offCp),
+          cpSeconds: round3(off.best('cp')),
+          fileSeconds: round3(off.best('file')),
+          s3Seconds: round3(off.best('s3')),
+          fileRatio: round3(off.best('file') / off.best('cp')),
+          s3Ratio: round3(off.best('s3') / off.best('cp')),
         },
         storedBytesPerSegment: Math.round(storedBytes / Math.max(segmentCount, 1)),
         segmentBytes,
