@@ -346,16 +346,17 @@ async function main(): Promise<void> {
       fetch: Math.max(...perReplay.map((s) => s.filter((l) => l.startsWith('wal-fetch ')).length)),
       prefetch: Math.max(...perReplay.map((s) => s.filter((l) => l.startsWith('wal-prefetch ')).length)),
     });
+    /** The calls that started Node in each replay, as `what name` (the prefetchers' and any wal-fetch's). */
+    const startLines = (perReplay: string[][]) =>
+      perReplay.map((lines) => lines.map((l) => l.split(' ').slice(0, 2).join(' ')).join(', ')).join(' | ');
     console.error(
-      `replay seconds, fsync on: ${JSON.stringify(on.times)}; calls that started Node (file store, first round): ${(
-        on.starts.file[0] ?? []
-      )
-        .map((s) => s.split(' ').slice(0, 2).join(' '))
-        .join(', ')}`,
+      `replay seconds, fsync on: ${JSON.stringify(on.times)}; calls that started Node, file store: ${startLines(on.starts.file)}; S3: ${startLines(on.starts.s3)}`,
     );
     // Without fsync: what restore_command itself adds, without the disk's cost on both sides.
     const off = await replays(false);
-    console.error(`replay seconds, fsync off: ${JSON.stringify(off.times)}`);
+    console.error(
+      `replay seconds, fsync off: ${JSON.stringify(off.times)}; calls that started Node, file store: ${startLines(off.starts.file)}; S3: ${startLines(off.starts.s3)}`,
+    );
 
     const sample = names.find((n) => /^[0-9A-F]{24}$/.test(n)) ?? '';
     const rssDir = postgresDir(root, 'rss');
