@@ -31,6 +31,13 @@
  * CPU those Node processes and their children (zstd, cksum) used in one replay, the least of the
  * rounds: what the fetch takes from the cores that redo runs on.
  *
+ * Every recovery must end its redo where the first one did (the server log's "redo done at").
+ *
+ * Where pgBackRest is installed (Debian's package; nothing else needs it), the same replays with
+ * its archive-get, synchronous and `--archive-async`, from a repository holding the same WAL
+ * compressed as pgbp's (zstd, level 1): `pgbackrest*` in `replay` and `replayFsyncOff`, a
+ * reference measured on this machine in the same run.
+ *
  * Also: stored bytes per segment, and the peak RSS of one push and one fetch.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -41,6 +48,7 @@ import { FileStore } from '../lib/storage/file-store.js';
 import { plainBaseBackup, startArchivingCluster } from '../test/support/archiving-cluster.js';
 import { PGBP, PGBP_LAUNCHER } from '../test/support/cli.js';
 import {
+  asPostgres,
   pgBin,
   postgresDir,
   postgresIds,
@@ -109,7 +117,12 @@ async function burst(cluster: ScratchCluster, beforeLoad?: () => void): Promise<
  * measures, and on two cores the prefetcher needs the one that redo leaves. Dirty pages of the
  * step before are written out first (`sync`), so that no replay pays for another's writes.
  */
-async function replay(backup: string, name: string, restoreCommand: string, fsync: boolean): Promise<number> {
+async function replay(
+  backup: string,
+  name: string,
+  restoreCommand: string | ((data: string) => string),
+  fsync: boolean,
+): Promise<number> {
   // A root of its own: removing the recovered cluster removes its root.
   const root = scratchRoot();
   const data = join(root, `replay-${name}`);
@@ -118,20 +131,30 @@ async function replay(backup: string, name: string, restoreCommand: string, fsyn
   execFileSync('chown', ['-R', `${uid}:${gid}`, data]);
   const cluster = await startCluster({ root, data, start: false, settings: { fsync } });
   try {
-    writeSettings(data, { archive_mode: 'off', restore_command: restoreCommand });
+    const command = typeof restoreCommand === 'string' ? restoreCommand : restoreCommand(data);
+    writeSettings(data, { archive_mode: 'off', restore_command: command });
     writeFileSync(join(data, 'recovery.signal'), '');
     execFileSync('sync');
     const started = process.hrtime.bigint();
     cluster.start({ wait: false });
     await until('recovery to end', () => recoveryEnded(cluster.log), 1_800_000, 10);
-    const seconds_ = seconds(started);
-    const inRecovery = cluster.sql('select pg_is_in_recovery()');
-    if (inRecovery !== 'f') throw new Error(`${name}: the server is still in recovery`);
-    return seconds_;
+    const took = seconds(started);
+    if (cluster.sql('select pg_is_in_recovery()') !== 'f')
+      throw new Error(`${name}: the server is still in recovery`);
+    // Every recovery replays the same WAL to the same end: one that stopped short (a
+    // restore_command that failed, taken for the archive's end) would only look fast.
+    const end = /redo done at ([0-9A-F]+\/[0-9A-F]+)/.exec(readFileSync(cluster.log, 'utf8'))?.[1];
+    if (!end) throw new Error(`${name}: the server log names no end of redo`);
+    redoEnd ??= end;
+    if (end !== redoEnd) throw new Error(`${name}: redo ended at ${end}, the first recovery at ${redoEnd}`);
+    return took;
   } finally {
     cluster.remove();
   }
 }
+
+/** Where the first recovery's redo ended: every other must end there too. */
+let redoEnd: string | undefined;
 
 /** Whether the server log says recovery has ended and the server accepts (read-write) connections. */
 function recoveryEnded(log: string): boolean {
@@ -199,6 +222,50 @@ function peakRss(args: readonly string[], cwd: string, env: NodeJS.ProcessEnv): 
   return Math.round((kb / 1024) * 10) / 10;
 }
 
+/**
+ * pgBackRest (Debian's package, when installed: the tests never need it) beside pgbp, on the same
+ * WAL: a stanza created while the source runs, the WAL pushed into its repository with zstd at
+ * level 1 (pgbp's WAL default), and a restore_command of its archive-get, synchronous and async.
+ */
+function pgBackRest(root: string, source: ScratchCluster) {
+  if (spawnSync('pgbackrest', ['version'], { stdio: 'ignore' }).status !== 0) return undefined;
+  const conf = join(postgresDir(root, 'pgbackrest'), 'pgbackrest.conf');
+  const dirs = Object.fromEntries(
+    ['repo', 'log', 'lock', 'spool'].map((d) => [d, postgresDir(root, `pgbackrest-${d}`)]),
+  );
+  writeFileSync(
+    conf,
+    [
+      '[global]',
+      `repo1-path=${dirs.repo}`,
+      `log-path=${dirs.log}`,
+      `lock-path=${dirs.lock}`,
+      `spool-path=${dirs.spool}`,
+      'log-level-console=warn',
+      'log-level-file=off',
+      'compress-type=zst',
+      'compress-level=1',
+      '[bench]',
+      `pg1-path=${source.data}`,
+      `pg1-port=${source.port}`,
+      `pg1-socket-path=${source.root}`,
+      '',
+    ].join('\n'),
+  );
+  chownSync(conf, postgresIds().uid, postgresIds().gid);
+  const run = (...args: string[]) =>
+    asPostgres(['pgbackrest', `--config=${conf}`, '--stanza=bench', ...args]);
+  run('stanza-create');
+  return {
+    push: (file: string) => run('archive-push', file),
+    command:
+      (async: boolean) =>
+      (data: string): string =>
+        // A spool of each recovery's own (inside the root its cluster's removal removes).
+        `pgbackrest --config=${conf} --stanza=bench --pg1-path=${data}${async ? ` --archive-async --spool-path=${data}-spool` : ''} archive-get %f "%p"`,
+  };
+}
+
 async function main(): Promise<void> {
   const moto = await startMoto();
   Object.assign(process.env, moto.env);
@@ -233,6 +300,7 @@ async function main(): Promise<void> {
     const cpBursts = [await cpRun()];
     const { root, source, url, storeDir: pgbpStore } = await startArchivingCluster({ settings });
     roots.push(root);
+    const backRest = pgBackRest(root, source);
     const storeDir = pgbpStore as string;
     const backup = join(root, 'backup');
     const pgbpBursts = [await burst(source, () => plainBaseBackup(source, backup))];
@@ -312,20 +380,28 @@ async function main(): Promise<void> {
       );
     }
 
+    for (const n of backRest ? ordered : []) backRest?.push(join(plain, n));
+
     const cpCommand = `cp ${shellQuote(plain)}/%f %p`;
-    const kinds = ['cp', 'file', 's3'] as const;
-    type Kind = (typeof kinds)[number];
+    const allKinds = ['cp', 'file', 's3', 'pgbackrest', 'pgbackrestAsync'] as const;
+    type Kind = (typeof allKinds)[number];
+    const kinds = allKinds.filter((k) => backRest || !k.startsWith('pgbackrest'));
     /** Each kind's replays, each round in another order (cp, file, s3; file, s3, cp; ...). */
     const replays = async (fsync: boolean) => {
-      const times: Record<Kind, number[]> = { cp: [], file: [], s3: [] };
-      const starts: Record<Exclude<Kind, 'cp'>, string[][]> = { file: [], s3: [] };
-      const cpu: Record<Exclude<Kind, 'cp'>, number[]> = { file: [], s3: [] };
+      const times: Record<Kind, number[]> = { cp: [], file: [], s3: [], pgbackrest: [], pgbackrestAsync: [] };
+      const starts: Record<'file' | 's3', string[][]> = { file: [], s3: [] };
+      const cpu: Record<'file' | 's3', number[]> = { file: [], s3: [] };
       for (let round = 0; round < replayRounds; round++) {
         for (let i = 0; i < kinds.length; i++) {
           const kind = kinds[(round + i) % kinds.length] as Kind;
           const label = `${kind}-${fsync ? 'on' : 'off'}-${round}`;
           if (kind === 'cp') {
             times.cp.push(await replay(backup, label, cpCommand, fsync));
+            continue;
+          }
+          if (kind === 'pgbackrest' || kind === 'pgbackrestAsync') {
+            const command = backRest?.command(kind === 'pgbackrestAsync') as (data: string) => string;
+            times[kind].push(await replay(backup, label, command, fsync));
             continue;
           }
           const counted = countedFetch(postgresDir(root, `count-${label}`), kind === 'file' ? url : s3Url);
@@ -394,6 +470,14 @@ async function main(): Promise<void> {
           s3Seconds: round3(on.best('s3')),
           fileRatio: round3(on.best('file') / on.best('cp')),
           s3Ratio: round3(on.best('s3') / on.best('cp')),
+          ...(backRest
+            ? {
+                pgbackrestSeconds: round3(on.best('pgbackrest')),
+                pgbackrestAsyncSeconds: round3(on.best('pgbackrestAsync')),
+                pgbackrestRatio: round3(on.best('pgbackrest') / on.best('cp')),
+                pgbackrestAsyncRatio: round3(on.best('pgbackrestAsync') / on.best('cp')),
+              }
+            : {}),
         },
         nodeStarts: { file: nodeStarts(on.starts.file), s3: nodeStarts(on.starts.s3) },
         // CPU seconds of the Node processes a replay started (the prefetcher, and any wal-fetch
@@ -408,6 +492,12 @@ async function main(): Promise<void> {
           s3Seconds: round3(off.best('s3')),
           fileRatio: round3(off.best('file') / off.best('cp')),
           s3Ratio: round3(off.best('s3') / off.best('cp')),
+          ...(backRest
+            ? {
+                pgbackrestRatio: round3(off.best('pgbackrest') / off.best('cp')),
+                pgbackrestAsyncRatio: round3(off.best('pgbackrestAsync') / off.best('cp')),
+              }
+            : {}),
         },
         storedBytesPerSegment: Math.round(storedBytes / Math.max(segmentCount, 1)),
         segmentBytes,
