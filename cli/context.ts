@@ -32,3 +32,12 @@ export function out(deps: CliDeps, text: string): void {
 export function err(deps: CliDeps, text: string): void {
   deps.stderr.write(`${text}\n`);
 }
+
+/**
+ * The status of a wal-* command whose own code failed to load or run (only a broken install gets
+ * there): restore_command must then abort recovery (above 125), never end it as "not archived".
+ */
+export function walCommandFailed(argv: readonly string[], error: unknown, deps: CliDeps): number {
+  deps.stderr.write(`pgbp: ${(error as Error).name}: ${(error as Error).message}\n`);
+  return argv[0] === 'wal-fetch' ? 126 : 1;
+}

@@ -2,7 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { redact } from '../lib/domain/redact.js';
 import type { Interrupts } from '../lib/platform/interrupts.js';
 import packageJson from '../package.json' with { type: 'json' };
-import type { CliDeps, ExitHolder } from './context.js';
+import { type CliDeps, type ExitHolder, walCommandFailed } from './context.js';
 
 const defaultDeps: CliDeps = {
   env: process.env,
@@ -34,17 +34,6 @@ const commands: Record<string, () => Promise<Register>> = {
   sync: async () => (await import('./commands/sync.js')).registerSync,
 };
 
-/**
- * The commands PostgreSQL runs once per WAL file: parsed without commander and with nothing
- * loaded that they do not use, since their start-up is paid on every segment.
- */
-const walCommands: Record<string, (args: readonly string[], deps: CliDeps) => Promise<number>> = {
-  'wal-push': async (args, deps) => (await import('./commands/wal-run.js')).runWalPush(args, deps),
-  'wal-fetch': async (args, deps) => (await import('./commands/wal-run.js')).runWalFetch(args, deps),
-  'wal-prefetch': async (args, deps) => (await import('./commands/wal-run.js')).runWalPrefetch(args, deps),
-  'wal-push-ahead': async (args, deps) => (await import('./commands/wal-run.js')).runWalPushAhead(args, deps),
-};
-
 export async function buildProgram(deps: CliDeps, exit: ExitHolder, only?: string): Promise<Command> {
   const program = new Command('pgbp')
     .description('Backups of PostgreSQL that prove they restore: dump, list, verify, restore.')
@@ -74,15 +63,16 @@ function whatRuns(argv: readonly string[]): string {
  * begun, writes nothing more, and this returns 128 + the signal after one line saying so.
  */
 export async function main(argv: readonly string[], deps: CliDeps = defaultDeps): Promise<number> {
-  const wal = argv[0] !== undefined ? walCommands[argv[0]] : undefined;
-  if (wal && !argv.includes('--help') && !argv.includes('-h')) {
+  // The commands PostgreSQL runs once per WAL file: parsed without commander, and with nothing
+  // loaded that they do not use (cli/wal-main.ts; cli/pgbp.cjs runs them from their own bundle).
+  if (argv[0]?.startsWith('wal-')) {
+    let code: number | undefined;
     try {
-      return await wal(argv.slice(1), deps);
+      code = await (await import('./wal-main.js')).runWalCommand(argv, deps);
     } catch (error) {
-      // Only a broken install gets here; restore_command must then abort recovery, not end it.
-      deps.stderr.write(`pgbp: ${(error as Error).name}: ${(error as Error).message}\n`);
-      return argv[0] === 'wal-fetch' ? 126 : 1;
+      return walCommandFailed(argv, error, deps);
     }
+    if (code !== undefined) return code;
   }
   const exit: ExitHolder = { code: 0 };
   // Listened for from just before an action runs: help, a version or a usage error starts no

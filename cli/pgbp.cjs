@@ -3,7 +3,9 @@
 // cli/bundle.mjs). It reads no source and writes nothing here, so it runs from a read-only
 // install as any OS user. CommonJS, as is the CLI's front (dist/cli/main.cjs): Node starts a
 // CommonJS file with no module loader of its own, so a version, a help text or a usage error
-// costs little more than Node's own start-up; a command loads its work when it runs.
+// costs little more than Node's own start-up; a command loads its work when it runs. The wal-*
+// commands that PostgreSQL's calls run (and the prefetcher a recovery waits for) load neither:
+// they run from a bundle of their own (dist/wal/, see WAL in cli/bundle.mjs).
 'use strict';
 const { existsSync, readFileSync } = require('node:fs');
 const { join } = require('node:path');
@@ -41,9 +43,31 @@ async function early() {
   return fast.runFastPath(args, { cwd: process.cwd(), env: process.env, script: process.argv[1] });
 }
 
+/**
+ * A wal-* command's status from the wal bundle (dist/wal/, see WAL in cli/bundle.mjs), or
+ * undefined for the front to run the line (another command, a help text, no wal bundle built).
+ */
+async function wal() {
+  if (!args[0]?.startsWith('wal-')) return undefined;
+  const file = join(dist, 'wal', 'wal-main.cjs');
+  if (!existsSync(file)) return undefined;
+  const { runWalCommand } = require('./front.cjs').loadWal(file, join(dist, 'wal', 'aws-packages.cjs'));
+  return runWalCommand(args, {
+    env: process.env,
+    cwd: process.cwd(),
+    stdout: process.stdout,
+    stderr: process.stderr,
+  });
+}
+
 async function run() {
   const answered = await early();
   if (answered !== undefined) process.exit(answered);
+  const status = await wal();
+  if (status !== undefined) {
+    process.exitCode = status;
+    return;
+  }
   const entry = join(dist, 'cli', 'main.cjs');
   if (!existsSync(entry) || !existsSync(join(dist, 'work'))) unbuilt();
   // `pgbp --version` is what a supervisor or a health check runs: answered from package.json
@@ -60,5 +84,6 @@ async function run() {
 
 run().catch((error) => {
   process.stderr.write(`pgbp: ${error?.stack ?? error}\n`);
-  process.exit(1);
+  // A restore_command that could not run aborts recovery (above 125), never ends it as "not archived".
+  process.exit(args[0] === 'wal-fetch' ? 126 : 1);
 });
