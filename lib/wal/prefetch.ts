@@ -179,7 +179,12 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
     };
     /** Positions spooled again at the archive's end (once each). */
     const again = new Set<string>();
-    /** The next segment to fetch, or none: `full` when every one of the window is spooled or in flight. */
+    /**
+     * The next segment to fetch, or none: `full` when every one of the window is spooled or in
+     * flight. The name returned is in flight already: claimed before anything else is awaited, so
+     * that another worker's pick, on the same listing of the spool, does not take it too (both
+     * would fetch and decode it, into the same temporary files).
+     */
     const pick = async (): Promise<{ readonly name?: string; readonly full?: true }> => {
       const have = await spooled(dir);
       const timeline = timelineOf(position);
@@ -189,6 +194,7 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
       if (missing?.name === segmentName(timeline, first, segmentBytes) && !again.has(position)) {
         if (!have.has(position) && !inflight.has(position) && !refused.has(position)) {
           again.add(position);
+          inflight.add(position);
           return { name: position };
         }
       }
@@ -200,6 +206,7 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
           if (name !== missing.name || !existsSync(askedRecord(dir, name))) return {};
         }
         if (have.has(name) || inflight.has(name) || refused.has(name)) continue;
+        inflight.add(name);
         return { name };
       }
       return { full: true };
@@ -246,10 +253,10 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
           continue;
         }
         if ((await freeBytes(dir)) < 4 * segmentBytes) {
+          inflight.delete(name);
           noRoomAt = Date.now();
           continue;
         }
-        inflight.add(name);
         const marker = inflightMarker(dir, name);
         try {
           await writeFile(marker, '');
