@@ -46,11 +46,15 @@ export class FileStore implements BackupStore {
   readonly url: string;
   readonly root: string;
 
-  /** A directory on this machine: its free space, and files a compressor can write objects into. */
+  /**
+   * A directory on this machine: its free space, files a compressor can write objects into, and
+   * the files a decompressor can read objects from.
+   */
   readonly capabilities: StoreCapabilities = {
     local: {
       freeSpace: () => this.freeSpace(),
       openSink: (key, options) => this.openSink(key, options),
+      fileOf: (key) => this.pathOf(key),
     },
   };
 

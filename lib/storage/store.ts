@@ -181,6 +181,12 @@ export interface LocalFiles {
    * not apply.
    */
   openSink?(key: string, options?: PutOptions): Promise<FileSink>;
+  /**
+   * The file that holds the object at `key`, for another process to read its stored bytes
+   * itself (zstd decompressing a WAL segment), the bytes never passing through this one. Absent
+   * over a wrapper whose readers get other bytes than it stores (encryption).
+   */
+  fileOf?(key: string): string;
 }
 
 /**

@@ -219,9 +219,12 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
       decoder: SegmentDecoder,
     ): Promise<boolean> => {
       try {
-        const compressed = await storeOf(stored, deps).getBytes(stored.key);
+        // A directory store's object is read by zstd from its own file, not copied through here.
+        const store = storeOf(stored, deps);
+        const path = store.capabilities.local?.fileOf?.(stored.key);
+        const source = path ? { file: path } : { bytes: await store.getBytes(stored.key) };
         if (file.name < position) return false;
-        await spoolStored(dir, file.name, stored.sha256, compressed, decoder);
+        await spoolStored(dir, file.name, stored.sha256, source, decoder);
         return true;
       } catch {
         // Read again through the checked fetch, which retries, and says in its error what is wrong.

@@ -67,6 +67,9 @@ describe('the encrypting wrapper', () => {
     });
     // A child writing into the inner store's file would bypass the encryption.
     expect(store.capabilities.local?.openSink).toBeUndefined();
+    // A child reading the inner store's file would read the ciphertext.
+    expect(inner.capabilities.local?.fileOf?.(WAL)).toBe(join(dir, WAL));
+    expect(store.capabilities.local?.fileOf).toBeUndefined();
     expect(store.capabilities.local?.freeSpace).toBeDefined();
   });
 
