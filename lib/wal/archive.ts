@@ -2,6 +2,7 @@ import { ObjectExistsError } from '../domain/errors.js';
 import {
   archiveInfoKey,
   parseWalObjectKey,
+  walFolder,
   walObjectKey,
   walObjectPrefix,
 } from '../domain/physical-layout.js';
@@ -81,6 +82,34 @@ export class WalArchive {
       }
     }
     return found;
+  }
+}
+
+/**
+ * The archive as a reader of a run of segments (the prefetcher) sees it: each WAL folder is
+ * listed once for the segments in it, not once per segment (a request each to S3, whose CPU
+ * the recovery beside it waits for). A segment that a listing holds is archived, as objects are
+ * never overwritten; one it lacks is listed afresh, so "not archived" is only ever the answer of
+ * a listing made after the question.
+ */
+export class ListedWalArchive extends WalArchive {
+  private readonly folders = new Map<string, ReadonlyMap<string, StoredWalFile[]>>();
+
+  override async find(file: WalFileName): Promise<StoredWalFile[]> {
+    if (file.kind !== 'segment') return super.find(file);
+    const folder = walFolder(this.store.prefix, this.cluster, file);
+    const known = this.folders.get(folder)?.get(file.name);
+    if (known) return known;
+    const listed = new Map<string, StoredWalFile[]>();
+    for await (const object of this.store.list(`${folder}/`)) {
+      const parsed = parseWalObjectKey(object.key);
+      if (!parsed) continue;
+      const copies = listed.get(parsed.name) ?? [];
+      copies.push({ key: object.key, sha256: parsed.sha256, size: object.size });
+      listed.set(parsed.name, copies);
+    }
+    this.folders.set(folder, listed);
+    return listed.get(file.name) ?? [];
   }
 }
 

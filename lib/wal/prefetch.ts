@@ -10,6 +10,7 @@ import {
   type WalFileName,
 } from '../domain/wal-names.js';
 import { ABSENT_FRESH_S, askedRecord, dropAbsent, forgetAbsent, writeAbsent } from './absent.js';
+import { ListedWalArchive } from './archive.js';
 import { cksumOf } from './cksum.js';
 import {
   archiveInfo,
@@ -140,11 +141,19 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
     const inflight = new Set<string>();
     /** The names the archive lacked, whose "not archived" records (absent.ts) this wrote. */
     const recorded = new Set<string>();
+    // Each WAL folder listed once for the segments in it, afresh for a segment it lacked.
+    const listed: FetchDeps = {
+      ...deps,
+      archives: deps.archives.map(({ role, archive }) => ({
+        role,
+        archive: new ListedWalArchive(archive.store, archive.cluster),
+      })),
+    };
     /** What the archive says of `name` now, as a record the launcher may answer from. */
     const lookUp = async (name: string) => {
       const askedAt = Date.now();
       try {
-        const stored = await locateWal(walFileOf(name), deps);
+        const stored = await locateWal(walFileOf(name), listed);
         if (stored) await dropAbsent(dir, name);
         else {
           await writeAbsent(dir, name, askedAt);
