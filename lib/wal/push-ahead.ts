@@ -5,6 +5,7 @@ import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseWalFileName } from '../domain/wal-names.js';
 import { type PushDeps, type PushOutcome, pushWal, type RoleArchive } from './push.js';
+import { isEncoderDebris, SegmentEncoder } from './segment-encoder.js';
 import {
   entryName,
   inflightMarker,
@@ -166,9 +167,9 @@ export async function pushAhead(after: string, deps: PushDeps & AheadSettings): 
   const pgWal = join(deps.dataDir, 'pg_wal');
   let stored = 0;
   try {
-    // Markers an earlier pusher left when it died.
+    // Markers and copies an earlier pusher left when it died.
     for (const n of await readdir(records)) {
-      if (n.endsWith('.inflight')) await unlink(join(records, n)).catch(() => {});
+      if (n.endsWith('.inflight') || isEncoderDebris(n)) await unlink(join(records, n)).catch(() => {});
     }
     const inflight = new Set<string>();
     const refused = new Set<string>();
@@ -197,6 +198,14 @@ export async function pushAhead(after: string, deps: PushDeps & AheadSettings): 
       return undefined;
     };
     const worker = async () => {
+      const encoder = new SegmentEncoder(deps.env, records);
+      try {
+        await work(encoder);
+      } finally {
+        await encoder.close();
+      }
+    };
+    const work = async (encoder: SegmentEncoder) => {
       while (running()) {
         const name = await pick();
         if (!name) {
@@ -208,7 +217,7 @@ export async function pushAhead(after: string, deps: PushDeps & AheadSettings): 
         const marker = inflightMarker(records, name);
         try {
           await writeFile(marker, '', { mode: 0o600 });
-          const outcome = await pushWal(join(pgWal, name), deps, { check: true });
+          const outcome = await pushWal(join(pgWal, name), deps, { check: true, encoder });
           if (outcome.degraded) refused.add(name);
           else {
             await writeFile(join(records, entryName(name, outcome.sha256, outcome.check)), '', {

@@ -15,6 +15,7 @@ import type { ArchiveInfo, RoleArchive, WalArchive } from './archive.js';
 
 export type { RoleArchive } from './archive.js';
 
+import type { SegmentEncoder } from './segment-encoder.js';
 import { readWalFile } from './wal-read.js';
 
 /** A store that does not hold the file after the push (it could not be opened, read or written). */
@@ -48,6 +49,17 @@ export interface PushOutcome {
   readonly check?: string;
 }
 
+/** How a push reads its file. */
+export interface PushOptions {
+  /** Whether to say what cksum says of the bytes pushed (PushOutcome.check). */
+  readonly check?: boolean;
+  /**
+   * Reads the file from a private copy, with its cksum (the pusher's; see segment-encoder.ts);
+   * through pipes when it has no room for the copy.
+   */
+  readonly encoder?: SegmentEncoder;
+}
+
 /** What the push learned of the file before storing it, from its one read. */
 interface Examined {
   readonly file: WalFileName;
@@ -76,9 +88,11 @@ async function examine(
   path: string,
   file: WalFileName,
   deps: Pick<PushDeps, 'dataDir' | 'level' | 'env'>,
-  check: boolean,
+  options: PushOptions,
 ): Promise<Examined> {
-  const read = await readWalFile(path, { level: deps.level, env: deps.env, check });
+  const read =
+    (await options.encoder?.read(path, deps.level)) ??
+    (await readWalFile(path, { level: deps.level, env: deps.env, check: options.check === true }));
   const { bytes, sha256, compressed } = read;
   const common = { file, bytes, sha256, compressed, ...(read.check ? { check: read.check } : {}) };
   if (file.kind === 'segment' || file.kind === 'partial') {
@@ -190,15 +204,11 @@ function isRefusal(error: unknown): boolean {
  * while the file is safe in the other store and `pgbp sync` copies it across later. Throws when
  * no store holds the file.
  */
-export async function pushWal(
-  path: string,
-  deps: PushDeps,
-  options: { readonly check?: boolean } = {},
-): Promise<PushOutcome> {
+export async function pushWal(path: string, deps: PushDeps, options: PushOptions = {}): Promise<PushOutcome> {
   const file = walFileOf(path);
   // Read and compressed once, while the stores are read; a read or a compression that fails is
   // this file's failure, not a store's.
-  const reading = examine(path, file, deps, options.check === true);
+  const reading = examine(path, file, deps, options);
   reading.catch(() => {});
   const settled = await Promise.allSettled(
     deps.archives.map((a) => pushToArchive(file, reading, a.archive, deps.clock)),

@@ -1,5 +1,5 @@
 import { chownSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseWalObjectKey } from '../../../lib/domain/physical-layout.js';
 import { parseWalFileName } from '../../../lib/domain/wal-names.js';
@@ -89,5 +89,9 @@ describe('wal-push under a burst', { timeout: 240_000 }, () => {
     source.stop('fast');
     const lock = pusherLockOf(source.data);
     await waitFor('the pusher to exit', () => !lock || !existsSync(lock), 30_000);
+    // Nothing of its own left in pg_wal (markers, the copies it read segments from): at most
+    // records that no call used.
+    const records = lock ? readdirSync(dirname(lock)) : [];
+    expect(records.filter((n) => n.startsWith('.'))).toEqual([]);
   });
 });

@@ -1,0 +1,159 @@
+import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
+import { copyFile, open, readFile, stat, unlink } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { type Child, startChild } from '../platform/processes.js';
+import { LONG_PAGE_HEADER_BYTES } from '../postgres/wal-headers.js';
+import { freeBytes } from './spool.js';
+import type { ReadWalFile } from './wal-read.js';
+
+/**
+ * One `sh` for the life of a pusher worker that, for each segment, has zstd compress a file into
+ * another and cksum read the same file: `zstd` and `cksum` are started from that small shell, not
+ * from Node, whose every start of a child forks its whole address space. A line each in (the
+ * level, the file, the output), a line out: `ok CRC SIZE`, `nocheck`, or `fail` (zstd failed).
+ */
+const SCRIPT = `while IFS= read -r level && IFS= read -r src && IFS= read -r out; do
+  if zstd "-$level" --single-thread -q -c --no-sparse -- "$src" >"$out" 2>/dev/null; then
+    set -- $(cksum <"$src" 2>/dev/null)
+    if [ "$#" -eq 2 ]; then echo "ok $1 $2"; else echo nocheck; fi
+  else
+    echo fail
+  fi
+done`;
+
+/** What a copy may leave of the file system's free space at least: it never takes pg_wal's last room. */
+const KEEP_FREE_BYTES = 1024 ** 3;
+
+/** Names of the encoder's temporary files, which a pusher that died leaves (see isEncoderDebris). */
+const COPY_SUFFIX = '.copy';
+const COMPRESSED_SUFFIX = '.copy.zst';
+
+/** Whether `name` is a temporary file of an encoder (removed by the next pusher). */
+export function isEncoderDebris(name: string): boolean {
+  return name.startsWith('.') && (name.endsWith(COPY_SUFFIX) || name.endsWith(COMPRESSED_SUFFIX));
+}
+
+/**
+ * Reads WAL segments for the pusher (lib/wal/push-ahead.ts) from a private copy: the segment is
+ * copied into `dir` (by the kernel, or as a reflink where the file system has them), then zstd
+ * and cksum read the copy from the shell above while this process hashes it. Nothing but this
+ * encoder writes the copy, so the digest, the system identifier read from its first bytes, the
+ * compressed object and the launcher's CRC are all of the very same bytes, as with one read
+ * through pipes (lib/wal/wal-read.ts), at about three quarters of the CPU: a pipe moves a segment
+ * 64 KiB at a time, with a wake-up of each side for each, and the pusher fed two of them per
+ * segment beside the server it runs with.
+ */
+export class SegmentEncoder {
+  private readonly env: NodeJS.ProcessEnv;
+  private readonly dir: string;
+  private child: Child | undefined;
+  private buffered = '';
+  private readonly waiting: ((line: string | undefined) => void)[] = [];
+  private queue: Promise<unknown> = Promise.resolve();
+  private count = 0;
+
+  /** `dir`: a folder of the caller's own, on the file system of the segments (pg_wal). */
+  constructor(env: NodeJS.ProcessEnv, dir: string) {
+    this.env = env;
+    this.dir = dir;
+  }
+
+  /**
+   * The file at `path` read as readWalFile reads it (with its `check`, or none when cksum could
+   * not say), or undefined when there is no room for the copy (the caller reads it through pipes
+   * then). Throws when the file cannot be read or zstd fails; one call at a time.
+   */
+  read(path: string, level: number): Promise<ReadWalFile | undefined> {
+    const run = this.queue.then(() => this.readNow(path, level));
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private async readNow(path: string, level: number): Promise<ReadWalFile | undefined> {
+    const size = (await stat(path)).size;
+    if ((await freeBytes(this.dir)) < size + KEEP_FREE_BYTES) return undefined;
+    const id = `.${basename(path)}.${process.pid}.${++this.count}`;
+    const copy = join(this.dir, `${id}${COPY_SUFFIX}`);
+    const compressed = join(this.dir, `${id}${COMPRESSED_SUFFIX}`);
+    // A name the line protocol cannot carry is never passed: a newline would split it.
+    if (copy.includes('\n')) throw new Error('a path with a newline');
+    try {
+      await copyFile(path, copy, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+      const [line, digest] = await Promise.all([
+        this.ask(`${level}\n${copy}\n${compressed}\n`),
+        digestOf(copy),
+      ]);
+      if (line === undefined) throw new Error('the encoding shell has exited');
+      if (line === 'fail') throw new Error(`zstd could not compress ${path}`);
+      const ok = /^ok ([0-9]{1,10}) ([0-9]{1,12})$/.exec(line);
+      const check = ok && Number(ok[2]) === digest.bytes ? `${ok[1]}-${ok[2]}` : undefined;
+      return { ...digest, compressed: await readFile(compressed), ...(check ? { check } : {}) };
+    } finally {
+      await Promise.all([unlink(copy).catch(() => {}), unlink(compressed).catch(() => {})]);
+    }
+  }
+
+  private ask(request: string): Promise<string | undefined> {
+    const child = this.started();
+    const answer = new Promise<string | undefined>((resolve) => this.waiting.push(resolve));
+    child.stdin?.write(request);
+    return answer;
+  }
+
+  private started(): Child {
+    if (this.child?.running()) return this.child;
+    // /bin/sh by its path: zstd and cksum are looked up in the caller's PATH, the shell is not.
+    const child = startChild('/bin/sh', ['-c', SCRIPT], {
+      tool: 'sh (zstd, cksum)',
+      env: this.env,
+      stdin: 'pipe',
+      stdout: 'pipe',
+    });
+    this.child = child;
+    this.buffered = '';
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      this.buffered += d;
+      for (let i = this.buffered.indexOf('\n'); i >= 0; i = this.buffered.indexOf('\n')) {
+        const line = this.buffered.slice(0, i);
+        this.buffered = this.buffered.slice(i + 1);
+        this.waiting.shift()?.(line);
+      }
+    });
+    void child.exited.then(() => {
+      if (this.child === child) this.child = undefined;
+      for (const resolve of this.waiting.splice(0)) resolve(undefined);
+    });
+    return child;
+  }
+
+  /** Ends the shell (its input closed); resolves once it has exited. */
+  async close(): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    child.stdin?.end();
+    await child.exited;
+  }
+}
+
+/** The size, SHA-256 and first bytes of a file, read through one small buffer. */
+async function digestOf(path: string): Promise<Pick<ReadWalFile, 'bytes' | 'sha256' | 'head'>> {
+  const hash = createHash('sha256');
+  const buffer = Buffer.allocUnsafe(1 << 20);
+  const fh = await open(path, 'r');
+  let head: Buffer | undefined;
+  let bytes = 0;
+  try {
+    for (;;) {
+      const { bytesRead } = await fh.read(buffer, 0, buffer.length, null);
+      if (bytesRead === 0) break;
+      const chunk = buffer.subarray(0, bytesRead);
+      head ??= Buffer.from(chunk.subarray(0, LONG_PAGE_HEADER_BYTES));
+      hash.update(chunk);
+      bytes += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+  return { bytes, sha256: hash.digest('hex'), head: head ?? Buffer.alloc(0) };
+}

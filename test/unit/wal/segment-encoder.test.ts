@@ -1,0 +1,84 @@
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SegmentEncoder } from '../../../lib/wal/segment-encoder.js';
+
+const realZstd = execFileSync('sh', ['-c', 'command -v zstd'], { encoding: 'utf8' }).trim();
+const dirs: string[] = [];
+const encoders: SegmentEncoder[] = [];
+afterEach(async () => {
+  for (const e of encoders.splice(0)) await e.close();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function dir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'pgbp-segment-encoder-'));
+  dirs.push(d);
+  return d;
+}
+
+function encoder(env: NodeJS.ProcessEnv, folder: string): SegmentEncoder {
+  const e = new SegmentEncoder(env, folder);
+  encoders.push(e);
+  return e;
+}
+
+/** 3 MiB and a bit: several reads, the last one short; half random, half compressible. */
+function contents(): Buffer {
+  return Buffer.concat([randomBytes(1_600_000), Buffer.alloc(1_600_000, 7), randomBytes(12_345)]);
+}
+
+describe('reading segments for the pusher from a private copy', () => {
+  it('gives the digest, the first bytes, the compressed form and the cksum of the same bytes, and leaves no file behind', async () => {
+    const d = dir();
+    const scratch = join(d, 'records');
+    mkdirSync(scratch);
+    const e = encoder(process.env, scratch);
+    // One shell answers segment after segment.
+    for (let i = 0; i < 2; i++) {
+      const bytes = contents();
+      const path = join(d, `file${i}`);
+      writeFileSync(path, bytes);
+      const read = await e.read(path, 1);
+      expect(read).toBeDefined();
+      expect(read?.bytes).toBe(bytes.length);
+      expect(read?.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+      expect(read?.head.equals(bytes.subarray(0, 40))).toBe(true);
+      expect(
+        execFileSync('zstd', ['-d', '-c', '-q'], { input: read?.compressed, maxBuffer: 1 << 26 }).equals(
+          bytes,
+        ),
+      ).toBe(true);
+      const [crc, size] = execFileSync('cksum', [path], { encoding: 'utf8' }).split(' ');
+      expect(read?.check).toBe(`${crc}-${size}`);
+    }
+    expect(readdirSync(scratch)).toEqual([]);
+  });
+
+  it('fails when zstd fails, leaves the check out without cksum, and removes its copies either way', async () => {
+    const d = dir();
+    const scratch = join(d, 'records');
+    mkdirSync(scratch);
+    const path = join(d, 'file');
+    const bytes = contents();
+    writeFileSync(path, bytes);
+    // A PATH of one zstd and no cksum.
+    const bin = join(d, 'bin');
+    mkdirSync(bin);
+    const zstd = join(bin, 'zstd');
+    writeFileSync(zstd, '#!/bin/sh\necho "zstd: out of memory" >&2\nexit 1\n');
+    chmodSync(zstd, 0o755);
+    const env = { ...process.env, PATH: bin };
+    await expect(encoder(env, scratch).read(path, 1)).rejects.toThrow(/zstd could not compress/);
+    expect(readdirSync(scratch)).toEqual([]);
+    writeFileSync(zstd, `#!/bin/sh\nexec ${realZstd} "$@"\n`);
+    const read = await encoder(env, scratch).read(path, 1);
+    expect(read?.check).toBeUndefined();
+    expect(read?.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+    expect(readdirSync(scratch)).toEqual([]);
+    await expect(encoder(process.env, scratch).read(join(d, 'missing'), 1)).rejects.toThrow(/ENOENT/);
+  });
+});
