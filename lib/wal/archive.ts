@@ -93,6 +93,7 @@ export class WalArchive {
  * a listing made after the question.
  */
 export class ListedWalArchive extends WalArchive {
+  /** The last folders listed, newest last: the window of a recovery spans at most two. */
   private readonly folders = new Map<string, ReadonlyMap<string, StoredWalFile[]>>();
 
   override async find(file: WalFileName): Promise<StoredWalFile[]> {
@@ -108,7 +109,10 @@ export class ListedWalArchive extends WalArchive {
       copies.push({ key: object.key, sha256: parsed.sha256, size: object.size });
       listed.set(parsed.name, copies);
     }
+    // Older folders go: a recovery of terabytes of WAL passes through thousands.
+    this.folders.delete(folder);
     this.folders.set(folder, listed);
+    for (const old of this.folders.keys()) if (this.folders.size > 2) this.folders.delete(old);
     return listed.get(file.name) ?? [];
   }
 }

@@ -58,6 +58,20 @@ describe.each(stores)('the prefetcher’s listings of the WAL archive in %s', (_
     expect(listings()).toBe(3);
   });
 
+  it('answers across folders, each listed once while recovery is in it', async () => {
+    const { store, listings } = counted(await open());
+    const writer = new WalArchive(store, 'main');
+    const names = ['0000000100000000000000FF', '000000010000000100000000', '000000010000000200000000'];
+    const files = names.map((n) => parseWalFileName(n) as WalFileName);
+    for (const [i, file] of files.entries()) await store.putBytes(writer.keyOf(file, sha(i)), `segment ${i}`);
+    const listed = new ListedWalArchive(store, 'main');
+    for (const [i, file] of files.entries()) {
+      expect((await listed.find(file)).map((c) => c.sha256)).toEqual([sha(i)]);
+      expect((await listed.find(file)).map((c) => c.sha256)).toEqual([sha(i)]);
+    }
+    expect(listings()).toBe(3);
+  });
+
   it('finds every copy of a segment, as a listing of its name does', async () => {
     const { store } = counted(await open());
     const writer = new WalArchive(store, 'main');
