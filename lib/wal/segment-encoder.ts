@@ -22,6 +22,12 @@ const SCRIPT = `while IFS= read -r level && IFS= read -r src && IFS= read -r out
   fi
 done`;
 
+/**
+ * How long the idle shell may take per 16 MiB of a segment (1 s at least) before it is taken for
+ * starved: zstd and cksum need about 30 ms for that beside a busy server.
+ */
+const IDLE_DEADLINE_MS_PER_16_MIB = 1_000;
+
 /** What a copy may leave of the file system's free space at least: it never takes pg_wal's last room. */
 const KEEP_FREE_BYTES = 1024 ** 3;
 
@@ -43,6 +49,13 @@ export function isEncoderDebris(name: string): boolean {
  * through pipes (lib/wal/wal-read.ts), at about three quarters of the CPU: a pipe moves a segment
  * 64 KiB at a time, with a wake-up of each side for each, and the pusher fed two of them per
  * segment beside the server it runs with.
+ *
+ * The shell runs under SCHED_IDLE (`chrt --idle`) where it can: a task of the server's that wakes
+ * takes the core from it at once, where one at the pusher's niceness waits for its slice to end
+ * (bench:wal's burst, three loads each: 3.77-3.90 s with it, 3.91-3.98 s without, cp 3.51-3.53 s).
+ * A host whose cores are busy all the time gives it none: an answer later than its deadline ends
+ * that shell, and the segment and every later one are encoded by a shell at the pusher's own
+ * niceness, as PostgreSQL's archiver waits for them.
  */
 export class SegmentEncoder {
   private readonly env: NodeJS.ProcessEnv;
@@ -52,6 +65,8 @@ export class SegmentEncoder {
   private readonly waiting: ((line: string | undefined) => void)[] = [];
   private queue: Promise<unknown> = Promise.resolve();
   private count = 0;
+  /** Whether the shell is (still) to run under SCHED_IDLE. */
+  private idle = true;
 
   /** `dir`: a folder of the caller's own, on the file system of the segments (pg_wal). */
   constructor(env: NodeJS.ProcessEnv, dir: string) {
@@ -80,10 +95,9 @@ export class SegmentEncoder {
     if (copy.includes('\n')) throw new Error('a path with a newline');
     try {
       await copyFile(path, copy, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
-      const [line, digest] = await Promise.all([
-        this.ask(`${level}\n${copy}\n${compressed}\n`),
-        digestOf(copy),
-      ]);
+      const request = `${level}\n${copy}\n${compressed}\n`;
+      const deadline = Math.max(1, size / 2 ** 24) * IDLE_DEADLINE_MS_PER_16_MIB;
+      const [line, digest] = await Promise.all([this.answer(request, deadline), digestOf(copy)]);
       if (line === undefined) throw new Error('the encoding shell has exited');
       if (line === 'fail') throw new Error(`zstd could not compress ${path}`);
       const ok = /^ok ([0-9]{1,10}) ([0-9]{1,12})$/.exec(line);
@@ -92,6 +106,27 @@ export class SegmentEncoder {
     } finally {
       await Promise.all([unlink(copy).catch(() => {}), unlink(compressed).catch(() => {})]);
     }
+  }
+
+  /**
+   * The shell's answer to `request`; asked again of a shell at the pusher's niceness when the
+   * idle one misses `deadline` or is gone (no chrt here, or the policy refused).
+   */
+  private async answer(request: string, deadline: number): Promise<string | undefined> {
+    if (!this.idle) return this.ask(request);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), deadline);
+    });
+    const answered = this.ask(request);
+    const first = await Promise.race([answered, late]).finally(() => clearTimeout(timer));
+    if (first !== 'late' && first !== undefined) return first;
+    // Starved, or gone (no chrt here, or the policy refused): a shell at the pusher's niceness.
+    this.idle = false;
+    const starved = this.child;
+    starved?.stop('SIGKILL');
+    await starved?.exited;
+    return this.ask(request);
   }
 
   private ask(request: string): Promise<string | undefined> {
@@ -104,7 +139,10 @@ export class SegmentEncoder {
   private started(): Child {
     if (this.child?.running()) return this.child;
     // /bin/sh by its path: zstd and cksum are looked up in the caller's PATH, the shell is not.
-    const child = startChild('/bin/sh', ['-c', SCRIPT], {
+    const [command, args] = this.idle
+      ? ['chrt', ['--idle', '0', '/bin/sh', '-c', SCRIPT]]
+      : ['/bin/sh', ['-c', SCRIPT]];
+    const child = startChild(command, args, {
       tool: 'sh (zstd, cksum)',
       env: this.env,
       stdin: 'pipe',

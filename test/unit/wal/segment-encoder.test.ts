@@ -81,4 +81,27 @@ describe('reading segments for the pusher from a private copy', () => {
     expect(readdirSync(scratch)).toEqual([]);
     await expect(encoder(process.env, scratch).read(join(d, 'missing'), 1)).rejects.toThrow(/ENOENT/);
   });
+
+  it("does not hold a segment up on a shell that gets no CPU: past its deadline, a shell at the pusher's niceness encodes it", async () => {
+    const d = dir();
+    const scratch = join(d, 'records');
+    mkdirSync(scratch);
+    const path = join(d, 'file');
+    const bytes = contents();
+    writeFileSync(path, bytes);
+    // A chrt whose shell never answers, as one starved on a host whose cores are never idle: the
+    // read finishes within the test's time only because the encoder gives up on it.
+    const bin = join(d, 'bin');
+    mkdirSync(bin);
+    writeFileSync(join(bin, 'chrt'), '#!/bin/sh\nexec sleep 30\n');
+    chmodSync(join(bin, 'chrt'), 0o755);
+    const e = encoder({ ...process.env, PATH: `${bin}:${process.env.PATH}` }, scratch);
+    const read = await e.read(path, 1);
+    expect(read?.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+    const [crc, size] = execFileSync('cksum', [path], { encoding: 'utf8' }).split(' ');
+    expect(read?.check).toBe(`${crc}-${size}`);
+    // The next one goes to that shell too (the fake chrt's would never answer).
+    expect((await e.read(path, 1))?.check).toBe(`${crc}-${size}`);
+    expect(readdirSync(scratch)).toEqual([]);
+  });
 });
