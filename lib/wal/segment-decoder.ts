@@ -1,4 +1,4 @@
-import { type Child, startChild } from '../platform/processes.js';
+import { LineShell } from '../platform/line-shell.js';
 
 /**
  * What a decoder made of one stored segment: its `cksum` (`<crc>-<size>`, the launcher's check),
@@ -24,14 +24,11 @@ const SCRIPT = `while IFS= read -r src && IFS= read -r out; do
 done`;
 
 export class SegmentDecoder {
-  private readonly env: NodeJS.ProcessEnv;
-  private child: Child | undefined;
-  private buffered = '';
-  private readonly waiting: ((line: string | undefined) => void)[] = [];
+  private readonly shell: LineShell;
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(env: NodeJS.ProcessEnv) {
-    this.env = env;
+    this.shell = new LineShell('sh', ['-c', SCRIPT], { env, tool: 'sh (zstd, cksum)' });
   }
 
   /**
@@ -47,10 +44,7 @@ export class SegmentDecoder {
   private async decodeNow(src: string, out: string): Promise<Decoded> {
     // A name the line protocol cannot carry is never passed: a newline would split it.
     if (src.includes('\n') || out.includes('\n')) throw new Error('a path with a newline');
-    const child = this.started();
-    const answer = new Promise<string | undefined>((resolve) => this.waiting.push(resolve));
-    child.stdin?.write(`${src}\n${out}\n`);
-    const line = await answer;
+    const line = await this.shell.ask(`${src}\n${out}\n`);
     if (line === undefined) throw new Error(`the decoding shell has exited`);
     const ok = /^ok ([0-9]{1,10}) ([0-9]{1,12})$/.exec(line);
     if (ok) return { check: `${ok[1]}-${ok[2]}` };
@@ -58,36 +52,8 @@ export class SegmentDecoder {
     throw new Error(`zstd could not decompress ${src}`);
   }
 
-  private started(): Child {
-    if (this.child?.running()) return this.child;
-    const child = startChild('sh', ['-c', SCRIPT], {
-      tool: 'sh (zstd, cksum)',
-      env: this.env,
-      stdin: 'pipe',
-      stdout: 'pipe',
-    });
-    this.child = child;
-    this.buffered = '';
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
-      this.buffered += d;
-      for (let i = this.buffered.indexOf('\n'); i >= 0; i = this.buffered.indexOf('\n')) {
-        const line = this.buffered.slice(0, i);
-        this.buffered = this.buffered.slice(i + 1);
-        this.waiting.shift()?.(line);
-      }
-    });
-    void child.exited.then(() => {
-      if (this.child === child) this.child = undefined;
-      for (const resolve of this.waiting.splice(0)) resolve(undefined);
-    });
-    return child;
-  }
-
   /** Ends the shell (its input closed); resolves once it has exited. */
-  async close(): Promise<void> {
-    const child = this.child;
-    if (!child) return;
-    child.stdin?.end();
-    await child.exited;
+  close(): Promise<void> {
+    return this.shell.close();
   }
 }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { copyFile, open, readFile, stat, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { type Child, startChild } from '../platform/processes.js';
+import { LineShell } from '../platform/line-shell.js';
 import { LONG_PAGE_HEADER_BYTES } from '../postgres/wal-headers.js';
 import { freeBytes } from './spool.js';
 import type { ReadWalFile } from './wal-read.js';
@@ -60,9 +60,7 @@ export function isEncoderDebris(name: string): boolean {
 export class SegmentEncoder {
   private readonly env: NodeJS.ProcessEnv;
   private readonly dir: string;
-  private child: Child | undefined;
-  private buffered = '';
-  private readonly waiting: ((line: string | undefined) => void)[] = [];
+  private shell: LineShell | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private count = 0;
   /** Whether the shell is (still) to run under SCHED_IDLE. */
@@ -123,54 +121,29 @@ export class SegmentEncoder {
     if (first !== 'late' && first !== undefined) return first;
     // Starved, or gone (no chrt here, or the policy refused): a shell at the pusher's niceness.
     this.idle = false;
-    const starved = this.child;
-    starved?.stop('SIGKILL');
-    await starved?.exited;
+    const starved = this.shell;
+    this.shell = undefined;
+    await starved?.kill();
     return this.ask(request);
   }
 
   private ask(request: string): Promise<string | undefined> {
-    const child = this.started();
-    const answer = new Promise<string | undefined>((resolve) => this.waiting.push(resolve));
-    child.stdin?.write(request);
-    return answer;
+    return this.started().ask(request);
   }
 
-  private started(): Child {
-    if (this.child?.running()) return this.child;
+  private started(): LineShell {
+    if (this.shell) return this.shell;
     // /bin/sh by its path: zstd and cksum are looked up in the caller's PATH, the shell is not.
     const [command, args] = this.idle
       ? ['chrt', ['--idle', '0', '/bin/sh', '-c', SCRIPT]]
       : ['/bin/sh', ['-c', SCRIPT]];
-    const child = startChild(command, args, {
-      tool: 'sh (zstd, cksum)',
-      env: this.env,
-      stdin: 'pipe',
-      stdout: 'pipe',
-    });
-    this.child = child;
-    this.buffered = '';
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
-      this.buffered += d;
-      for (let i = this.buffered.indexOf('\n'); i >= 0; i = this.buffered.indexOf('\n')) {
-        const line = this.buffered.slice(0, i);
-        this.buffered = this.buffered.slice(i + 1);
-        this.waiting.shift()?.(line);
-      }
-    });
-    void child.exited.then(() => {
-      if (this.child === child) this.child = undefined;
-      for (const resolve of this.waiting.splice(0)) resolve(undefined);
-    });
-    return child;
+    this.shell = new LineShell(command, args, { env: this.env, tool: 'sh (zstd, cksum)' });
+    return this.shell;
   }
 
   /** Ends the shell (its input closed); resolves once it has exited. */
   async close(): Promise<void> {
-    const child = this.child;
-    if (!child) return;
-    child.stdin?.end();
-    await child.exited;
+    await this.shell?.close();
   }
 }
 
