@@ -434,6 +434,21 @@ async function main(): Promise<void> {
       `replay seconds, fsync off: ${JSON.stringify(off.times)}; calls that started Node, file store: ${startLines(off.starts.file)}; S3: ${startLines(off.starts.s3)}`,
     );
 
+    /** One set of replays' shortest times and their ratios to cp's. */
+    const figures = (r: typeof on) => ({
+      cpSeconds: round3(r.best('cp')),
+      fileSeconds: round3(r.best('file')),
+      s3Seconds: round3(r.best('s3')),
+      fileRatio: round3(r.best('file') / r.best('cp')),
+      s3Ratio: round3(r.best('s3') / r.best('cp')),
+      ...(backRest
+        ? {
+            pgbackrestRatio: round3(r.best('pgbackrest') / r.best('cp')),
+            pgbackrestAsyncRatio: round3(r.best('pgbackrestAsync') / r.best('cp')),
+          }
+        : {}),
+    });
+
     const sample = names.find((n) => /^[0-9A-F]{24}$/.test(n)) ?? '';
     const rssDir = postgresDir(root, 'rss');
     cpSync(join(plain, sample), join(rssDir, sample));
@@ -465,17 +480,11 @@ async function main(): Promise<void> {
         replay: {
           rounds: replayRounds,
           segments: segmentCount,
-          cpSeconds: round3(on.best('cp')),
-          fileSeconds: round3(on.best('file')),
-          s3Seconds: round3(on.best('s3')),
-          fileRatio: round3(on.best('file') / on.best('cp')),
-          s3Ratio: round3(on.best('s3') / on.best('cp')),
+          ...figures(on),
           ...(backRest
             ? {
                 pgbackrestSeconds: round3(on.best('pgbackrest')),
                 pgbackrestAsyncSeconds: round3(on.best('pgbackrestAsync')),
-                pgbackrestRatio: round3(on.best('pgbackrest') / on.best('cp')),
-                pgbackrestAsyncRatio: round3(on.best('pgbackrestAsync') / on.best('cp')),
               }
             : {}),
         },
@@ -486,19 +495,7 @@ async function main(): Promise<void> {
           file: round3(Math.min(...on.cpu.file)),
           s3: round3(Math.min(...on.cpu.s3)),
         },
-        replayFsyncOff: {
-          cpSeconds: round3(off.best('cp')),
-          fileSeconds: round3(off.best('file')),
-          s3Seconds: round3(off.best('s3')),
-          fileRatio: round3(off.best('file') / off.best('cp')),
-          s3Ratio: round3(off.best('s3') / off.best('cp')),
-          ...(backRest
-            ? {
-                pgbackrestRatio: round3(off.best('pgbackrest') / off.best('cp')),
-                pgbackrestAsyncRatio: round3(off.best('pgbackrestAsync') / off.best('cp')),
-              }
-            : {}),
-        },
+        replayFsyncOff: figures(off),
         storedBytesPerSegment: Math.round(storedBytes / Math.max(segmentCount, 1)),
         segmentBytes,
         peakRssMiB: { push: pushRss, fetch: fetchRss },

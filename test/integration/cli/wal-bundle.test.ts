@@ -4,34 +4,20 @@
  * work, with a V8 code cache beside each of its two files.
  */
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createBucket } from '../../support/s3.js';
 import { tempDir } from '../../support/temp.js';
+import { segmentBytes } from '../../support/wal-bytes.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const SEGMENT = '000000010000000000000001';
-const SEGMENT_BYTES = 1 << 20;
-
-/** A 1 MiB segment: the long page header of a PostgreSQL 15 cluster, then random bytes. */
-function segment(): Buffer {
-  const bytes = randomBytes(SEGMENT_BYTES);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, 40);
-  view.setUint16(0, 0xd110, true);
-  view.setUint16(2, 0x0002, true);
-  view.setUint32(4, 1, true);
-  view.setBigUint64(24, 7446098012345678901n, true);
-  view.setUint32(32, SEGMENT_BYTES, true);
-  view.setUint32(36, 8192, true);
-  return bytes;
-}
 
 let install: string;
 let data: string;
 let stores: string[];
-const bytes = segment();
+const bytes = segmentBytes();
 
 function pgbp(args: readonly string[]) {
   return spawnSync(process.execPath, [join(install, 'cli/pgbp.cjs'), ...args], {

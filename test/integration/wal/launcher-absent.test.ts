@@ -6,7 +6,6 @@
  */
 
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,9 +15,9 @@ import { absentRecord, askedRecord } from '../../../lib/wal/absent.js';
 import { archiveTag, prefetchDir } from '../../../lib/wal/spool.js';
 import { PGBP_LAUNCHER, runCli } from '../../support/cli.js';
 import { waitFor } from '../../support/wal.js';
+import { segmentBytes } from '../../support/wal-bytes.js';
 
 const NO_NODE = '/nonexistent/node';
-const SEGMENT_BYTES = 1 << 20;
 const names = ['000000010000000000000001', '000000010000000000000002'];
 const PAST_END = '000000010000000000000003';
 /** The launcher's "now" (epoch seconds), unless a test says otherwise. */
@@ -27,19 +26,6 @@ const NOW = 1_900_000_000;
 let work: string;
 let url: string;
 let clock: string;
-
-/** A 1 MiB segment: the long page header of a PostgreSQL 15 cluster, then random bytes. */
-function segment(): Buffer {
-  const bytes = randomBytes(SEGMENT_BYTES);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, 40);
-  view.setUint16(0, 0xd110, true);
-  view.setUint16(2, 0x0002, true);
-  view.setUint32(4, 1, true);
-  view.setBigUint64(24, 7446098012345678901n, true);
-  view.setUint32(32, SEGMENT_BYTES, true);
-  view.setUint32(36, 8192, true);
-  return bytes;
-}
 
 /** A data directory as a server recovering from a base backup has it, as far as pgbp looks. */
 function recovering(): string {
@@ -98,7 +84,7 @@ beforeAll(async () => {
   const pusher = mkdtempSync(join(work, 'pusher-'));
   mkdirSync(join(pusher, 'pg_wal'));
   for (const name of names) {
-    writeFileSync(join(pusher, 'pg_wal', name), segment());
+    writeFileSync(join(pusher, 'pg_wal', name), segmentBytes());
     const pushed = await runCli(['wal-push', join('pg_wal', name), '--store', url], { cwd: pusher });
     expect(pushed.code, pushed.stderr).toBe(0);
   }

@@ -6,7 +6,6 @@
  */
 
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import {
   existsSync,
   mkdirSync,
@@ -32,27 +31,14 @@ import {
 } from '../../../lib/wal/spool.js';
 import { PGBP_LAUNCHER, runCli } from '../../support/cli.js';
 import { waitFor } from '../../support/wal.js';
+import { segmentBytes } from '../../support/wal-bytes.js';
 
 const NO_NODE = '/nonexistent/node';
-const SEGMENT_BYTES = 1 << 20;
 const names = ['000000010000000000000001', '000000010000000000000002', '000000010000000000000003'];
 
 let work: string;
 let url: string;
 const segments = new Map<string, Buffer>();
-
-/** A 1 MiB segment: the long page header of a PostgreSQL 15 cluster, then random bytes. */
-function segment(): Buffer {
-  const bytes = randomBytes(SEGMENT_BYTES);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, 40);
-  view.setUint16(0, 0xd110, true);
-  view.setUint16(2, 0x0002, true);
-  view.setUint32(4, 1, true);
-  view.setBigUint64(24, 7446098012345678901n, true);
-  view.setUint32(32, SEGMENT_BYTES, true);
-  view.setUint32(36, 8192, true);
-  return bytes;
-}
 
 function dataDir(): string {
   const dir = mkdtempSync(join(work, 'data-'));
@@ -89,7 +75,7 @@ beforeAll(async () => {
   mkdirSync(join(work, 'store'));
   const pusher = dataDir();
   for (const name of names) {
-    segments.set(name, segment());
+    segments.set(name, segmentBytes());
     writeFileSync(join(pusher, 'pg_wal', name), segments.get(name) as Buffer);
     const pushed = await runCli(['wal-push', join('pg_wal', name), '--store', url], { cwd: pusher });
     expect(pushed.code, pushed.stderr).toBe(0);
@@ -303,7 +289,7 @@ describe('wal-push through the launcher', () => {
     const name = names[0] as string;
     const data = dataDir();
     // The segment changed since a push ahead stored it (the archive holds the first contents).
-    const changed = segment();
+    const changed = segmentBytes();
     writeFileSync(join(data, 'pg_wal', name), changed);
     for (const node of [NO_NODE, process.execPath]) {
       const dir = await record(data, name, segments.get(name) as Buffer);

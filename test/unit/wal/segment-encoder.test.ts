@@ -1,34 +1,42 @@
 import { execFileSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createHash } from 'node:crypto';
+import { chmodSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SegmentEncoder } from '../../../lib/wal/segment-encoder.js';
+import { tempDir } from '../../support/temp.js';
+import { walFileBytes } from '../../support/wal-bytes.js';
 
 const realZstd = execFileSync('sh', ['-c', 'command -v zstd'], { encoding: 'utf8' }).trim();
-const dirs: string[] = [];
 const encoders: SegmentEncoder[] = [];
 afterEach(async () => {
   for (const e of encoders.splice(0)) await e.close();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
 function dir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'pgbp-segment-encoder-'));
-  dirs.push(d);
-  return d;
+  return tempDir('pgbp-segment-encoder-');
+}
+
+/** A folder with the pusher's records folder (`scratch`) and one WAL file (`path`, of `bytes`) in it. */
+function oneFile(): {
+  readonly d: string;
+  readonly scratch: string;
+  readonly path: string;
+  readonly bytes: Buffer;
+} {
+  const d = dir();
+  const scratch = join(d, 'records');
+  mkdirSync(scratch);
+  const path = join(d, 'file');
+  const bytes = walFileBytes();
+  writeFileSync(path, bytes);
+  return { d, scratch, path, bytes };
 }
 
 function encoder(env: NodeJS.ProcessEnv, folder: string): SegmentEncoder {
   const e = new SegmentEncoder(env, folder);
   encoders.push(e);
   return e;
-}
-
-/** 3 MiB and a bit: several reads, the last one short; half random, half compressible. */
-function contents(): Buffer {
-  return Buffer.concat([randomBytes(1_600_000), Buffer.alloc(1_600_000, 7), randomBytes(12_345)]);
 }
 
 describe('reading segments for the pusher from a private copy', () => {
@@ -39,7 +47,7 @@ describe('reading segments for the pusher from a private copy', () => {
     const e = encoder(process.env, scratch);
     // One shell answers segment after segment.
     for (let i = 0; i < 2; i++) {
-      const bytes = contents();
+      const bytes = walFileBytes();
       const path = join(d, `file${i}`);
       writeFileSync(path, bytes);
       const read = await e.read(path, 1);
@@ -59,12 +67,7 @@ describe('reading segments for the pusher from a private copy', () => {
   });
 
   it('fails when zstd fails, leaves the check out without cksum, and removes its copies either way', async () => {
-    const d = dir();
-    const scratch = join(d, 'records');
-    mkdirSync(scratch);
-    const path = join(d, 'file');
-    const bytes = contents();
-    writeFileSync(path, bytes);
+    const { d, scratch, path, bytes } = oneFile();
     // A PATH of one zstd and no cksum.
     const bin = join(d, 'bin');
     mkdirSync(bin);
@@ -83,12 +86,7 @@ describe('reading segments for the pusher from a private copy', () => {
   });
 
   it("does not hold a segment up on a shell that gets no CPU: past its deadline, a shell at the pusher's niceness encodes it", async () => {
-    const d = dir();
-    const scratch = join(d, 'records');
-    mkdirSync(scratch);
-    const path = join(d, 'file');
-    const bytes = contents();
-    writeFileSync(path, bytes);
+    const { d, scratch, path, bytes } = oneFile();
     // A chrt whose shell never answers, as one starved on a host whose cores are never idle: the
     // read finishes within the test's time only because the encoder gives up on it.
     const bin = join(d, 'bin');

@@ -1,31 +1,21 @@
 import { execFileSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createHash } from 'node:crypto';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readWalFile } from '../../../lib/wal/wal-read.js';
+import { tempDir } from '../../support/temp.js';
+import { walFileBytes } from '../../support/wal-bytes.js';
 
 const realZstd = execFileSync('sh', ['-c', 'command -v zstd'], { encoding: 'utf8' }).trim();
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
 
 function dir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'pgbp-wal-read-'));
-  dirs.push(d);
-  return d;
-}
-
-/** 3 MiB and a bit: several reads, the last one short; half random, half compressible. */
-function contents(): Buffer {
-  return Buffer.concat([randomBytes(1_600_000), Buffer.alloc(1_600_000, 7), randomBytes(12_345)]);
+  return tempDir('pgbp-wal-read-');
 }
 
 describe('reading a WAL file for a push', () => {
   it('gives the digest, the first bytes, the compressed form and the cksum of the same bytes', async () => {
-    const bytes = contents();
+    const bytes = walFileBytes();
     const path = join(dir(), 'file');
     writeFileSync(path, bytes);
     const read = await readWalFile(path, { level: 1, env: process.env, check: true });
@@ -58,7 +48,7 @@ describe('reading a WAL file for a push', () => {
     const d = dir();
     await expect(readWalFile(join(d, 'missing'), { level: 1, env: process.env })).rejects.toThrow(/ENOENT/);
     const path = join(d, 'file');
-    const bytes = contents();
+    const bytes = walFileBytes();
     writeFileSync(path, bytes);
     // A PATH of one zstd and no cksum.
     const bin = join(d, 'bin');
