@@ -13,9 +13,14 @@ export type Decoded = { readonly check: string | undefined };
  * more CPU than cksum itself, twice per segment, taken from the recovery it runs beside. A line
  * in (the compressed file, the output), a line out: `ok CRC SIZE`, `nocheck`, or `fail` (zstd
  * failed: the caller reads the segment again through the checked fetch).
+ *
+ * zstd does not verify its frame's own checksum (XXH64) here: the caller hashes the very file it
+ * wrote and compares the SHA-256 the archive recorded, a stronger check of the same bytes, before
+ * the segment is spooled. Skipping it saves a quarter of the decompression's CPU (16 MiB: 9.1
+ * against 12.5 ms here), beside the recovery on the same cores.
  */
 const SCRIPT = `while IFS= read -r src && IFS= read -r out; do
-  if zstd -d -q -c -- "$src" >"$out" 2>/dev/null; then
+  if zstd -d -q --no-check -c -- "$src" >"$out" 2>/dev/null; then
     set -- $(cksum <"$out" 2>/dev/null)
     if [ "$#" -eq 2 ]; then echo "ok $1 $2"; else echo nocheck; fi
   else
