@@ -171,6 +171,15 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
     };
     /** Left to wal-fetch: damaged or unreadable here. */
     const refused = new Set<string>();
+    /**
+     * The segments it spooled, until recovery has gone past them. One that has left the spool was
+     * taken (or removed as damaged): recovery asks for each segment once (the archive's last twice,
+     * see `again`), and the launcher renames an entry into place before it writes the position, so a
+     * pick between the two would find the segment after the position missing and fetch it again
+     * (about one segment in four did so from S3 and one in six from a directory, each at the cost
+     * of a whole fetch, decode and digest).
+     */
+    const handed = new Set<string>();
     let missing: { readonly name: string; readonly at: number } | undefined;
     let noRoomAt = 0;
     // Recovery goes on while a signal file is there and the server runs.
@@ -183,6 +192,7 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
       if (now && now !== position && (now > position || timelineOf(now) !== timelineOf(position))) {
         position = now;
         movedAt = Date.now();
+        for (const n of handed) if (n < position || timelineOf(n) !== timelineOf(position)) handed.delete(n);
         await sweep(dir, (n) => n < position || timelineOf(n) !== timelineOf(position), STALE_MS);
       }
     };
@@ -214,7 +224,7 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
           // archive's end), and each answer is of a lookup made after the call before.
           if (name !== missing.name || !existsSync(askedRecord(dir, name))) return {};
         }
-        if (have.has(name) || inflight.has(name) || refused.has(name)) continue;
+        if (have.has(name) || inflight.has(name) || refused.has(name) || handed.has(name)) continue;
         inflight.add(name);
         return { name };
       }
@@ -280,7 +290,10 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
             continue;
           }
           if (missing && name >= missing.name) missing = undefined;
-          if (name >= position && (await spoolSegment(file, stored, decoder))) spooledCount++;
+          if (name >= position && (await spoolSegment(file, stored, decoder))) {
+            handed.add(name);
+            spooledCount++;
+          }
         } catch {
           // Damaged, unreadable, or no room: wal-fetch fetches this one directly and says why.
           refused.add(name);
