@@ -20,7 +20,8 @@ import { join, resolve } from 'node:path';
  * sits on the file system of the files it becomes (a spooled segment is renamed into place).
  * Everything in it is a hint that is checked before use: losing it costs speed, never data.
  * Each archive has a folder of its own there (see {@link archiveTag}): what was fetched from or
- * stored in one archive never answers for another.
+ * stored in one archive never answers for another. The launcher (cli/pgbp) keeps its last tag
+ * beside them, `.tag-fetch` and `.tag-push`, with what it was computed from.
  */
 export function spoolRoot(dataDir: string): string {
   return join(dataDir, 'pg_wal', '.pgbp');
@@ -47,7 +48,9 @@ export interface ArchiveOptions {
  * path and contents, `--store` and `--cluster`, and the working directory (a relative store).
  * Computed without parsing the config, so that a call whose work is already done
  * (cli/wal-fast-path.ts) knows which records are its own before loading anything: after a change
- * of archive_command to another store, what was stored in the old one answers nothing.
+ * of archive_command to another store, what was stored in the old one answers nothing. The
+ * contents enter as their SHA-256, so that the tag is a function of short strings, which the
+ * launcher (cli/pgbp) keeps beside it and compares instead of hashing them on every call.
  */
 export function archiveTag(cwd: string, options: ArchiveOptions): string {
   const hash = createHash('sha256');
@@ -55,7 +58,7 @@ export function archiveTag(cwd: string, options: ArchiveOptions): string {
   for (const part of [cwd, file, options.store ?? '', options.cluster ?? '']) {
     hash.update(part).update('\0');
   }
-  if (file) hash.update(readFileSync(file));
+  if (file) hash.update(sha256Of(readFileSync(file)));
   return hash.digest('hex').slice(0, 16);
 }
 

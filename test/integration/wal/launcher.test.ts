@@ -12,6 +12,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  realpathSync,
   rmSync,
   writeFileSync,
 } from 'node:fs';
@@ -139,6 +140,56 @@ describe('wal-fetch through the launcher', () => {
     const fetched = await launch(['wal-fetch', name, 'pg_wal/RECOVERYXLOG', '--store', url], data);
     expect(fetched.code, fetched.stderr).toBe(0);
     expect(readFileSync(join(data, 'pg_wal/RECOVERYXLOG')).equals(segments.get(name) as Buffer)).toBe(true);
+  });
+
+  it('names the archive afresh when the line or the config changes between calls, or its record of the last one is incomplete', async () => {
+    const [first, second] = names as [string, string];
+    const data = dataDir();
+    const config = join(data, 'pgbp.yml');
+    writeFileSync(config, `stage: local\nstore: ${url}\nwal: { cluster: main }\n`);
+    const fetch = (name: string, args: string[]) =>
+      launch(['wal-fetch', name, 'pg_wal/RECOVERYXLOG', ...args], data, NO_NODE);
+    const handedOver = (name: string) =>
+      readFileSync(join(data, 'pg_wal/RECOVERYXLOG')).equals(segments.get(name) as Buffer);
+
+    // A call hands a segment over (and notes which archive its line names), then the config
+    // changes, to bytes of the same length: what its old archive spooled answers nothing.
+    await spoolAs(data, { configFile: config }, first);
+    expect((await fetch(first, ['--config', config])).code).toBe(0);
+    await spoolAs(data, { configFile: config }, second);
+    writeFileSync(config, `stage: local\nstore: ${url}\nwal: { cluster: mail }\n`);
+    expect((await fetch(second, ['--config', config])).code).toBe(127);
+    expect(handedOver(first)).toBe(true);
+    // The config back as it was: the same archive again.
+    writeFileSync(config, `stage: local\nstore: ${url}\nwal: { cluster: main }\n`);
+    expect((await fetch(second, ['--config', config])).code).toBe(0);
+    expect(handedOver(second)).toBe(true);
+
+    // Likewise a line that names another store, or another cluster, after one that named this.
+    await spoolAs(data, { store: url }, first);
+    expect((await fetch(first, ['--store', url])).code).toBe(0);
+    await spoolAs(data, { store: url }, second);
+    expect((await fetch(second, ['--store', `${url}-elsewhere`])).code).toBe(127);
+    expect((await fetch(second, ['--store', url, '--cluster', 'main'])).code).toBe(127);
+    expect(handedOver(first)).toBe(true);
+
+    // A record of the last archive named (cli/pgbp's archive_tag) that was not written to its
+    // end is not read: had it been, this line would have taken another archive's spool.
+    const elsewhere = `${url}-elsewhere`;
+    const theirs = await spoolAs(data, { store: elsewhere }, second);
+    const record = [
+      'pgbp archive tag 1',
+      realpathSync(data),
+      '',
+      url,
+      '',
+      '',
+      archiveTag(data, { store: elsewhere }),
+    ];
+    writeFileSync(join(data, 'pg_wal', '.pgbp', '.tag-fetch'), `${record.join('\n')}\n`);
+    expect((await fetch(second, ['--store', url])).code).toBe(0);
+    expect(handedOver(second)).toBe(true);
+    expect(readdirSync(theirs).filter((n) => n.startsWith(second))).toHaveLength(1);
   });
 
   it('removes a damaged spool entry and lets the CLI fetch the segment from the archive', async () => {
