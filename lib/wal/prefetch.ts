@@ -39,7 +39,7 @@ import {
   tryLock,
   writePosition,
 } from './spool.js';
-import { spoolStored } from './spool-stored.js';
+import { type StoredSegment, spoolStored } from './spool-stored.js';
 
 export interface PrefetchSettings {
   /** The data directory (restore_command's working directory), where the spool lives. */
@@ -241,8 +241,11 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
         // A directory store's object is read by zstd from its own file, not copied through here.
         const store = storeOf(stored, deps);
         const path = store.capabilities.local?.fileOf?.(stored.key);
-        const source = path ? { file: path } : { bytes: await store.getBytes(stored.key) };
-        if (file.name < position) return false;
+        const source: StoredSegment = path ? { file: path } : { body: await store.getStream(stored.key) };
+        if (file.name < position) {
+          if ('body' in source) source.body.destroy();
+          return false;
+        }
         await spoolStored(dir, file.name, stored.sha256, source, decoder);
         return true;
       } catch {

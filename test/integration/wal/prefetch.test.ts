@@ -36,6 +36,10 @@ function counted(store: BackupStore): { store: BackupStore; reads: Map<string, n
         note(key);
         return store.getBytes(key);
       },
+      getStream: (key: string) => {
+        note(key);
+        return store.getStream(key);
+      },
       capabilities: {
         ...store.capabilities,
         ...(local && fileOf

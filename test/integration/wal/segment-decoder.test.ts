@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cksumOf } from '../../../lib/wal/cksum.js';
 import { SegmentDecoder } from '../../../lib/wal/segment-decoder.js';
@@ -76,7 +77,9 @@ describe('the decoding shell', () => {
       stored[stored.length - 100] = (stored[stored.length - 100] ?? 0) ^ 0x01;
       const dir = join(work, 'spool');
       const name = '000000010000000000000007';
-      await expect(spoolStored(dir, name, sha256Of(bytes), { bytes: stored }, decoder)).rejects.toThrow(
+      await expect(
+        spoolStored(dir, name, sha256Of(bytes), { body: Readable.from([stored]) }, decoder),
+      ).rejects.toThrow(
         new RegExp(`${name}: its SHA-256 is [0-9a-f]{64}, the archive recorded ${sha256Of(bytes)}`),
       );
       expect(readdirSync(dir)).toEqual([]);
@@ -85,12 +88,35 @@ describe('the decoding shell', () => {
         dir,
         name,
         sha256Of(bytes),
-        { bytes: readFileSync(join(work, 'flipped.zst')) },
+        { body: Readable.from([readFileSync(join(work, 'flipped.zst'))]) },
         decoder,
       );
       const check = await cksumOf(bytes, process.env);
       expect(readdirSync(dir)).toEqual([entryName(name, sha256Of(bytes), check)]);
       expect(readFileSync(join(dir, entryName(name, sha256Of(bytes), check))).equals(bytes)).toBe(true);
+    } finally {
+      await decoder.close();
+    }
+  });
+
+  it('spools nothing from a body that fails before its end, and leaves no temporary file', async () => {
+    const decoder = new SegmentDecoder(process.env);
+    try {
+      const bytes = randomBytes(256 * 1024);
+      const stored = readFileSync(compressed('cut', bytes));
+      const dir = join(work, 'spool-cut');
+      const name = '000000010000000000000008';
+      // What a connection reset halfway through the GET, or a body failing the SDK's CRC, gives.
+      const body = Readable.from(
+        (async function* () {
+          yield stored.subarray(0, stored.length >> 1);
+          throw new Error('socket hang up');
+        })(),
+      );
+      await expect(spoolStored(dir, name, sha256Of(bytes), { body }, decoder)).rejects.toThrow(
+        /socket hang up/,
+      );
+      expect(readdirSync(dir)).toEqual([]);
     } finally {
       await decoder.close();
     }
