@@ -45,6 +45,14 @@ export class WalArchive {
     return walObjectKey(this.store.prefix, this.cluster, file, sha256);
   }
 
+  /**
+   * Whether the archive is there (its archive.json): one request, where {@link info} makes two to
+   * read it as well.
+   */
+  async exists(): Promise<boolean> {
+    return (await this.store.head(this.infoKey)) !== undefined;
+  }
+
   /** The archive's identity, or undefined when nothing was ever pushed. */
   async info(): Promise<ArchiveInfo | undefined> {
     if (!(await this.store.head(this.infoKey))) return undefined;

@@ -44,11 +44,13 @@ export async function locateIn(
   }
   if (copies[0]) return copies[0];
   // "Not archived" only when the archive itself answers: a store that is not mounted or a wrong
-  // prefix looks empty, and taking that for the end of the WAL would end recovery early.
-  const info = await withRetries(() => archive.info(), retries).catch((e) => {
+  // prefix looks empty, and taking that for the end of the WAL would end recovery early. Asked on
+  // every answer of "not archived" (the prefetcher's, each second at the archive's end), so by
+  // one request: what the archive records is not needed here.
+  const exists = await withRetries(() => archive.exists(), retries).catch((e) => {
     throw unavailable(e);
   });
-  if (!info) {
+  if (!exists) {
     throw new WalArchiveUnavailableError(
       `there is no WAL archive ${archive.cluster} in ${archive.store.url} (no archive.json): wrong store, prefix or wal.cluster, or the store is not mounted`,
     );
