@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, type Stats } from 'node:fs';
 import {
   type FileHandle,
   link,
@@ -232,18 +232,25 @@ export class FileStore implements BackupStore {
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
         throw error;
       }
+      const files: string[] = [];
+      const dirs: string[] = [];
       for (const entry of entries) {
         // Hidden names are the store's own (tags, temporary files), except a temporary file that
         // a killed write left: it is debris, which retention must see to remove.
         if (entry.name.startsWith('.') && !(entry.isFile() && PARTIAL.test(entry.name))) continue;
         const rel = relDir ? `${relDir}/${entry.name}` : entry.name;
         if (entry.isDirectory()) {
-          if (`${rel}/`.startsWith(prefix) || prefix.startsWith(`${rel}/`)) await walk(rel);
-        } else if (entry.isFile() && rel.startsWith(prefix)) {
-          const s = await stat(join(this.root, rel));
-          found.push({ key: rel, size: s.size, lastModified: s.mtime, storageClass: 'STANDARD' });
-        }
+          if (`${rel}/`.startsWith(prefix) || prefix.startsWith(`${rel}/`)) dirs.push(rel);
+        } else if (entry.isFile() && rel.startsWith(prefix)) files.push(rel);
       }
+      // A folder's files stat'ed at once, not one after the other: a WAL folder holds up to 256
+      // segments, and the prefetcher lists it before it can fetch a recovery's first segment.
+      const stats = await Promise.all(files.map((rel) => stat(join(this.root, rel))));
+      files.forEach((rel, i) => {
+        const s = stats[i] as Stats;
+        found.push({ key: rel, size: s.size, lastModified: s.mtime, storageClass: 'STANDARD' });
+      });
+      for (const rel of dirs) await walk(rel);
     };
     await walk(start.replace(/\/$/, ''));
     found.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
