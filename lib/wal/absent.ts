@@ -1,5 +1,6 @@
 import { rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { removeFile } from './spool.js';
 
 /**
  * "Not archived" records: what the prefetcher found the archive lacks, of the names recovery is
@@ -35,12 +36,12 @@ export async function writeAbsent(dir: string, name: string, askedAtMs: number):
 }
 
 /** Removes the record of `name` (the archive holds it now, or could not be asked). */
-export async function dropAbsent(dir: string, name: string): Promise<void> {
-  await unlink(absentRecord(dir, name)).catch(() => {});
+export function dropAbsent(dir: string, name: string): void {
+  removeFile(absentRecord(dir, name));
 }
 
 /** Removes `name`'s record and the trace of its having been asked. */
-export async function forgetAbsent(dir: string, name: string): Promise<void> {
-  await dropAbsent(dir, name);
-  await unlink(askedRecord(dir, name)).catch(() => {});
+export function forgetAbsent(dir: string, name: string): void {
+  dropAbsent(dir, name);
+  removeFile(askedRecord(dir, name));
 }

@@ -1,5 +1,4 @@
-import { existsSync } from 'node:fs';
-import { unlink, writeFile } from 'node:fs/promises';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -32,6 +31,7 @@ import {
   prefetcherLock,
   prefetcherRunning,
   readPosition,
+  removeFile,
   spool,
   spooled,
   sweep,
@@ -137,7 +137,7 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
     const segmentBytes = info?.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
     let position = after;
     let movedAt = Date.now();
-    await sweep(dir, (n) => n < position || timelineOf(n) !== timelineOf(position), STALE_MS);
+    sweep(dir, (n) => n < position || timelineOf(n) !== timelineOf(position), STALE_MS);
     const inflight = new Set<string>();
     /** The names the archive lacked, whose "not archived" records (absent.ts) this wrote. */
     const recorded = new Set<string>();
@@ -154,7 +154,7 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
       const askedAt = Date.now();
       try {
         const stored = await locateWal(walFileOf(name), listed);
-        if (stored) await dropAbsent(dir, name);
+        if (stored) dropAbsent(dir, name);
         else {
           await writeAbsent(dir, name, askedAt);
           recorded.add(name);
@@ -162,11 +162,11 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
         return stored;
       } catch (error) {
         // Never "not archived" from a lookup that failed.
-        await dropAbsent(dir, name);
+        dropAbsent(dir, name);
         throw error;
       } finally {
         // Answered: a call that took the record waits for this (cli/pgbp's renewed_answer).
-        await unlink(askedRecord(dir, name)).catch(() => {});
+        removeFile(askedRecord(dir, name));
       }
     };
     /** Left to wal-fetch: damaged or unreadable here. */
@@ -187,13 +187,13 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
       existsSync(join(deps.dataDir, 'postmaster.pid')) &&
       (existsSync(join(deps.dataDir, 'recovery.signal')) || existsSync(join(deps.dataDir, 'standby.signal')));
 
-    const look = async () => {
-      const now = await readPosition(dir);
+    const look = () => {
+      const now = readPosition(dir);
       if (now && now !== position && (now > position || timelineOf(now) !== timelineOf(position))) {
         position = now;
         movedAt = Date.now();
         for (const n of handed) if (n < position || timelineOf(n) !== timelineOf(position)) handed.delete(n);
-        await sweep(dir, (n) => n < position || timelineOf(n) !== timelineOf(position), STALE_MS);
+        sweep(dir, (n) => n < position || timelineOf(n) !== timelineOf(position), STALE_MS);
       }
     };
     /** Positions spooled again at the archive's end (once each). */
@@ -204,8 +204,8 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
      * that another worker's pick, on the same listing of the spool, does not take it too (both
      * would fetch and decode it, into the same temporary files).
      */
-    const pick = async (): Promise<{ readonly name?: string; readonly full?: true }> => {
-      const have = await spooled(dir);
+    const pick = (): { readonly name?: string; readonly full?: true } => {
+      const have = spooled(dir);
       const timeline = timelineOf(position);
       const first = segmentNumber(position, segmentBytes) + 1;
       // Past the archive's end PostgreSQL asks once more for the last segment it replayed (to
@@ -270,21 +270,21 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
     const work = async (decoder: SegmentDecoder) => {
       for (;;) {
         if (!recovering()) return;
-        await look();
-        const { name, full } = Date.now() - noRoomAt < MISSING_RETRY_MS ? {} : await pick();
+        look();
+        const { name, full } = Date.now() - noRoomAt < MISSING_RETRY_MS ? {} : pick();
         if (!name) {
           if (Date.now() - movedAt > IDLE_MS) return;
           await sleep(full ? FULL_POLL_MS : POLL_MS);
           continue;
         }
-        if ((await freeBytes(dir)) < 4 * segmentBytes) {
+        if (freeBytes(dir) < 4 * segmentBytes) {
           inflight.delete(name);
           noRoomAt = Date.now();
           continue;
         }
         const marker = inflightMarker(dir, name);
         try {
-          await writeFile(marker, '');
+          writeFileSync(marker, '');
           const file = walFileOf(name);
           const stored = await lookUp(name);
           if (!stored) {
@@ -302,7 +302,7 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
           refused.add(name);
         } finally {
           inflight.delete(name);
-          await unlink(marker).catch(() => {});
+          removeFile(marker);
         }
       }
     };
@@ -332,12 +332,12 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
     });
     await Promise.all([workers, historyRecords()]);
     // Recovery has ended: what is left spooled will not be asked for.
-    if (!recovering()) await sweep(dir, () => true, STALE_MS);
+    if (!recovering()) sweep(dir, () => true, STALE_MS);
     // Its last questions (the timeline's history file, once the signal file is gone) may still
     // come: the records go once they are too old to answer.
     if (recorded.size > 0) {
       await sleep(ABSENT_FRESH_S * 1000 + 1000);
-      for (const name of recorded) await forgetAbsent(dir, name);
+      for (const name of recorded) forgetAbsent(dir, name);
     }
   } finally {
     await release();

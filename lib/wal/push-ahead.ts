@@ -89,7 +89,7 @@ export async function pushWithAhead(
   const marker = inflightMarker(records, file.name);
   if (existsSync(marker) && (await lockHolderAlive(pusherLock(records)))) {
     const deadline = Date.now() + INFLIGHT_WAIT_MS;
-    while (existsSync(marker) && !(await spooled(records)).has(file.name) && Date.now() < deadline) {
+    while (existsSync(marker) && !spooled(records).has(file.name) && Date.now() < deadline) {
       await sleep(5);
     }
   }
@@ -103,7 +103,7 @@ export async function pushWithAhead(
       fromRecord: true,
     };
   }
-  await sweep(records, (n) => n < file.name, STALE_MS);
+  sweep(records, (n) => n < file.name, STALE_MS);
   const pgWal = dirname(path);
   if (
     (await readySegments(pgWal)).some((n) => n > file.name) &&
@@ -185,7 +185,7 @@ export async function pushAhead(after: string, deps: PushDeps & AheadSettings): 
     });
     const running = () => existsSync(join(deps.dataDir, 'postmaster.pid'));
     const pick = async (): Promise<string | undefined> => {
-      const have = await spooled(records);
+      const have = spooled(records);
       for (const name of await readySegments(pgWal)) {
         if (name <= after || have.has(name) || inflight.has(name) || refused.has(name) || recorded.has(name))
           continue;

@@ -85,7 +85,7 @@ export class SegmentEncoder {
 
   private async readNow(path: string, level: number): Promise<ReadWalFile | undefined> {
     const size = (await stat(path)).size;
-    if ((await freeBytes(this.dir)) < size + KEEP_FREE_BYTES) return undefined;
+    if (freeBytes(this.dir) < size + KEEP_FREE_BYTES) return undefined;
     const id = `.${basename(path)}.${process.pid}.${++this.count}`;
     const copy = join(this.dir, `${id}${COPY_SUFFIX}`);
     const compressed = join(this.dir, `${id}${COMPRESSED_SUFFIX}`);

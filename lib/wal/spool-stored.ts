@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readSync, writeSync } from 'node:fs';
-import { mkdir, rename, unlink } from 'node:fs/promises';
+import { closeSync, mkdirSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
+import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { SegmentDecoder } from './segment-decoder.js';
@@ -34,7 +34,8 @@ export async function spoolStored(
   const source = 'file' in stored ? stored.file : join(dir, `.${name}.zst.${process.pid}`);
   const temp = join(dir, `.${name}.${process.pid}`);
   try {
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    // Blocking, as the spool's other small calls are (see spool.ts).
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
     // A body that ends short or fails the store's own check (S3's CRC of the object, an encrypting
     // store's authentication) throws here.
     if ('body' in stored) await writeBody(source, stored.body);
@@ -44,7 +45,7 @@ export async function spoolStored(
     const actual = sha256OfFile(temp);
     if (actual !== sha256)
       throw new Error(`${name}: its SHA-256 is ${actual}, the archive recorded ${sha256}`);
-    await rename(temp, join(dir, entryName(name, sha256, check)));
+    renameSync(temp, join(dir, entryName(name, sha256, check)));
   } catch (error) {
     await unlink(temp).catch(() => {});
     throw error;

@@ -63,7 +63,7 @@ function counted(store: BackupStore): { store: BackupStore; reads: Map<string, n
 async function spooledEntry(dir: string, name: string): Promise<SpoolEntry> {
   const deadline = Date.now() + 30_000;
   for (;;) {
-    const entry = (await spooled(dir)).get(name);
+    const entry = spooled(dir).get(name);
     if (entry) return entry;
     if (Date.now() > deadline) throw new Error(`${name} was never spooled`);
     await new Promise((r) => setTimeout(r, 10));
