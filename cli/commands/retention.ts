@@ -38,6 +38,10 @@ function printPhysical(deps: CliDeps, r: PhysicalRetentionReport): void {
   for (const b of r.removedBases) out(deps, `  delete  base ${b.id}  ended ${b.stopTime}`);
   for (const [tl, name] of Object.entries(r.keepFrom))
     out(deps, `  keep    WAL of timeline ${tl} from ${name} on`);
+  for (const d of r.debris.removed)
+    out(deps, `  debris  base ${d.id}  ${d.objects} object${d.objects === 1 ? '' : 's'}, no manifest`);
+  for (const d of r.debris.kept)
+    out(deps, `  debris  base ${d.id}  kept: ${d.reason}${d.lockedKey ? ` (locked: ${d.lockedKey})` : ''}`);
   for (const b of r.broken) out(deps, `  broken  ${b.key}  ${b.error}`);
   for (const f of r.failed) err(deps, `pgbp: could not delete ${f.key}: ${f.code} ${f.message}`);
 }

@@ -48,12 +48,18 @@ export function parseBackupId(id: string): ParsedBackupId | undefined {
   const m = ID.exec(id);
   if (!m) return undefined;
   const [, database, stamp] = m;
-  const s = STAMP.exec(stamp ?? '');
-  if (!database || !s || !isKeyableDatabaseName(database)) return undefined;
-  const [, y, mo, d, h, mi, se] = s.map(Number) as [number, number, number, number, number, number, number];
-  const createdAt = new Date(Date.UTC(y, mo - 1, d, h, mi, se));
-  if (formatStamp(createdAt) !== stamp) return undefined;
+  const createdAt = parseStamp(stamp ?? '');
+  if (!database || !createdAt || !isKeyableDatabaseName(database)) return undefined;
   return { database, createdAt };
+}
+
+/** The time a `yyyymmddThhmmssZ` stamp names; undefined when it is malformed or no real time. */
+export function parseStamp(stamp: string): Date | undefined {
+  const s = STAMP.exec(stamp);
+  if (!s) return undefined;
+  const [, y, mo, d, h, mi, se] = s.map(Number) as [number, number, number, number, number, number, number];
+  const at = new Date(Date.UTC(y, mo - 1, d, h, mi, se));
+  return formatStamp(at) === stamp ? at : undefined;
 }
 
 function joinPrefix(prefix: string, rest: string): string {

@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { formatStamp } from './backup-layout.js';
+import { formatStamp, parseStamp } from './backup-layout.js';
 import { encryptionSchema } from './manifest.js';
 import { DEFAULT_SEGMENT_BYTES, formatLsn, parseLsn, segmentOfLsn } from './wal-names.js';
 
@@ -24,6 +24,11 @@ export function isBaseBackupId(id: string): boolean {
 
 export function baseBackupIdFor(at: Date): string {
   return formatStamp(at);
+}
+
+/** When the base backup of an id started; undefined for an id that names no real time. */
+export function baseBackupStartOf(id: string): Date | undefined {
+  return isBaseBackupId(id) ? parseStamp(id) : undefined;
 }
 
 const lsn = z.string().refine((v) => parseLsn(v) !== undefined, 'an LSN such as 0/3000028');

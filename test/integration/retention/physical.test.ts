@@ -1,18 +1,23 @@
 import { PassThrough } from 'node:stream';
+import { PutObjectRetentionCommand } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../../cli/main.js';
 import { createApplyRetentionHandler } from '../../../functions/apply-retention.js';
 import { type BaseManifest, baseBackupIdFor } from '../../../lib/domain/base-backup.js';
 import { baseBackupKeys, walObjectKey } from '../../../lib/domain/physical-layout.js';
 import { historyFileName, parseWalFileName, segmentName } from '../../../lib/domain/wal-names.js';
+import { s3Client } from '../../../lib/platform/aws-clients/s3.js';
 import { fixedClock } from '../../../lib/platform/clock.js';
 import { silentLogger } from '../../../lib/platform/logger.js';
 import { runPhysicalRetention } from '../../../lib/retention/physical.js';
 import { FileStore } from '../../../lib/storage/file-store.js';
+import { S3Store } from '../../../lib/storage/s3-store.js';
 import { zstdBuffer } from '../../../lib/storage/small-objects.js';
+import type { BackupStore } from '../../../lib/storage/store.js';
 import { keyFile } from '../../support/keys.js';
 import { ageFile, testConfig, withTempDir } from '../../support/manifests.js';
 import { inboxAlerter, writeConfigFile } from '../../support/pipeline.js';
+import { createBucket, listKeys } from '../../support/s3.js';
 
 const DAY = 86_400_000;
 const NOW = new Date('2026-12-01T12:00:00Z');
@@ -23,7 +28,7 @@ const ago = (days: number, now = NOW) => new Date(now.getTime() - days * DAY);
  * version 1, which also kept PostgreSQL's backup_manifest apart (retention removes that too).
  */
 async function putBase(
-  store: FileStore,
+  store: BackupStore,
   days: number,
   startSegment: number,
   now = NOW,
@@ -86,6 +91,29 @@ async function putWal(store: FileStore, now = NOW): Promise<Map<string, string>>
   await ageFile(store, key, ago(40, now));
   keys.set(history, key);
   return keys;
+}
+
+const HOUR = 3_600_000;
+
+/**
+ * What a base backup task killed partway leaves: its tablespaces' objects, no manifest; started
+ * `startedHoursAgo` before NOW, its objects last written `writtenHoursAgo` before it.
+ */
+async function putKilledBase(
+  store: BackupStore,
+  startedHoursAgo: number,
+  writtenHoursAgo: number,
+  now = NOW,
+): Promise<{ id: string; keys: string[] }> {
+  const id = baseBackupIdFor(new Date(now.getTime() - startedHoursAgo * HOUR));
+  const keys = baseBackupKeys(store.prefix, 'main', id);
+  const written = [keys.tar('16385'), keys.tar('base')];
+  for (const key of written) {
+    await store.putBytes(key, 'half a tar');
+    if (store instanceof FileStore)
+      await ageFile(store, key, new Date(now.getTime() - writtenHoursAgo * HOUR));
+  }
+  return { id, keys: written };
 }
 
 async function exists(store: FileStore, key: string): Promise<boolean> {
@@ -225,5 +253,88 @@ describe('retention of the physical archive', () => {
       expect(await exists(store, wal.get(segmentName(1, 10)) as string)).toBe(false);
       expect(await exists(store, wal.get(segmentName(1, 11)) as string)).toBe(true);
     });
+  });
+
+  it('removes what a killed base backup left once it is old enough, and nothing of one that may still run', async () => {
+    await withTempDir(async (dir) => {
+      const store = new FileStore(dir);
+      await putWal(store);
+      const kept = await putBase(store, 6, 25);
+      // Started three days ago, nothing written for two: dead (the default grace is 24 h and a base
+      // backup may run 12 h).
+      const dead = await putKilledBase(store, 72, 48);
+      // Nothing written for 30 h, but started only 33 h ago: it may be a long one still running.
+      const young = await putKilledBase(store, 33, 30);
+      // Started 40 h ago and written to an hour ago (sync copying it, or a slow last tablespace).
+      const busy = await putKilledBase(store, 40, 1);
+      // Not of the layout: not ours to judge.
+      const stranger = 'main-notes.txt';
+      await store.putBytes(`~cluster/main/base/${stranger}`, 'x');
+      await ageFile(store, `~cluster/main/base/${stranger}`, ago(30));
+      const config = testConfig();
+
+      const preview = await runPhysicalRetention({ store, config, now: NOW, dryRun: true, env: process.env });
+      expect(preview?.debris).toEqual({
+        removed: [{ id: dead.id, objects: 2 }],
+        // Oldest first.
+        kept: [
+          { id: busy.id, reason: 'grace' },
+          { id: young.id, reason: 'grace' },
+        ],
+      });
+      for (const key of dead.keys) expect(await exists(store, key), key).toBe(true);
+
+      const applied = await runPhysicalRetention({ store, config, now: NOW, env: process.env });
+      expect(applied?.failed).toEqual([]);
+      expect(applied?.deletedKeys).toEqual(expect.arrayContaining(dead.keys));
+      for (const key of dead.keys) expect(await exists(store, key), key).toBe(false);
+      for (const key of [...young.keys, ...busy.keys, `~cluster/main/base/${stranger}`])
+        expect(await exists(store, key), key).toBe(true);
+      const complete = baseBackupKeys('', 'main', kept.id);
+      for (const key of [complete.manifest, complete.tar('base'), complete.drillReport])
+        expect(await exists(store, key), key).toBe(true);
+    });
+  });
+
+  it('keeps a killed base backup while retention is blocked by a manifest it cannot read', async () => {
+    await withTempDir(async (dir) => {
+      const store = new FileStore(dir);
+      await putWal(store);
+      await putBase(store, 6, 25);
+      const dead = await putKilledBase(store, 72, 48);
+      const unreadable = baseBackupKeys('', 'main', baseBackupIdFor(ago(4))).manifest;
+      await store.putBytes(unreadable, '{"manifestVersion": 2, "kind"');
+      const report = await runPhysicalRetention({ store, config: testConfig(), now: NOW, env: process.env });
+      expect(report?.blocked).toMatch(/cannot be read/);
+      expect(report?.debris).toEqual({ removed: [], kept: [{ id: dead.id, reason: 'stale-block' }] });
+      for (const key of dead.keys) expect(await exists(store, key), key).toBe(true);
+    });
+  });
+
+  it('keeps what a killed base backup left in S3 while an object of it is under Object Lock', async () => {
+    const bucket = await createBucket({ objectLock: true });
+    const store = new S3Store(bucket, '');
+    // S3 stamps objects with the real time: the clock stands three days ahead of it.
+    const now = new Date(Date.now() + 72 * HOUR);
+    await putBase(store, 1, 25, now);
+    const locked = await putKilledBase(store, 80, 72, now);
+    const dead = await putKilledBase(store, 90, 72, now);
+    const retainUntil = new Date(now.getTime() + 24 * HOUR);
+    await s3Client().send(
+      new PutObjectRetentionCommand({
+        Bucket: bucket,
+        Key: locked.keys[1],
+        Retention: { Mode: 'GOVERNANCE', RetainUntilDate: retainUntil },
+      }),
+    );
+    const report = await runPhysicalRetention({ store, config: testConfig(), now, env: process.env });
+    expect(report?.debris).toEqual({
+      removed: [{ id: dead.id, objects: 2 }],
+      kept: [{ id: locked.id, reason: 'object-lock', lockedKey: locked.keys[1] }],
+    });
+    expect(report?.failed).toEqual([]);
+    const left = await listKeys(bucket);
+    for (const key of locked.keys) expect(left).toContain(key);
+    for (const key of dead.keys) expect(left).not.toContain(key);
   });
 });
