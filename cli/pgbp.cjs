@@ -7,6 +7,9 @@
 // commands that PostgreSQL's calls run (and the prefetcher a recovery waits for) load neither:
 // they run from a bundle of their own (dist/wal/, see WAL in cli/bundle.mjs).
 'use strict';
+// Before anything else runs: the launcher's wal commands come with NODE_EXTRA_CA_CERTS renamed,
+// applied at their first TLS connection (see cli/extra-ca.cjs).
+if (process.env.PGBP_EXTRA_CA_CERTS !== undefined) require('./extra-ca.cjs').deferExtraCaCerts();
 const { existsSync, readFileSync } = require('node:fs');
 const { join } = require('node:path');
 

@@ -66,6 +66,17 @@ export function startPusher(
   return startInBackground(script, 'wal-push-ahead', after, line, cwd, env);
 }
 
+/**
+ * The environment of a wal command's Node started from here: NODE_EXTRA_CA_CERTS renamed
+ * PGBP_EXTRA_CA_CERTS, as the launcher (cli/pgbp) starts one, so that it starts without reading
+ * the certificates and applies them at its first TLS connection (cli/extra-ca.cjs).
+ */
+export function withDeferredCa(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { NODE_EXTRA_CA_CERTS: file, ...rest } = env;
+  if (!file || env.PGBP_EXTRA_CA_CERTS !== undefined) return env;
+  return { ...rest, PGBP_EXTRA_CA_CERTS: file };
+}
+
 function startInBackground(
   script: string | undefined,
   command: string,
@@ -77,7 +88,7 @@ function startInBackground(
   if (!script) return undefined;
   const child = spawn(process.execPath, [script, command, after, ...forwarded(line, cwd)], {
     cwd,
-    env,
+    env: withDeferredCa(env),
     detached: true,
     stdio: 'ignore',
   });
