@@ -67,7 +67,7 @@ const SETTINGS = [
 ];
 
 /** Replaces tls.createSecureContext so that a context made without `ca` trusts the certificates of `file`. */
-function trustIn(tls, file, stderr) {
+function trustIn(tls, file, warn) {
   const original = tls.createSecureContext;
   const originalConnect = tls.connect;
   let pem;
@@ -77,7 +77,7 @@ function trustIn(tls, file, stderr) {
         pem = require('node:fs').readFileSync(file, 'utf8');
       } catch (error) {
         // What Node prints when it cannot load them at start-up; it goes on without them.
-        stderr.write(`Warning: Ignoring extra certs from \`${file}\`, load failed: ${error.message}\n`);
+        warn(`Warning: Ignoring extra certs from \`${file}\`, load failed: ${error.message}\n`);
         pem = '';
       }
     }
@@ -127,7 +127,7 @@ function trustIn(tls, file, stderr) {
  * and gives NODE_EXTRA_CA_CERTS back to `env` (process.env). Where NODE_EXTRA_CA_CERTS is set
  * too, Node has loaded that one already, and this does nothing more.
  */
-function deferExtraCaCerts(env = process.env, stderr = process.stderr) {
+function deferExtraCaCerts(env = process.env, warn = (text) => process.stderr.write(text)) {
   const file = env.PGBP_EXTRA_CA_CERTS;
   delete env.PGBP_EXTRA_CA_CERTS;
   if (env.NODE_EXTRA_CA_CERTS !== undefined || !file) return;
@@ -136,7 +136,7 @@ function deferExtraCaCerts(env = process.env, stderr = process.stderr) {
   const apply = () => {
     if (done) return;
     done = true;
-    trustIn(require('node:tls'), file, stderr);
+    trustIn(require('node:tls'), file, warn);
   };
   const Module = require('node:module');
   const load = Module._load;
