@@ -1,6 +1,6 @@
 import * as z from 'zod';
 import { isKeyableDatabaseName } from './domain/backup-layout.js';
-import { CODECS } from './domain/manifest.js';
+import { CODECS } from './domain/codecs.js';
 import { isClusterName } from './domain/physical-layout.js';
 import { CHECK_DEPTHS } from './domain/restore-checks.js';
 import { parseDuration, parseSize } from './domain/units.js';

@@ -66,9 +66,14 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-/** Validates a parsed config object; `source` names where it came from in errors. */
+/**
+ * Validates a parsed config object; `source` names where it came from in errors. Without zod's
+ * compiled fast path (`jitless`): it compiles one for each object schema at its first parse, which
+ * pays back over many parses of one schema, and a process parses its config once; the checks and
+ * their messages are the same. Its first parse here: 11-14 ms, 4-5 ms without.
+ */
 export function parseConfig(raw: unknown, source: string): Config {
-  const result = configSchema.safeParse(raw ?? {});
+  const result = configSchema.safeParse(raw ?? {}, { jitless: true });
   if (!result.success) {
     const lines = describeIssues(result.error, '(top level)').map((line) => `${source}: ${line}`);
     throw new ConfigError(lines.join('\n'));

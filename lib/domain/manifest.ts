@@ -1,8 +1,9 @@
 import * as z from 'zod';
 import { isKeyableDatabaseName, parseBackupId, TIERS, type Tier } from './backup-layout.js';
 
-export const CODECS = ['zstd', 'gzip', 'none'] as const;
-export type Codec = (typeof CODECS)[number];
+import { CODECS } from './codecs.js';
+
+export { CODECS, type Codec } from './codecs.js';
 
 export const MANIFEST_VERSION = 1;
 
