@@ -125,6 +125,29 @@ export class ListedWalArchive extends WalArchive {
   }
 }
 
+/**
+ * The archive as the pusher sees it over a burst: archive.json is read once it is there and then
+ * remembered for a minute, not read again for every segment (a HEAD and a GET each: two requests
+ * to S3 per segment, a stat and a read of a directory store's file). What it records does not
+ * change, as objects are never overwritten, and every segment's own system identifier is still
+ * checked against it (push.ts), so a segment of another cluster is refused as before; the minute
+ * bounds how long a pusher would go on with an archive an operator removed and another cluster
+ * claimed again. Until the archive has an identity, each push looks again.
+ */
+export class IdentifiedWalArchive extends WalArchive {
+  private known: { readonly info: ArchiveInfo; readonly until: number } | undefined;
+
+  override async info(): Promise<ArchiveInfo | undefined> {
+    if (this.known && Date.now() < this.known.until) return this.known.info;
+    const info = await super.info();
+    this.known = info ? { info, until: Date.now() + IDENTITY_KEPT_MS } : undefined;
+    return info;
+  }
+}
+
+/** How long the pusher keeps an archive's identity before it reads archive.json again. */
+const IDENTITY_KEPT_MS = 60_000;
+
 /** One store's part of the archive, and the part the store plays. */
 export interface RoleArchive {
   readonly role: StoreRole;

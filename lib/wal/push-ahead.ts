@@ -4,6 +4,7 @@ import { setPriority } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseWalFileName } from '../domain/wal-names.js';
+import { IdentifiedWalArchive } from './archive.js';
 import { type PushDeps, type PushOutcome, pushWal, type RoleArchive } from './push.js';
 import { isEncoderDebris, SegmentEncoder } from './segment-encoder.js';
 import {
@@ -165,6 +166,11 @@ export async function pushAhead(after: string, deps: PushDeps & AheadSettings): 
     // Not allowed here: it runs at the server's priority.
   }
   const pgWal = join(deps.dataDir, 'pg_wal');
+  // Each store's archive.json read once for the burst, not for every segment.
+  const archives = deps.archives.map(({ role, archive }) => ({
+    role,
+    archive: new IdentifiedWalArchive(archive.store, archive.cluster),
+  }));
   let stored = 0;
   try {
     // Markers and copies an earlier pusher left when it died.
@@ -217,7 +223,7 @@ export async function pushAhead(after: string, deps: PushDeps & AheadSettings): 
         const marker = inflightMarker(records, name);
         try {
           await writeFile(marker, '', { mode: 0o600 });
-          const outcome = await pushWal(join(pgWal, name), deps, { check: true, encoder });
+          const outcome = await pushWal(join(pgWal, name), { ...deps, archives }, { check: true, encoder });
           if (outcome.degraded) refused.add(name);
           else {
             await writeFile(join(records, entryName(name, outcome.sha256, outcome.check)), '', {
