@@ -45,9 +45,9 @@ describe('reading segments for the pusher from a private copy', () => {
     const scratch = join(d, 'records');
     mkdirSync(scratch);
     const e = encoder(process.env, scratch);
-    // One shell answers segment after segment.
-    for (let i = 0; i < 2; i++) {
-      const bytes = walFileBytes();
+    // One shell and one copy answer file after file, a shorter one after a longer one too.
+    for (let i = 0; i < 3; i++) {
+      const bytes = i === 1 ? walFileBytes().subarray(0, 1_000_000) : walFileBytes();
       const path = join(d, `file${i}`);
       writeFileSync(path, bytes);
       const read = await e.read(path, 1);
@@ -63,6 +63,7 @@ describe('reading segments for the pusher from a private copy', () => {
       const [crc, size] = execFileSync('cksum', [path], { encoding: 'utf8' }).split(' ');
       expect(read?.check).toBe(`${crc}-${size}`);
     }
+    await e.close();
     expect(readdirSync(scratch)).toEqual([]);
   });
 
@@ -75,12 +76,16 @@ describe('reading segments for the pusher from a private copy', () => {
     writeFileSync(zstd, '#!/bin/sh\necho "zstd: out of memory" >&2\nexit 1\n');
     chmodSync(zstd, 0o755);
     const env = { ...process.env, PATH: bin };
-    await expect(encoder(env, scratch).read(path, 1)).rejects.toThrow(/zstd could not compress/);
+    const failing = encoder(env, scratch);
+    await expect(failing.read(path, 1)).rejects.toThrow(/zstd could not compress/);
+    await failing.close();
     expect(readdirSync(scratch)).toEqual([]);
     writeFileSync(zstd, `#!/bin/sh\nexec ${realZstd} "$@"\n`);
-    const read = await encoder(env, scratch).read(path, 1);
+    const unchecked = encoder(env, scratch);
+    const read = await unchecked.read(path, 1);
     expect(read?.check).toBeUndefined();
     expect(read?.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+    await unchecked.close();
     expect(readdirSync(scratch)).toEqual([]);
     await expect(encoder(process.env, scratch).read(join(d, 'missing'), 1)).rejects.toThrow(/ENOENT/);
   });
@@ -100,6 +105,7 @@ describe('reading segments for the pusher from a private copy', () => {
     expect(read?.check).toBe(`${crc}-${size}`);
     // The next one goes to that shell too (the fake chrt's would never answer).
     expect((await e.read(path, 1))?.check).toBe(`${crc}-${size}`);
+    await e.close();
     expect(readdirSync(scratch)).toEqual([]);
   });
 });
