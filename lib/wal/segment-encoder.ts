@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
-import { readFile, unlink } from 'node:fs/promises';
+import { closeSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setImmediate } from 'node:timers/promises';
 import { LineShell } from '../platform/line-shell.js';
 import { LONG_PAGE_HEADER_BYTES } from '../postgres/wal-headers.js';
-import { freeBytes } from './spool.js';
+import { freeBytes, removeFile } from './spool.js';
 import type { ReadWalFile } from './wal-read.js';
 
 /**
@@ -130,9 +130,11 @@ export class SegmentEncoder {
       if (line === 'fail') throw new Error(`zstd could not compress ${path}`);
       const ok = /^ok ([0-9]{1,10}) ([0-9]{1,12})$/.exec(line);
       const check = ok && Number(ok[2]) === digest.bytes ? `${ok[1]}-${ok[2]}` : undefined;
-      return { ...digest, compressed: await readFile(compressed), ...(check ? { check } : {}) };
+      // Blocking, as the copy: through libuv's threads a read of this ~0.5 MB file cost 296 us
+      // of CPU here, 87 us blocking (medians of 7 rounds of 200).
+      return { ...digest, compressed: readFileSync(compressed), ...(check ? { check } : {}) };
     } finally {
-      await unlink(compressed).catch(() => {});
+      removeFile(compressed);
     }
   }
 
