@@ -125,12 +125,13 @@ function trustIn(tls, file, warn) {
 /**
  * Applies PGBP_EXTRA_CA_CERTS (the launcher's name for NODE_EXTRA_CA_CERTS) as described above,
  * and gives NODE_EXTRA_CA_CERTS back to `env` (process.env). Where NODE_EXTRA_CA_CERTS is set
- * too, Node has loaded that one already, and this does nothing more.
+ * too, Node has loaded that one already, and this does nothing more. Returns `now()`, which
+ * applies them at once: for code that loads Node's modules by ES `import`, which no hook sees.
  */
 function deferExtraCaCerts(env = process.env, warn = (text) => process.stderr.write(text)) {
   const file = env.PGBP_EXTRA_CA_CERTS;
   delete env.PGBP_EXTRA_CA_CERTS;
-  if (env.NODE_EXTRA_CA_CERTS !== undefined || !file) return;
+  if (env.NODE_EXTRA_CA_CERTS !== undefined || !file) return { now: () => {} };
   env.NODE_EXTRA_CA_CERTS = file;
   let done = false;
   const apply = () => {
@@ -151,6 +152,7 @@ function deferExtraCaCerts(env = process.env, warn = (text) => process.stderr.wr
       return fetch.apply(this, args);
     };
   }
+  return { now: apply };
 }
 
 module.exports = { deferExtraCaCerts };

@@ -9,7 +9,8 @@
 'use strict';
 // Before anything else runs: the launcher's wal commands come with NODE_EXTRA_CA_CERTS renamed,
 // applied at their first TLS connection (see cli/extra-ca.cjs).
-if (process.env.PGBP_EXTRA_CA_CERTS !== undefined) require('./extra-ca.cjs').deferExtraCaCerts();
+const extraCa =
+  process.env.PGBP_EXTRA_CA_CERTS !== undefined ? require('./extra-ca.cjs').deferExtraCaCerts() : undefined;
 const { existsSync, readFileSync } = require('node:fs');
 const { join } = require('node:path');
 
@@ -71,6 +72,9 @@ async function run() {
     process.exitCode = status;
     return;
   }
+  // The front's work is ES modules (dist/work/), whose imports of Node's modules no hook sees: a
+  // wal command run there (no wal bundle built) has the certificates applied before it loads.
+  extraCa?.now();
   const entry = join(dist, 'cli', 'main.cjs');
   if (!existsSync(entry) || !existsSync(join(dist, 'work'))) unbuilt();
   // `pgbp --version` is what a supervisor or a health check runs: answered from package.json

@@ -236,6 +236,28 @@ describe('NODE_EXTRA_CA_CERTS for the wal commands', () => {
     });
   }, 60_000);
 
+  it("applies them before code that imports Node's modules as ES modules, which no hook sees", async () => {
+    // The CLI's front runs its work so (a wal command where no wal bundle is built).
+    const script = `
+      const extraCa = require(${JSON.stringify(EXTRA_CA)}).deferExtraCaCerts();
+      if (process.argv[1] === 'now') extraCa.now();
+      import('node:https').then((https) => https.get(${JSON.stringify(`${trusted.url}/`)}, (r) => {
+        r.resume();
+        process.stdout.write(String(r.statusCode));
+      }).on('error', (e) => process.stdout.write(e.code)));`;
+    const { NODE_EXTRA_CA_CERTS: _, ...env } = process.env;
+    const run = (mode: string) =>
+      outputOf(
+        spawn(process.execPath, ['-e', script, mode], {
+          env: { ...env, PGBP_EXTRA_CA_CERTS: privateCa },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        }),
+      );
+    expect(await run('now')).toMatchObject({ code: 0, stdout: '404' });
+    // Without: the import passes by, and the endpoint is not trusted.
+    expect(await run('later')).toMatchObject({ code: 0, stdout: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' });
+  }, 60_000);
+
   it('the prefetcher a wal-fetch starts from Node starts the same way', async () => {
     const store = `file://${mkdtempSync(join(work, 'store-'))}`;
     const pusher = mkdtempSync(join(work, 'pusher-'));
