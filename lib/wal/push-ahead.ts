@@ -221,6 +221,8 @@ export async function pushAhead(after: string, deps: PushDeps & AheadSettings): 
       while (running()) {
         const name = await pick();
         if (!name) {
+          // Its copy emptied before it waits, never written out to disk (see SegmentEncoder.emptyCopy).
+          encoder.emptyCopy();
           if (Date.now() - busyAt > IDLE_MS) return;
           await Promise.race([wake.promise, sleep(POLL_MS)]);
           continue;

@@ -84,6 +84,8 @@ export class SegmentEncoder {
   /** The copy's path (without suffix: see COPY_SUFFIX) and, once made, its descriptor. */
   private readonly id: string;
   private copy: number | undefined;
+  /** Whether the copy holds a segment's bytes (see emptyCopy). */
+  private filled = false;
   /** Whether the shell is (still) to run under SCHED_IDLE. */
   private idle = true;
 
@@ -118,6 +120,7 @@ export class SegmentEncoder {
       const held = this.copy === undefined ? 0 : fstatSync(this.copy).size;
       if (freeBytes(this.dir) < size - held + KEEP_FREE_BYTES) return undefined;
       this.copy ??= openSync(copy, 'w', 0o600);
+      this.filled = true;
       digest = await copyAndDigest(fd, this.copy);
     } finally {
       closeSync(fd);
@@ -171,6 +174,19 @@ export class SegmentEncoder {
       : ['/bin/sh', ['-c', SCRIPT]];
     this.shell = new LineShell(command, args, { env: this.env, tool: 'sh (zstd, cksum)' });
     return this.shell;
+  }
+
+  /**
+   * Empties the copy while there is nothing to read. Its pages are dirty in the page cache, and a
+   * file kept dirty longer than the kernel's writeback delay (30 s by default) is written out to
+   * disk: a pusher that stays up under steady traffic would write 16 MiB beside pg_wal for every
+   * such delay, for a copy nobody needs. Cut to nothing, its pages are dropped unwritten; a burst
+   * still writes over the same file segment after segment (the reuse is what saves the CPU).
+   */
+  emptyCopy(): void {
+    if (this.copy === undefined || !this.filled) return;
+    ftruncateSync(this.copy, 0);
+    this.filled = false;
   }
 
   /** Ends the shell (its input closed) and removes the copy; resolves once the shell has exited. */

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SegmentEncoder } from '../../../lib/wal/segment-encoder.js';
@@ -63,6 +63,12 @@ describe('reading segments for the pusher from a private copy', () => {
       const [crc, size] = execFileSync('cksum', [path], { encoding: 'utf8' }).split(' ');
       expect(read?.check).toBe(`${crc}-${size}`);
     }
+    // Idle, its copy holds nothing that the kernel would write out to disk.
+    const [copy] = readdirSync(scratch);
+    expect(copy).toBeDefined();
+    expect(statSync(join(scratch, copy as string)).size).toBe(walFileBytes().length);
+    e.emptyCopy();
+    expect(statSync(join(scratch, copy as string)).size).toBe(0);
     await e.close();
     expect(readdirSync(scratch)).toEqual([]);
   });
