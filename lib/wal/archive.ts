@@ -103,25 +103,51 @@ export class WalArchive {
 export class ListedWalArchive extends WalArchive {
   /** The last folders listed, newest last: the window of a recovery spans at most two. */
   private readonly folders = new Map<string, ReadonlyMap<string, StoredWalFile[]>>();
+  /**
+   * The listings under way, by folder: the prefetcher's workers ask for two segments of the same
+   * folder at once when a recovery starts (and when it enters the next folder), and the second
+   * waits for the first one's listing instead of making its own (a LIST of S3 fewer each time,
+   * ~6 ms of this process's CPU and more of the store's).
+   */
+  private readonly listing = new Map<string, Promise<ReadonlyMap<string, StoredWalFile[]>>>();
 
   override async find(file: WalFileName): Promise<StoredWalFile[]> {
     if (file.kind !== 'segment') return super.find(file);
     const folder = walFolder(this.store.prefix, this.cluster, file);
     const known = this.folders.get(folder)?.get(file.name);
     if (known) return known;
-    const listed = new Map<string, StoredWalFile[]>();
-    for await (const object of this.store.list(`${folder}/`)) {
-      const parsed = parseWalObjectKey(object.key);
-      if (!parsed) continue;
-      const copies = listed.get(parsed.name) ?? [];
-      copies.push({ key: object.key, sha256: parsed.sha256, size: object.size });
-      listed.set(parsed.name, copies);
+    // A listing that began before this question may say that it holds the segment, never that
+    // it does not: lacking it there, the folder is listed afresh.
+    const under = this.listing.get(folder);
+    if (under) {
+      const found = (await under.catch(() => undefined))?.get(file.name);
+      if (found) return found;
     }
-    // Older folders go: a recovery of terabytes of WAL passes through thousands.
-    this.folders.delete(folder);
-    this.folders.set(folder, listed);
-    for (const old of this.folders.keys()) if (this.folders.size > 2) this.folders.delete(old);
-    return listed.get(file.name) ?? [];
+    return (await this.listFolder(folder)).get(file.name) ?? [];
+  }
+
+  private listFolder(folder: string): Promise<ReadonlyMap<string, StoredWalFile[]>> {
+    const listing = (async () => {
+      const listed = new Map<string, StoredWalFile[]>();
+      for await (const object of this.store.list(`${folder}/`)) {
+        const parsed = parseWalObjectKey(object.key);
+        if (!parsed) continue;
+        const copies = listed.get(parsed.name) ?? [];
+        copies.push({ key: object.key, sha256: parsed.sha256, size: object.size });
+        listed.set(parsed.name, copies);
+      }
+      // Older folders go: a recovery of terabytes of WAL passes through thousands.
+      this.folders.delete(folder);
+      this.folders.set(folder, listed);
+      for (const old of this.folders.keys()) if (this.folders.size > 2) this.folders.delete(old);
+      return listed;
+    })();
+    this.listing.set(folder, listing);
+    const done = () => {
+      if (this.listing.get(folder) === listing) this.listing.delete(folder);
+    };
+    listing.then(done, done);
+    return listing;
   }
 }
 

@@ -58,6 +58,23 @@ describe.each(stores)('the prefetcher’s listings of the WAL archive in %s', (_
     expect(listings()).toBe(3);
   });
 
+  it('lists a folder once for two segments asked at once, and afresh for one that listing lacks', async () => {
+    const { store, listings } = counted(await open());
+    const writer = new WalArchive(store, 'main');
+    for (const n of [1, 2]) await store.putBytes(writer.keyOf(segment(n), sha(n)), `segment ${n}`);
+    const listed = new ListedWalArchive(store, 'main');
+    // The prefetcher's two workers at a recovery's start.
+    const [one, two] = await Promise.all([listed.find(segment(1)), listed.find(segment(2))]);
+    expect([one.map((c) => c.sha256), two.map((c) => c.sha256)]).toEqual([[sha(1)], [sha(2)]]);
+    expect(listings()).toBe(1);
+    // Asked while another segment's listing is under way, a name that listing lacks is listed
+    // again: "not archived" only from a listing made after the question.
+    const fresh = new ListedWalArchive(store, 'main');
+    const [found, lacking] = await Promise.all([fresh.find(segment(1)), fresh.find(segment(3))]);
+    expect([found.map((c) => c.sha256), lacking]).toEqual([[sha(1)], []]);
+    expect(listings()).toBe(3);
+  });
+
   it('answers across folders, each listed once while recovery is in it', async () => {
     const { store, listings } = counted(await open());
     const writer = new WalArchive(store, 'main');
