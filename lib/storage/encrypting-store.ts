@@ -71,7 +71,7 @@ export function encryptingStore(
     const { keyId } = await stageKey();
     return { format: ENVELOPE_FORMAT, keyId, suite: SUITE_NAME, frameLength: FRAME_LENGTH, context };
   };
-  const { local, ...others } = inner.capabilities;
+  const { local, directGet: _stored, ...others } = inner.capabilities;
   const capabilities: StoreCapabilities = {
     ...others,
     ...(local ? { local: { freeSpace: () => local.freeSpace() } } : {}),

@@ -16,6 +16,7 @@ import {
 import { ArchivedBackupError, ObjectExistsError } from '../domain/errors.js';
 import { s3Client } from '../platform/aws-clients/s3.js';
 import type { Body } from './byte-source.js';
+import { S3DirectGet } from './s3-direct-get.js';
 import { errorName, isNotFound, isPreconditionFailed, tagging } from './s3-errors.js';
 import { uploadStream } from './s3-upload.js';
 import {
@@ -62,7 +63,10 @@ export class S3Store implements BackupStore {
   private readonly options: S3StoreOptions;
   private readonly client: S3Client;
 
-  /** Archive classes and thaw, Object Lock, and uploads in parts that a killed run leaves open. */
+  /**
+   * Archive classes and thaw, Object Lock, uploads in parts that a killed run leaves open, and
+   * objects read by a plain signed GET.
+   */
   readonly capabilities: StoreCapabilities;
 
   constructor(bucket: string, prefix: string, options: S3StoreOptions = {}) {
@@ -78,6 +82,7 @@ export class S3Store implements BackupStore {
         incomplete: (under) => this.incompleteUploads(under),
         abort: (upload) => this.abortUpload(upload),
       },
+      directGet: new S3DirectGet(this.client, this.bucket),
     };
   }
 

@@ -149,6 +149,20 @@ export interface StoreCapabilities {
   readonly partUploads?: PartUploads;
   /** Data objects are encrypted on the client before they reach the store (lib/storage/encrypting-store.ts). */
   readonly envelope?: EnvelopeEncryption;
+  /**
+   * Objects read by one plain request each, cheaper than getStream (S3: lib/storage/s3-direct-get.ts).
+   * Absent over a wrapper that changes the bytes it stores, as `local` is.
+   */
+  readonly directGet?: DirectGet;
+}
+
+export interface DirectGet {
+  /**
+   * The object's body, without getStream's retries and errors: for a reader that checks what it
+   * reads and reads again through getStream on any failure (the prefetcher). Undefined when this
+   * store's objects cannot be read this way.
+   */
+  open(key: string): Promise<Readable | undefined>;
 }
 
 export interface EnvelopeEncryption {

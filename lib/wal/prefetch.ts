@@ -238,10 +238,16 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
       decoder: SegmentDecoder,
     ): Promise<boolean> => {
       try {
-        // A directory store's object is read by zstd from its own file, not copied through here.
+        // A directory store's object is read by zstd from its own file, not copied through here;
+        // an S3 object by a plain GET (lib/storage/s3-direct-get.ts), its failures read again below.
         const store = storeOf(stored, deps);
         const path = store.capabilities.local?.fileOf?.(stored.key);
-        const source: StoredSegment = path ? { file: path } : { body: await store.getStream(stored.key) };
+        const source: StoredSegment = path
+          ? { file: path }
+          : {
+              body:
+                (await store.capabilities.directGet?.open(stored.key)) ?? (await store.getStream(stored.key)),
+            };
         if (file.name < position) {
           if ('body' in source) source.body.destroy();
           return false;

@@ -25,7 +25,7 @@ function flipped(source: ByteSource): ByteSource {
  * child writing straight into the inner store's file would store untransformed bytes).
  */
 export function scrambledStore(inner: BackupStore): BackupStore {
-  const { local, ...kept } = inner.capabilities;
+  const { local, directGet: _stored, ...kept } = inner.capabilities;
   return {
     url: `scrambled+${inner.url}`,
     prefix: inner.prefix,

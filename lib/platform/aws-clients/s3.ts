@@ -24,12 +24,20 @@ export function newS3Client(
   options: { readonly region?: string; readonly timeouts?: S3Timeouts } = {},
 ): S3Client {
   const timeouts = options.timeouts ?? S3_TIMEOUTS;
-  return new S3Client({
+  const client = new S3Client({
     ...(options.region ? { region: options.region } : {}),
     forcePathStyle: customS3Endpoint(),
     maxAttempts: 4,
     requestHandler: { connectionTimeout: timeouts.connectMs, socketTimeout: timeouts.idleMs },
   });
+  timeoutsOf.set(client, timeouts);
+  return client;
+}
+
+const timeoutsOf = new WeakMap<S3Client, S3Timeouts>();
+/** The timeouts a client of {@link newS3Client} was made with, for requests made beside it (lib/storage/s3-direct-get.ts). */
+export function s3TimeoutsOf(client: S3Client): S3Timeouts | undefined {
+  return timeoutsOf.get(client);
 }
 
 /** The S3 client. */

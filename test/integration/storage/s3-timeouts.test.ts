@@ -46,4 +46,26 @@ describe('S3 requests to a store that never answers', () => {
       else process.env.AWS_ENDPOINT_URL_S3 = before;
     }
   });
+
+  it('fail as the prefetcher’s plain GET once it has waited the idle limit, with no retry of its own', async () => {
+    const before = process.env.AWS_ENDPOINT_URL_S3;
+    process.env.AWS_ENDPOINT_URL_S3 = url;
+    try {
+      const client = newS3Client({ region: 'us-east-1', timeouts: { connectMs: 1_000, idleMs: 300 } });
+      const store = new S3Store('silent-bucket', 'wal', { client });
+      const connectionsBefore = sockets.length;
+      await expect(
+        store.capabilities.directGet?.open('wal/000000010000000000000001.zst'),
+      ).rejects.toMatchObject({
+        name: 'TimeoutError',
+        message: expect.stringMatching(/timed out after 300 ms/),
+      });
+      // The prefetcher reads it again through the SDK, which retries.
+      expect(sockets.length - connectionsBefore).toBe(1);
+      client.destroy();
+    } finally {
+      if (before === undefined) delete process.env.AWS_ENDPOINT_URL_S3;
+      else process.env.AWS_ENDPOINT_URL_S3 = before;
+    }
+  });
 });

@@ -21,7 +21,7 @@ import { segmentBytes } from '../../support/wal-bytes.js';
 const names = Array.from({ length: 6 }, (_, i) => `00000001000000000000000${i + 1}`);
 const taken = names.slice(0, -1);
 
-/** The store, with the reads of each segment's object counted (a GET each from S3). */
+/** The store, with the reads of each segment's object counted (a GET each from S3, through the SDK or a plain one). */
 function counted(store: BackupStore): { store: BackupStore; reads: Map<string, number> } {
   const reads = new Map<string, number>();
   const note = (key: string) => {
@@ -30,6 +30,7 @@ function counted(store: BackupStore): { store: BackupStore; reads: Map<string, n
   };
   const local = store.capabilities.local;
   const fileOf = local?.fileOf;
+  const direct = store.capabilities.directGet;
   return {
     store: Object.assign(Object.create(store) as BackupStore, {
       getBytes: (key: string) => {
@@ -42,6 +43,16 @@ function counted(store: BackupStore): { store: BackupStore; reads: Map<string, n
       },
       capabilities: {
         ...store.capabilities,
+        ...(direct
+          ? {
+              directGet: {
+                open: (key: string) => {
+                  note(key);
+                  return direct.open(key);
+                },
+              },
+            }
+          : {}),
         ...(local && fileOf
           ? {
               local: {
