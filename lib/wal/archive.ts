@@ -110,6 +110,39 @@ export class ListedWalArchive extends WalArchive {
    * ~6 ms of this process's CPU and more of the store's).
    */
   private readonly listing = new Map<string, Promise<ReadonlyMap<string, StoredWalFile[]>>>();
+  /** When a read of archive.json that found it began, the last time one did. */
+  private seenAt: number | undefined;
+  private readonly now: () => number;
+
+  /** `now`: the clock that dates reads of archive.json (tests set it). */
+  constructor(store: BackupStore, cluster: string, now: () => number = Date.now) {
+    super(store, cluster);
+    this.now = now;
+  }
+
+  /**
+   * Whether the archive is there, asked of the store unless a read of archive.json found it
+   * less than a second ago. Asked after every listing that lacks a name (lib/wal/store-read.ts),
+   * so that "not archived" is never the answer of a store that is not mounted or a wrong prefix:
+   * a read a moment before the listing proves that as well as one a moment after it, and at a
+   * recovery's start (the identity read, then the first history file's listing) and at its end
+   * (the segment past it and the next timeline's history file, looked up each second) it saves
+   * a request each time, one the recovery waits for.
+   */
+  override async exists(): Promise<boolean> {
+    if (this.seenAt !== undefined && this.now() - this.seenAt < SEEN_KEPT_MS) return true;
+    const askedAt = this.now();
+    const there = await super.exists();
+    this.seenAt = there ? askedAt : undefined;
+    return there;
+  }
+
+  override async info(): Promise<ArchiveInfo | undefined> {
+    const askedAt = this.now();
+    const info = await super.info();
+    this.seenAt = info ? askedAt : undefined;
+    return info;
+  }
 
   override async find(file: WalFileName): Promise<StoredWalFile[]> {
     if (file.kind !== 'segment') return super.find(file);
@@ -150,6 +183,9 @@ export class ListedWalArchive extends WalArchive {
     return listing;
   }
 }
+
+/** How long a read that found archive.json answers for the archive being there (see ListedWalArchive.exists). */
+const SEEN_KEPT_MS = 1_000;
 
 /**
  * The archive as the pusher sees it over a burst: archive.json is read once it is there and then

@@ -133,15 +133,8 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
   if (!release) return 0;
   let spooledCount = 0;
   try {
-    const info = await archiveInfo(deps);
-    const segmentBytes = info?.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
-    let position = after;
-    let movedAt = Date.now();
-    sweep(dir, (n) => n < position || timelineOf(n) !== timelineOf(position), STALE_MS);
-    const inflight = new Set<string>();
-    /** The names the archive lacked, whose "not archived" records (absent.ts) this wrote. */
-    const recorded = new Set<string>();
     // Each WAL folder listed once for the segments in it, afresh for a segment it lacked.
+    // (Its identity read through it: the archive is then known to be there, see ListedWalArchive.)
     const listed: FetchDeps = {
       ...deps,
       archives: deps.archives.map(({ role, archive }) => ({
@@ -149,6 +142,14 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
         archive: new ListedWalArchive(archive.store, archive.cluster),
       })),
     };
+    const info = await archiveInfo(listed);
+    const segmentBytes = info?.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
+    let position = after;
+    let movedAt = Date.now();
+    sweep(dir, (n) => n < position || timelineOf(n) !== timelineOf(position), STALE_MS);
+    const inflight = new Set<string>();
+    /** The names the archive lacked, whose "not archived" records (absent.ts) this wrote. */
+    const recorded = new Set<string>();
     /** What the archive says of `name` now, as a record the launcher may answer from. */
     const lookUp = async (name: string) => {
       const askedAt = Date.now();
@@ -314,12 +315,15 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
     };
     // Recovery asks for the history files of its timeline and of the next one at its start, at
     // its end, and (a standby) each time it finds no next segment; the archive rarely has them.
+    // Timeline 1 has none, and PostgreSQL never asks for it (timeline.c: "Timeline 1 does not
+    // have a history file"): looking it up cost a listing and a read of the archive's identity at
+    // a recovery's start, and again every second at its end.
     let working = true;
     const historyRecords = async () => {
       const lookedAt = new Map<string, number>();
       while (working && recovering()) {
         const timeline = timelineOf(position);
-        for (const t of [timeline + 1, timeline]) {
+        for (const t of timeline > 1 ? [timeline + 1, timeline] : [timeline + 1]) {
           const name = `${t.toString(16).toUpperCase().padStart(8, '0')}.history`;
           const at = lookedAt.get(name);
           // Renewed once the archive's end is in sight, where recovery asks for them; before, a

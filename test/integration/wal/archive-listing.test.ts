@@ -99,4 +99,42 @@ describe.each(stores)('the prefetcher’s listings of the WAL archive in %s', (_
     expect(copies.map((c) => c.sha256).sort()).toEqual([sha(5), sha(6)]);
     expect(copies).toEqual(await writer.find(segment(5)));
   });
+
+  it('takes the archive for there within a second of a read that found archive.json, and asks the store after that', async () => {
+    const opened = await open();
+    let heads = 0;
+    const head = opened.head.bind(opened);
+    const store = Object.assign(Object.create(opened) as BackupStore, {
+      head: (key: string) => {
+        heads++;
+        return head(key);
+      },
+    });
+    const writer = new WalArchive(store, 'main');
+    await store.putBytes(
+      writer.infoKey,
+      JSON.stringify({ version: 1, cluster: 'main', systemIdentifier: '7', createdAt: '2026-12-01T00:00:00Z' }),
+    );
+    let clock = 1_000_000;
+    const listed = new ListedWalArchive(store, 'main', () => clock);
+    expect((await listed.info())?.systemIdentifier).toBe('7');
+    const read = heads;
+    // What a listing that lacks a name asks next (lib/wal/store-read.ts): answered by that read.
+    expect(await listed.exists()).toBe(true);
+    clock += 999;
+    expect(await listed.exists()).toBe(true);
+    expect(heads).toBe(read);
+    // A second on, the store is asked again, and its answer dates the next ones.
+    clock += 2;
+    expect(await listed.exists()).toBe(true);
+    expect(heads).toBe(read + 1);
+    // Gone (a store unmounted, a prefix changed): said at the first question past the second,
+    // and asked again each time after.
+    await store.deleteMany([writer.infoKey]);
+    expect(await listed.exists()).toBe(true);
+    clock += 1_000;
+    expect(await listed.exists()).toBe(false);
+    expect(await listed.exists()).toBe(false);
+    expect(heads).toBe(read + 3);
+  });
 });
