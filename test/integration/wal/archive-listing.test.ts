@@ -113,7 +113,12 @@ describe.each(stores)('the prefetcher’s listings of the WAL archive in %s', (_
     const writer = new WalArchive(store, 'main');
     await store.putBytes(
       writer.infoKey,
-      JSON.stringify({ version: 1, cluster: 'main', systemIdentifier: '7', createdAt: '2026-12-01T00:00:00Z' }),
+      JSON.stringify({
+        version: 1,
+        cluster: 'main',
+        systemIdentifier: '7',
+        createdAt: '2026-12-01T00:00:00Z',
+      }),
     );
     let clock = 1_000_000;
     const listed = new ListedWalArchive(store, 'main', () => clock);
