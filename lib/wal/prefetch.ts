@@ -315,15 +315,15 @@ export async function prefetchAhead(after: string, deps: FetchDeps & PrefetchSet
     };
     // Recovery asks for the history files of its timeline and of the next one at its start, at
     // its end, and (a standby) each time it finds no next segment; the archive rarely has them.
-    // Timeline 1 has none, and PostgreSQL never asks for it (timeline.c: "Timeline 1 does not
-    // have a history file"): looking it up cost a listing and a read of the archive's identity at
-    // a recovery's start, and again every second at its end.
+    // Timeline 1's too, which never exists: a promotion copies its new timeline's parent's history
+    // file from the archive (timeline.c, writeTimeLineHistory), without the check for timeline 1
+    // that its other lookups make.
     let working = true;
     const historyRecords = async () => {
       const lookedAt = new Map<string, number>();
       while (working && recovering()) {
         const timeline = timelineOf(position);
-        for (const t of timeline > 1 ? [timeline + 1, timeline] : [timeline + 1]) {
+        for (const t of [timeline + 1, timeline]) {
           const name = `${t.toString(16).toUpperCase().padStart(8, '0')}.history`;
           const at = lookedAt.get(name);
           // Renewed once the archive's end is in sight, where recovery asks for them; before, a
