@@ -114,6 +114,7 @@ describe('the task image Dockerfile', () => {
         ['/app/dist', './dist'],
         ['cli/pgbp.cjs', './cli/pgbp.cjs'],
         ['cli/front.cjs', './cli/front.cjs'],
+        ['cli/extra-ca.cjs', './cli/extra-ca.cjs'],
         ['cli/pgbp.mjs', './cli/pgbp.mjs'],
         ['cli/pgbp', './cli/pgbp'],
         ['statemachines', './statemachines'],
