@@ -9,8 +9,14 @@
 'use strict';
 // Before anything else runs: the launcher's wal commands come with NODE_EXTRA_CA_CERTS renamed,
 // applied at their first TLS connection (see cli/extra-ca.cjs).
-const extraCa =
-  process.env.PGBP_EXTRA_CA_CERTS !== undefined ? require('./extra-ca.cjs').deferExtraCaCerts() : undefined;
+let extraCa;
+try {
+  if (process.env.PGBP_EXTRA_CA_CERTS !== undefined) extraCa = require('./extra-ca.cjs').deferExtraCaCerts();
+} catch (error) {
+  // An install that lacks it cannot run: a wal-fetch says so above 125, as below, never as "not archived".
+  process.stderr.write(`pgbp: ${error?.stack ?? error}\n`);
+  process.exit(process.argv[2] === 'wal-fetch' ? 126 : 1);
+}
 const { existsSync, readFileSync } = require('node:fs');
 const { join } = require('node:path');
 

@@ -7,7 +7,7 @@
  * The CAs, certificates and HTTPS servers are the test's own (openssl, node:https), on loopback.
  */
 
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -297,4 +297,31 @@ describe('NODE_EXTRA_CA_CERTS for the wal commands', () => {
       await waitFor('the prefetcher to exit', () => !existsSync(join(dir, '.prefetcher')), 30_000);
     }
   }, 60_000);
+
+  it('an install without the file that applies them stops a wal-fetch above 125, never as "not archived"', () => {
+    const install = mkdtempSync(join(tmpdir(), 'pgbp-no-extra-ca-'));
+    try {
+      mkdirSync(join(install, 'cli'));
+      writeFileSync(join(install, 'cli', 'pgbp.cjs'), readFileSync(PGBP));
+      const run = spawnSync(
+        process.execPath,
+        [
+          join(install, 'cli', 'pgbp.cjs'),
+          'wal-fetch',
+          '00000002.history',
+          'pg_wal/RECOVERYHISTORY',
+          '--store',
+          'file:///nowhere',
+        ],
+        {
+          env: { ...process.env, PGBP_EXTRA_CA_CERTS: '/etc/ssl/certs/ca-certificates.crt' },
+          encoding: 'utf8',
+        },
+      );
+      expect(run.status).toBe(126);
+      expect(run.stderr).toContain("Cannot find module './extra-ca.cjs'");
+    } finally {
+      rmSync(install, { recursive: true, force: true });
+    }
+  });
 });
