@@ -13,9 +13,8 @@ let extraCa;
 try {
   if (process.env.PGBP_EXTRA_CA_CERTS !== undefined) extraCa = require('./extra-ca.cjs').deferExtraCaCerts();
 } catch (error) {
-  // An install that lacks it cannot run: a wal-fetch says so above 125, as below, never as "not archived".
-  process.stderr.write(`pgbp: ${error?.stack ?? error}\n`);
-  process.exit(process.argv[2] === 'wal-fetch' ? 126 : 1);
+  // An install that lacks it cannot run (see cannotRun).
+  cannotRun(error);
 }
 const { existsSync, readFileSync } = require('node:fs');
 const { join } = require('node:path');
@@ -95,8 +94,10 @@ async function run() {
   process.exitCode = await require('./front.cjs').loadFront(entry).main(args);
 }
 
-run().catch((error) => {
+/** Says why, and exits: a restore_command that could not run aborts recovery (above 125), never ends it as "not archived". */
+function cannotRun(error) {
   process.stderr.write(`pgbp: ${error?.stack ?? error}\n`);
-  // A restore_command that could not run aborts recovery (above 125), never ends it as "not archived".
-  process.exit(args[0] === 'wal-fetch' ? 126 : 1);
-});
+  process.exit(process.argv[2] === 'wal-fetch' ? 126 : 1);
+}
+
+run().catch(cannotRun);

@@ -10,13 +10,13 @@ import {
   parseWalObjectKey,
 } from '../domain/physical-layout.js';
 import { type ArchivedWalFile, planPhysicalRetention } from '../domain/physical-retention.js';
-import { isLocked } from '../domain/retention.js';
 import { parseWalFileName } from '../domain/wal-names.js';
 import type { Logger } from '../platform/logger.js';
 import { silentLogger } from '../platform/logger.js';
 import { objectLockPossible } from '../storage/object-lock.js';
 import { zstdBuffer } from '../storage/small-objects.js';
 import type { BackupStore } from '../storage/store.js';
+import { findLock } from './run.js';
 
 /** What retention decided for one cluster's physical archive and, unless a dry run, what it did. */
 export interface PhysicalRetentionReport {
@@ -191,21 +191,14 @@ export async function runPhysicalRetention(
   // an object under Object Lock (deleting one only hides it behind a delete marker).
   const keptDebris: PhysicalRetentionReport['debris']['kept'][number][] = [];
   const removeDebris: BaseDebris[] = [];
-  const lockable =
-    !blocked && debris.some((d) => isOldDebris(d, config, now)) && (await objectLockPossible(store));
+  const old = new Set(debris.filter((d) => isOldDebris(d, config, now)));
+  const lockable = !blocked && old.size > 0 && (await objectLockPossible(store));
   for (const d of debris) {
-    if (!isOldDebris(d, config, now)) keptDebris.push({ id: d.id, reason: 'grace' });
+    if (!old.has(d)) keptDebris.push({ id: d.id, reason: 'grace' });
     else if (blocked) keptDebris.push({ id: d.id, reason: 'stale-block' });
     else {
-      let lockedKey: string | undefined;
-      for (const key of lockable ? d.keys : []) {
-        const head = await store.head(key);
-        if (head?.lock && isLocked(head.lock, now)) {
-          lockedKey = key;
-          break;
-        }
-      }
-      if (lockedKey) keptDebris.push({ id: d.id, reason: 'object-lock', lockedKey });
+      const lock = lockable ? await findLock(store, d.keys, now) : undefined;
+      if (lock) keptDebris.push({ id: d.id, reason: 'object-lock', lockedKey: lock.key });
       else removeDebris.push(d);
     }
   }

@@ -118,7 +118,7 @@ function lockReport(key: string, lock: ObjectLock): LockReport {
 }
 
 /** The first object of `keys` under an active Object Lock, if any. */
-async function findLock(
+export async function findLock(
   store: BackupStore,
   keys: readonly string[],
   now: Date,

@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
-import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setImmediate } from 'node:timers/promises';
 import { LineShell } from '../platform/line-shell.js';
@@ -195,7 +194,7 @@ export class SegmentEncoder {
     if (this.copy === undefined) return;
     closeSync(this.copy);
     this.copy = undefined;
-    await unlink(`${this.id}${COPY_SUFFIX}`).catch(() => {});
+    removeFile(`${this.id}${COPY_SUFFIX}`);
   }
 }
 
